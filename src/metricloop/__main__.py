@@ -1,0 +1,3 @@
+from metricloop.cli import main
+
+main()

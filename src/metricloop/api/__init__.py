@@ -1,0 +1,1 @@
+"""HTTP API routers, one per domain. Views are thin: fetch, 404, call the service."""

@@ -1,0 +1,1 @@
+"""Definitions: typed specs, YAML exchange (apply/export) and versioned storage."""

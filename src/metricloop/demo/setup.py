@@ -1,0 +1,55 @@
+"""Install the demo into a workspace: data, definitions (defs/demo.yaml) and apply."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+
+import yaml
+
+from metricloop.definitions import service
+from metricloop.metrics.validate import column_check, reference_check
+
+DEFINITIONS = Path(__file__).with_name("definitions.yaml")
+
+
+def demo_definitions(into: str | None = None) -> str:
+    text = DEFINITIONS.read_text(encoding="utf-8")
+    if into is None:
+        return text
+    doc = yaml.safe_load(text)
+    doc["sources"] = [
+        {
+            "name": "demo",
+            "type": "sql",
+            "description": "Demo retail chain loaded into a database server",
+            "owner": "data.platform@demo.metricloop.dev",
+            "url": into,
+        }
+    ]
+    return service.dump_yaml(doc)
+
+
+def install_demo(
+    ws, *, scale: float = 0.1, seed: int = 42, end: str | date | None = None, into: str | None = None, progress=None
+) -> dict:
+    from metricloop.demo.generate import generate
+
+    last = date.fromisoformat(str(end)) if end else date.today() - timedelta(days=1)
+    summary = generate(ws.data_dir, scale=scale, seed=seed, end=last, progress=progress)
+    if into:
+        from metricloop.demo.load import load_into
+
+        summary["loaded"] = load_into(into, ws.data_dir, progress=progress)
+    defs = ws.defs_dir / "demo.yaml"
+    defs.write_text(demo_definitions(into), encoding="utf-8")
+    entries, problems = service.read_definitions([defs])
+    with ws.db.session() as s:
+        summary["apply"] = service.apply(
+            s,
+            entries=entries,
+            problems=problems,
+            author="metricloop demo",
+            checks=[reference_check, column_check(ws)],
+        )
+    return summary

@@ -1,0 +1,152 @@
+"""Query a metric into a long-form series: time, dimensions, value, row_count (+ numerator, denominator), flag."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+import numpy as np
+import pandas as pd
+
+from metricloop.definitions.kinds import Catalog
+from metricloop.definitions.schemas import GRAINS, MetricSpec
+from metricloop.errors import QueryError
+from metricloop.metrics.compile import aggregate_query
+from metricloop.metrics.timeutil import buckets, parse_time
+
+NULL_VALUE = "(null)"
+
+
+@dataclass
+class MetricFrame:
+    metric: MetricSpec
+    by: list[str]
+    grain: str
+    start: datetime | None
+    end: datetime | None
+    df: pd.DataFrame
+    sql: list[str] = field(default_factory=list)
+
+    @property
+    def value_columns(self) -> list[str]:
+        return ["value", "row_count"] + (["numerator", "denominator"] if self.metric.is_ratio else [])
+
+
+def parse_where(items: list[str] | dict | None, metric: MetricSpec) -> dict[str, list[str]]:
+    """`region=East`, `region=East|North` → {region: [East, North]}; only declared dimensions allowed."""
+    if not items:
+        return {}
+    if isinstance(items, dict):
+        pairs = [(k, v if isinstance(v, list) else [v]) for k, v in items.items()]
+    else:
+        pairs = []
+        for item in items:
+            if "=" not in item:
+                raise QueryError(f"'{item}' is not DIM=VALUE", where="where")
+            k, v = item.split("=", 1)
+            pairs.append((k.strip(), [x for x in v.split("|")]))
+    out: dict[str, list[str]] = {}
+    for k, values in pairs:
+        check_dimensions(metric, [k], what="where")
+        out.setdefault(k, []).extend(str(v) for v in values)
+    return out
+
+
+def check_dimensions(metric: MetricSpec, dims: list[str], *, what: str) -> None:
+    for d in dims:
+        if d not in metric.dimensions:
+            allowed = ", ".join(metric.dimensions) or "none"
+            raise QueryError(f"metric '{metric.name}' cannot be sliced by '{d}' (allowed: {allowed})", where=what)
+
+
+def _run(ws, catalog: Catalog, metric: MetricSpec, by, grain, start, end, where, sqls: list[str]) -> pd.DataFrame:
+    """Aggregate one metric at the source. Derived ratios aggregate both metrics and join them here."""
+    if metric.derived:
+        parts = {}
+        for side in ("numerator", "denominator"):
+            ref = catalog.metric(getattr(metric.ratio, side).metric)
+            parts[side] = _run(ws, catalog, ref, by, grain, start, end, where, sqls)
+        keys = ["time", *by]
+        num = parts["numerator"][[*keys, "value"]].rename(columns={"value": "numerator"})
+        den = parts["denominator"][[*keys, "value", "row_count"]].rename(columns={"value": "denominator"})
+        return num.merge(den, on=keys, how="outer")
+    source = ws.source(metric.source, catalog)
+    relation = source.relation(table=metric.table, sql=metric.sql)
+    sql = aggregate_query(metric, relation, source.dialect, by=by, grain=grain, start=start, end=end, where=where)
+    sqls.append(sql)
+    df = source.query(sql)
+    df["time"] = pd.to_datetime(df["time"])
+    if getattr(df["time"].dt, "tz", None) is not None:
+        df["time"] = df["time"].dt.tz_convert(metric.timezone).dt.tz_localize(None)
+    return df
+
+
+def _fill(df: pd.DataFrame, metric: MetricSpec, by: list[str], grain: str, start, end) -> pd.DataFrame:
+    if df.empty and (start is None or end is None):
+        return df
+    first = start if start is not None else df["time"].min()
+    times = buckets(first, end, grain, last=None if end is not None else df["time"].max())
+    if by:
+        combos = df[by].drop_duplicates().reset_index(drop=True)
+        if combos.empty:
+            return df
+        grid = combos.loc[np.repeat(combos.index.to_numpy(), len(times))].reset_index(drop=True)
+        grid.insert(0, "time", np.tile(times.to_numpy(), len(combos)))
+    else:
+        grid = pd.DataFrame({"time": times})
+    out = grid.merge(df, on=["time", *by], how="left")
+    missing = out["row_count"].isna()
+    out["row_count"] = out["row_count"].fillna(0)
+    out.loc[missing, "flag"] = "missing"
+    if metric.fill == "zero":
+        for c in ("value", "numerator", "denominator"):
+            if c in out:
+                out[c] = out[c].fillna(0.0)
+        out.loc[missing, "flag"] = "zero_filled"
+    return out
+
+
+def query_metric(
+    ws,
+    name: str,
+    *,
+    by: list[str] | tuple[str, ...] = (),
+    start: str | date | datetime | None = None,
+    end: str | date | datetime | None = None,
+    grain: str | None = None,
+    where: list[str] | dict | None = None,
+    fill_missing: bool = True,
+    catalog: Catalog | None = None,
+) -> MetricFrame:
+    catalog = catalog or ws.catalog()
+    metric = catalog.metric(name)
+    by = list(dict.fromkeys(by))
+    check_dimensions(metric, by, what="by")
+    grain = grain or metric.grain
+    if grain not in GRAINS:
+        raise QueryError(f"grain must be one of {', '.join(GRAINS)}, not '{grain}'", where="grain")
+    t0 = parse_time(start, metric.timezone, what="from")
+    t1 = parse_time(end, metric.timezone, what="to")
+    if t0 and t1 and t0 >= t1:
+        raise QueryError(f"the window is empty: from {t0} is not before to {t1}", where="from/to")
+    where_map = parse_where(where, metric)
+    sqls: list[str] = []
+    df = _run(ws, catalog, metric, by, grain, t0, t1, where_map, sqls)
+    for d in by:
+        df[d] = df[d].astype(object).where(df[d].notna(), NULL_VALUE).astype(str)
+    df["flag"] = pd.Series([None] * len(df), dtype=object)
+    if metric.is_ratio:
+        num = pd.to_numeric(df["numerator"], errors="coerce").astype(float)
+        den = pd.to_numeric(df["denominator"], errors="coerce").astype(float)
+        df["numerator"], df["denominator"] = num, den
+        zero = ~(den.abs() > 0)
+        df["value"] = (num / den.where(~zero)) * metric.ratio.scale
+        df.loc[zero, "flag"] = "zero_denominator"
+    df["value"] = pd.to_numeric(df["value"], errors="coerce").astype(float)
+    df["row_count"] = pd.to_numeric(df["row_count"], errors="coerce").fillna(0)
+    if fill_missing:
+        df = _fill(df, metric, by, grain, t0, t1)
+    df["row_count"] = df["row_count"].astype("int64")
+    cols = ["time", *by, "value", "row_count"] + (["numerator", "denominator"] if metric.is_ratio else []) + ["flag"]
+    df = df[cols].sort_values(["time", *by], kind="stable").reset_index(drop=True)
+    return MetricFrame(metric=metric, by=by, grain=grain, start=t0, end=t1, df=df, sql=sqls)

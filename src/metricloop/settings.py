@@ -1,0 +1,40 @@
+"""Settings from the environment (METRICLOOP_*) with workspace-relative defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+WORKSPACE_FILE = "metricloop.yaml"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="METRICLOOP_", extra="ignore")
+
+    home: Path = Path(".")
+    """The workspace folder: metricloop.yaml, defs/, data/ and (by default) state.db."""
+
+    db: str | None = None
+    """SQLAlchemy URL of the state database. Default: SQLite at HOME/state.db."""
+
+    user: str | None = None
+    """Who is acting, recorded as the author of definition changes."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    @property
+    def db_url(self) -> str:
+        return self.db or f"sqlite:///{(self.home / 'state.db').resolve()}"
+
+    @property
+    def author(self) -> str:
+        if self.user:
+            return self.user
+        import getpass
+
+        try:
+            return getpass.getuser()
+        except Exception:  # no passwd entry in some containers
+            return "unknown"

@@ -1,0 +1,124 @@
+"""Embedded DuckDB: views over CSV, Parquet and JSON files (globs too), or a .duckdb file."""
+
+from __future__ import annotations
+
+import glob
+import threading
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+from sqlglot import exp
+
+from metricloop.definitions.schemas import DuckDBSourceSpec
+from metricloop.errors import SourceError
+from metricloop.sources.base import Source
+from metricloop.sources.secrets import expand, mask
+
+READERS = {
+    ".parquet": "read_parquet",
+    ".csv": "read_csv_auto",
+    ".tsv": "read_csv_auto",
+    ".gz": "read_csv_auto",
+    ".json": "read_json_auto",
+    ".jsonl": "read_json_auto",
+    ".ndjson": "read_json_auto",
+}
+
+
+def _reader(pattern: str) -> str:
+    p = pattern.lower()
+    for ext, fn in READERS.items():
+        if p.endswith(ext) or p.endswith(ext + ".gz"):
+            return fn
+    raise SourceError(f"cannot tell the file type of '{pattern}' (use .parquet, .csv, .tsv, .json or .jsonl)")
+
+
+class DuckDBSource(Source):
+    dialect = "duckdb"
+
+    def __init__(self, spec: DuckDBSourceSpec, *, base_dir: Path) -> None:
+        self.name = spec.name
+        self.spec = spec
+        self.base_dir = base_dir
+        self._secrets: list[str] = []
+        self._conn: duckdb.DuckDBPyConnection | None = None
+        self._lock = threading.Lock()
+
+    def _where(self, extra: str = "") -> str:
+        return f"source '{self.name}'" + (f", {extra}" if extra else "")
+
+    def _resolve(self, value: str, what: str) -> str:
+        expanded, secrets = expand(value, where=self._where(what))
+        self._secrets += secrets
+        path = Path(expanded)
+        return str(path if path.is_absolute() else (self.base_dir / path))
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        with self._lock:
+            if self._conn is not None:
+                return self._conn
+            config = {"autoinstall_known_extensions": "false"}
+            if self.spec.path:
+                db_path = self._resolve(self.spec.path, "path")
+                if not Path(db_path).exists():
+                    raise SourceError(f"database file {db_path} does not exist", where=self._where("path"))
+                try:
+                    conn = duckdb.connect(db_path, read_only=True, config=config)
+                except duckdb.Error as e:
+                    raise SourceError(f"cannot open {db_path}: {e}", where=self._where("path")) from None
+            else:
+                conn = duckdb.connect(":memory:", config=config)
+            for view, pattern in self.spec.tables.items():
+                full = self._resolve(pattern, f"tables.{view}")
+                if not glob.glob(full, recursive=True):
+                    conn.close()
+                    raise SourceError(f"no file matches {full}", where=self._where(f"tables.{view}"))
+                reader = exp.Anonymous(this=_reader(full), expressions=[exp.Literal.string(full)])
+                if reader.name == "read_parquet":
+                    reader.append("expressions", exp.EQ(this=exp.column("union_by_name"), expression=exp.true()))
+                select = exp.select(exp.Star()).from_(reader)
+                ddl = exp.Create(this=exp.to_table(view), kind="VIEW", expression=select, replace=True)
+                try:
+                    conn.execute(ddl.sql(dialect="duckdb"))
+                except duckdb.Error as e:
+                    conn.close()
+                    raise SourceError(
+                        mask(f"cannot read {full}: {e}", self._secrets), where=self._where(f"tables.{view}")
+                    ) from None
+            self._conn = conn
+            return conn
+
+    def _run(self, sql: str):
+        cur = self._connect().cursor()  # a cursor per call: DuckDB connections are not thread-safe
+        try:
+            return cur, cur.execute(sql)
+        except duckdb.Error as e:
+            cur.close()
+            raise SourceError(mask(f"query failed: {e}", self._secrets), where=self._where()) from None
+
+    def query(self, sql: str) -> pd.DataFrame:
+        cur, rel = self._run(sql)
+        try:
+            return rel.df()
+        finally:
+            cur.close()
+
+    def _describe(self, sql: str) -> list[str]:
+        cur, rel = self._run(sql)
+        try:
+            return [d[0] for d in rel.description]
+        finally:
+            cur.close()
+
+    def test(self) -> list[str]:
+        cur, rel = self._run("SELECT table_name FROM information_schema.tables ORDER BY 1")
+        try:
+            return [r[0] for r in rel.fetchall()]
+        finally:
+            cur.close()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

@@ -1,0 +1,109 @@
+"""Any SQLAlchemy URL. Metric SQL is compiled in the database's own dialect and pushed down."""
+
+from __future__ import annotations
+
+import pandas as pd
+from sqlalchemy import create_engine, inspect
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+
+from metricloop.definitions.schemas import SQLSourceSpec
+from metricloop.errors import SourceError
+from metricloop.sources.base import Source
+from metricloop.sources.secrets import expand, mask
+
+# SQLAlchemy backend name → sqlglot dialect
+DIALECTS = {
+    "postgresql": "postgres",
+    "mysql": "mysql",
+    "mariadb": "mysql",
+    "sqlite": "sqlite",
+    "mssql": "tsql",
+    "oracle": "oracle",
+    "clickhouse": "clickhouse",
+    "clickhousedb": "clickhouse",
+    "trino": "trino",
+    "presto": "presto",
+    "snowflake": "snowflake",
+    "bigquery": "bigquery",
+    "redshift": "redshift",
+    "databricks": "databricks",
+    "hive": "hive",
+    "duckdb": "duckdb",
+}
+
+
+def _first_line(e: Exception) -> str:
+    text = str(getattr(e, "orig", None) or e)
+    return text.strip().splitlines()[0] if text.strip() else type(e).__name__
+
+
+class SQLSource(Source):
+    def __init__(self, spec: SQLSourceSpec) -> None:
+        self.name = spec.name
+        self.spec = spec
+        self._engine: Engine | None = None
+        self._secrets: list[str] = []
+        backend = make_url(spec.url.replace("${", "x").replace("}", "")).get_backend_name()
+        self.dialect = DIALECTS.get(backend, backend)
+
+    def _where(self) -> str:
+        return f"source '{self.name}'"
+
+    def _error(self, what: str, e: Exception) -> SourceError:
+        return SourceError(mask(f"{what}: {_first_line(e)}", self._secrets), where=self._where())
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            url, self._secrets = expand(self.spec.url, where=self._where() + " url")
+            try:
+                parsed = make_url(url)
+                self._secrets += [parsed.password] if parsed.password else []
+                args: dict = {}
+                if parsed.get_backend_name() == "postgresql":
+                    args["connect_timeout"] = 10
+                    if self.spec.db_schema:
+                        args["options"] = f"-csearch_path={self.spec.db_schema}"
+                elif parsed.get_backend_name() in ("mysql", "mariadb"):
+                    args["connect_timeout"] = 10
+                self._engine = create_engine(parsed, pool_pre_ping=True, connect_args=args)
+            except (ArgumentError, NoSuchModuleError, ImportError) as e:
+                raise self._error("bad URL or missing driver", e) from None
+        return self._engine
+
+    def _execute(self, sql: str, *, fetch: bool) -> tuple[list[str], list[tuple]]:
+        try:
+            raw = self.engine.raw_connection()
+        except SQLAlchemyError as e:
+            raise self._error("cannot connect", e) from None
+        try:
+            cur = raw.cursor()
+            cur.execute(sql)
+            names = [d[0] for d in cur.description or []]
+            rows = cur.fetchall() if fetch else []
+            cur.close()
+            return names, rows
+        except Exception as e:  # driver errors differ per database
+            raise self._error("query failed", e) from None
+        finally:
+            raw.close()
+
+    def query(self, sql: str) -> pd.DataFrame:
+        names, rows = self._execute(sql, fetch=True)
+        return pd.DataFrame.from_records(rows, columns=names)
+
+    def _describe(self, sql: str) -> list[str]:
+        return self._execute(sql, fetch=False)[0]
+
+    def test(self) -> list[str]:
+        try:
+            with self.engine.connect() as conn:
+                return sorted(inspect(conn).get_table_names(schema=self.spec.db_schema))
+        except SQLAlchemyError as e:
+            raise self._error("cannot connect", e) from None
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
