@@ -1,0 +1,88 @@
+"""`band`: a robust rolling level ± k·scale, with optional seasonal profile and trend."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import Field
+
+from metricloop.detect.base import COUNT, GAUSS, Detector, DetectorConfig, Scores, register
+from metricloop.detect.calendar import CalendarMasks
+from metricloop.detect.engine import FAM_COUNT, EngineParams, run_engine
+from metricloop.detect.prepare import Batch, default_warmup
+from metricloop.detect.stats import score_points
+
+Seasonality = Literal["auto", "none", "hour_of_day", "day_of_week", "hour_of_week"]
+
+
+class BandConfig(DetectorConfig):
+    seasonality: Seasonality = Field("none", description="seasonal profile; auto = chosen per series")
+    trend: bool = Field(False, description="follow a damped linear trend")
+    smoothing: float = Field(0.15, gt=0, le=1, description="level smoothing per point (higher = faster)")
+    adapt_after: int | None = Field(
+        None, ge=1, description="accept a new level after N consecutive out-of-band points (default: a week)"
+    )
+    exclude_z: float = Field(3.5, gt=0, description="points beyond this many sd stay out of the baseline")
+    multiplicative: Literal["auto", "yes", "no"] = "auto"
+
+
+def engine_params(cfg: BandConfig, grain: str | None, warmup: int) -> EngineParams:
+    week = {"hour": 24 * 7, "minute": 24 * 60 * 7}.get(grain or "", 7)
+    # a day of hours moves less per point than a day: smooth hourly levels over more points
+    alpha = cfg.smoothing if grain not in ("hour", "minute") else cfg.smoothing / 3
+    return EngineParams(
+        alpha=alpha,
+        beta=0.03 if cfg.trend else 0.0,
+        seasonality=cfg.seasonality,
+        multiplicative=cfg.multiplicative,
+        exclude_z=cfg.exclude_z,
+        adapt_after=cfg.adapt_after or (week if grain in ("day", None) else min(week, 24)),
+        warmup=warmup,
+    )
+
+
+class EngineDetector(Detector):
+    """Shared plumbing for detectors built on `engine.run_engine`."""
+
+    config: BandConfig
+
+    def warmup_points(self, grain: str | None) -> int:
+        return self.config.warmup or default_warmup(grain)
+
+    def _score_block(self, batch: Batch, masks: CalendarMasks | None) -> Scores:
+        params = engine_params(self.config, batch.grain, self.warmup_points(batch.grain))
+        out = run_engine(batch, masks, params, kind=self.config.kind)
+        family = np.where(out.family == FAM_COUNT, COUNT, GAUSS).astype(np.int8)
+        score = score_points(batch.values, out.expected, out.scale, family)
+        score[out.learning] = 0.0
+        n, T = batch.values.shape
+        suppressed = np.zeros((n, T), bool)
+        if masks is not None:
+            suppressed[:] = masks.suppress[None, :]
+        fam_names = {0: "gauss", 1: "count", 2: "ratio"}
+        model = [f"{self.name}:{fam_names[int(f)]}:{p}" for f, p in zip(out.family, out.profile, strict=True)]
+        return Scores(
+            values=batch.values,
+            expected=out.expected,
+            scale=out.scale,
+            score=score,
+            family=family,
+            learning=out.learning,
+            suppressed=suppressed,
+            excluded=out.excluded,
+            detector=self.name,
+            model=model,
+            volume=batch.denominator,
+        )
+
+
+@register
+class BandDetector(EngineDetector):
+    """Robust level (Huber-type, anomalies kept out) ± k·scale; seasonal profile and trend optional."""
+
+    name: ClassVar[str] = "band"
+    config_class: ClassVar[type[DetectorConfig]] = BandConfig
+
+    def __init__(self, config: Any = None, **overrides: Any) -> None:
+        super().__init__(config, **overrides)

@@ -1,0 +1,242 @@
+"""Holidays, make-up workdays and custom events, and what detection does during them.
+
+Every event is kept out of baselines. Its behaviour then says what happens to alerts:
+
+- ``exclude``: kept out of the baseline only; points are still judged against the normal expectation;
+- ``suppress``: no alerts during the event;
+- ``compare``: the expectation is the same event last time (same bucket offset from the event's
+  start, scaled by how the level moved since); with no earlier occurrence in the data it suppresses.
+
+Chinese public holidays and make-up workdays (调休) come from the maintained ``chinesecalendar``
+package, never from a hand-typed list.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from metricloop.errors import MetricloopError
+
+Behaviour = Literal["exclude", "suppress", "compare"]
+BEHAVIOURS = ("exclude", "suppress", "compare")
+
+HOLIDAY_ZH = {
+    "New Year's Day": "元旦",
+    "Spring Festival": "春节",
+    "Tomb-sweeping Day": "清明节",
+    "Labour Day": "劳动节",
+    "Dragon Boat Festival": "端午节",
+    "National Day": "国庆节",
+    "Mid-autumn Festival": "中秋节",
+    "Anti-Fascist 70th Day": "抗战胜利纪念日",
+}
+
+
+class Event(BaseModel):
+    """One occurrence of an event: [start, end) in local time."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    start: dt.datetime
+    end: dt.datetime
+    behaviour: Behaviour = "compare"
+    kind: Literal["holiday", "workday", "promotion", "custom"] = "custom"
+    key: str | None = Field(None, description="occurrences with the same key are 'the same event' (default: name)")
+
+    @model_validator(mode="after")
+    def _check(self) -> Event:
+        if self.end <= self.start:
+            raise ValueError(f"event {self.name!r} ends before it starts")
+        if self.key is None:
+            # '618 2024' and '618 2025' are the same event: drop the year to get the key
+            self.key = re.sub(r"\b(19|20)\d{2}\b", "", self.name).strip() or self.name
+        return self
+
+
+@dataclass
+class CalendarMasks:
+    """Per-bucket calendar facts for one time axis (arrays of length T)."""
+
+    exclude: np.ndarray  # keep out of the baseline
+    suppress: np.ndarray  # no alert
+    compare_ref: np.ndarray  # index of the same bucket at the previous occurrence, -1 if none
+    event: np.ndarray  # event name (object array, '' outside events)
+    warnings: list[str] = field(default_factory=list)
+
+    @classmethod
+    def empty(cls, n: int) -> CalendarMasks:
+        return cls(
+            np.zeros(n, bool), np.zeros(n, bool), np.full(n, -1, np.int64), np.full(n, "", dtype=object)
+        )
+
+
+class Calendar:
+    def __init__(
+        self,
+        events: list[Event] | None = None,
+        *,
+        china_holidays: bool = True,
+        holiday_behaviour: Behaviour = "compare",
+        workday_behaviour: Behaviour = "suppress",
+    ) -> None:
+        for b in (holiday_behaviour, workday_behaviour):
+            if b not in BEHAVIOURS:
+                raise MetricloopError(f"unknown calendar behaviour {b!r}; use one of {', '.join(BEHAVIOURS)}")
+        self.events = list(events or [])
+        self.china_holidays = china_holidays
+        self.holiday_behaviour = holiday_behaviour
+        self.workday_behaviour = workday_behaviour
+
+    def add(self, event: Event) -> None:
+        self.events.append(event)
+
+    @classmethod
+    def from_csv(cls, path: Path | str, *, behaviour: Behaviour = "compare", **kwargs: object) -> Calendar:
+        """Read custom events: columns name, start, end (exclusive) and optionally behaviour, key."""
+        cal = cls(**kwargs)  # type: ignore[arg-type]
+        cal.events.extend(read_events(path, behaviour=behaviour))
+        return cal
+
+    # ------------------------------------------------------------------ built-in events
+    def china_events(self, start: dt.date, end: dt.date) -> tuple[list[Event], list[str]]:
+        """Statutory holidays (grouped into periods) and make-up workdays between two dates."""
+        import chinese_calendar
+
+        events: list[Event] = []
+        warnings: list[str] = []
+        run_name, run_start, prev = None, None, None
+        day = start
+        unsupported: set[int] = set()
+
+        def close() -> None:
+            if run_name is not None and run_start is not None and prev is not None:
+                events.append(
+                    Event(
+                        name=f"{run_name} {run_start.year}",
+                        key=run_name,
+                        kind="holiday",
+                        start=dt.datetime.combine(run_start, dt.time()),
+                        end=dt.datetime.combine(prev + dt.timedelta(days=1), dt.time()),
+                        behaviour=self.holiday_behaviour,
+                    )
+                )
+
+        while day <= end:
+            try:
+                on_holiday, name = chinese_calendar.get_holiday_detail(day)
+            except NotImplementedError:
+                unsupported.add(day.year)
+                on_holiday, name = False, None
+            if on_holiday and name:
+                if name != run_name or prev is None or (day - prev).days > 1:
+                    close()
+                    run_name, run_start = name, day
+                prev = day
+            else:
+                close()
+                run_name, run_start, prev = None, None, None
+                if name and not on_holiday and day.weekday() >= 5:
+                    events.append(
+                        Event(
+                            name=f"make-up workday ({name}) {day.isoformat()}",
+                            key="make-up workday",
+                            kind="workday",
+                            start=dt.datetime.combine(day, dt.time()),
+                            end=dt.datetime.combine(day + dt.timedelta(days=1), dt.time()),
+                            behaviour=self.workday_behaviour,
+                        )
+                    )
+            day += dt.timedelta(days=1)
+        close()
+        if unsupported:
+            years = ", ".join(str(y) for y in sorted(unsupported))
+            warnings.append(f"chinesecalendar has no holiday data for {years}; no holidays applied there")
+        return events, warnings
+
+    def all_events(self, start: dt.datetime, end: dt.datetime) -> tuple[list[Event], list[str]]:
+        events = [e for e in self.events if e.end > start and e.start <= end]
+        warnings: list[str] = []
+        if self.china_holidays:
+            cn, warnings = self.china_events(start.date(), end.date())
+            events += cn
+        return sorted(events, key=lambda e: e.start), warnings
+
+    # ------------------------------------------------------------------ masks
+    def masks(self, times: pd.DatetimeIndex, grain: str | None = None) -> CalendarMasks:
+        n = len(times)
+        out = CalendarMasks.empty(n)
+        if n == 0:
+            return out
+        t0, t1 = times[0].to_pydatetime(), times[-1].to_pydatetime()
+        # a year of look-back lets a 'compare' event find last year's occurrence
+        events, out.warnings = self.all_events(t0 - dt.timedelta(days=400), t1)
+        tv = times.asi8
+        by_key: dict[str, list[Event]] = {}
+        for ev in events:
+            by_key.setdefault(ev.key or ev.name, []).append(ev)
+        for ev in events:
+            lo = np.searchsorted(tv, pd.Timestamp(ev.start).value, side="left")
+            hi = np.searchsorted(tv, pd.Timestamp(ev.end).value, side="left")
+            if hi <= lo:
+                continue
+            sl = slice(lo, hi)
+            out.exclude[sl] = True
+            out.event[sl] = np.where(out.event[sl] == "", ev.name, out.event[sl])
+            if ev.behaviour == "suppress":
+                out.suppress[sl] = True
+            elif ev.behaviour == "compare":
+                earlier = [e for e in by_key[ev.key or ev.name] if e.start < ev.start]
+                if not earlier:
+                    out.suppress[sl] = True
+                    continue
+                prev = earlier[-1]
+                offsets = tv[sl] - pd.Timestamp(ev.start).value
+                ref_t = pd.Timestamp(prev.start).value + offsets
+                ref_t = np.minimum(ref_t, pd.Timestamp(prev.end).value - 1)
+                idx = np.searchsorted(tv, ref_t, side="left")
+                found = (idx < n) & (idx < lo)
+                found[found] &= tv[np.minimum(idx[found], n - 1)] == ref_t[found]
+                ref = np.where(found, idx, -1)
+                out.compare_ref[sl] = ref
+                out.suppress[sl] = out.suppress[sl] | (ref < 0)
+        return out
+
+
+def read_events(path: Path | str, *, behaviour: Behaviour = "compare") -> list[Event]:
+    """Events from a CSV: name, start, end (exclusive; a date-only end means the whole day is included
+    when it equals start), optional behaviour and key columns."""
+    p = Path(path)
+    try:
+        df = pd.read_csv(p)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise MetricloopError(f"cannot read events: {exc}", where=str(p)) from None
+    cols = {c.lower().strip(): c for c in df.columns}
+    name_col = cols.get("name") or cols.get("event") or cols.get("promotion")
+    if name_col is None or "start" not in cols or "end" not in cols:
+        raise MetricloopError("an events CSV needs columns name, start and end", where=str(p))
+    events = []
+    for i, row in df.iterrows():
+        try:
+            start = pd.Timestamp(row[cols["start"]]).to_pydatetime()
+            end = pd.Timestamp(row[cols["end"]]).to_pydatetime()
+        except (ValueError, TypeError) as exc:
+            raise MetricloopError(f"row {int(i) + 2}: bad date ({exc})", where=str(p)) from None
+        if end <= start:
+            end = start + dt.timedelta(days=1)
+        b = str(row[cols["behaviour"]]).strip() if "behaviour" in cols else behaviour
+        if b not in BEHAVIOURS:
+            raise MetricloopError(f"row {int(i) + 2}: unknown behaviour {b!r}", where=str(p))
+        key = str(row[cols["key"]]) if "key" in cols and pd.notna(row[cols["key"]]) else None
+        events.append(
+            Event(name=str(row[name_col]), start=start, end=end, behaviour=b, kind="promotion", key=key)  # type: ignore[arg-type]
+        )
+    return events

@@ -1,0 +1,323 @@
+"""The robust, seasonal, trend-aware baseline shared by `band` and `auto`.
+
+One pass over time, vectorised across series (every step is a handful of numpy operations on
+arrays of length n_series), so the output at t is computed before x[t+1] is even looked at:
+causal by construction. Per series it keeps
+
+- a robust level: an exponentially weighted Huber M-estimate (errors beyond `huber`·scale are
+  clipped before they enter it, points beyond `exclude_z`·scale do not enter it at all);
+- an optional damped trend;
+- a seasonal profile (hour of day, day of week or hour of week; multiplicative for positive series);
+- a scale: a winsorised exponentially weighted standard deviation of one-step errors (MAD-like),
+  on top of the noise the data must have (Poisson for counts, binomial for ratios);
+- a run counter: after `adapt_after` consecutive out-of-band points in one direction the level is
+  reset to the mean of that run ("new normal") instead of alerting forever.
+
+The state is initialised robustly (medians) from the first `warmup` valid points; until then the
+series is "learning".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from metricloop.detect.calendar import CalendarMasks
+from metricloop.detect.prepare import PROFILES, Batch, candidate_profiles, phase_index
+
+FAM_GAUSS, FAM_COUNT, FAM_RATIO = 0, 1, 2
+TINY = 1e-12
+
+
+def _winsor_kappa(c: float) -> float:
+    """E[min(Z², c²)] for a standard normal Z: makes the clipped variance consistent."""
+    from scipy.stats import norm
+
+    return float(2 * norm.cdf(c) - 1 - 2 * c * norm.pdf(c) + 2 * c * c * norm.sf(c))
+
+
+@dataclass
+class EngineParams:
+    alpha: float = 0.15  # level smoothing
+    beta: float = 0.0  # trend smoothing (0 = no trend)
+    phi: float = 0.97  # trend damping
+    gamma: float = 0.15  # seasonal profile smoothing (per visit of a slot)
+    lam: float = 0.05  # scale smoothing
+    huber: float = 2.0
+    exclude_z: float = 3.5
+    adapt_after: int = 7
+    warmup: int = 28
+    seasonality: str = "auto"  # auto | none | hour_of_day | day_of_week | hour_of_week
+    multiplicative: str = "auto"  # auto | yes | no
+    rel_floor: float = 0.002  # the scale is never below this fraction of the level
+    compare_tolerance: float = 0.15  # extra relative uncertainty of a same-event-last-time comparison
+    count_max_median: float = 100.0  # auto: integer series with a smaller median are counts
+    init_inflation: float = 2.0  # variance multiplier at the end of warm-up
+
+
+@dataclass
+class EngineOut:
+    expected: np.ndarray
+    scale: np.ndarray  # sd (gauss, ratio) or variance (count)
+    family: np.ndarray  # FAM_* per series
+    learning: np.ndarray
+    excluded: np.ndarray
+    profile: list[str]
+
+
+def _nanmedian(a: np.ndarray, axis: int = 1) -> np.ndarray:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmedian(a, axis=axis)
+
+
+def _choose_family(win: np.ndarray, num: np.ndarray | None, den: np.ndarray | None, kind: str, p: EngineParams):
+    m = win.shape[0]
+    fam = np.full(m, FAM_GAUSS, np.int8)
+    if kind == "gauss":
+        return fam
+    ratio_ok = np.zeros(m, bool)
+    if num is not None and den is not None:
+        with np.errstate(invalid="ignore"):
+            okrow = (num >= 0) & (num <= den) & (den > 0)
+            ratio_ok = (okrow | np.isnan(num) | np.isnan(den)).all(axis=1) & okrow.any(axis=1)
+    if kind == "ratio":
+        fam[ratio_ok] = FAM_RATIO
+        return fam
+    with np.errstate(invalid="ignore"):
+        finite = np.isfinite(win)
+        integer = np.where(finite, (win >= 0) & (np.abs(win - np.round(win)) < 1e-9), True).all(axis=1)
+    small = _nanmedian(win) <= p.count_max_median
+    if kind == "count":
+        fam[integer] = FAM_COUNT
+        return fam
+    fam[integer & small] = FAM_COUNT
+    fam[ratio_ok] = FAM_RATIO
+    return fam
+
+
+def _profile_fit(r: np.ndarray, ph: np.ndarray, period: int, mult: np.ndarray) -> np.ndarray:
+    """Median of r per phase slot → (m, period); unseen slots are neutral; centred."""
+    m = r.shape[0]
+    neutral = np.where(mult, 1.0, 0.0)
+    prof = np.repeat(neutral[:, None], period, axis=1)
+    for k in range(period):
+        cols = ph == k
+        if cols.any():
+            med = _nanmedian(r[:, cols])
+            prof[:, k] = np.where(np.isnan(med), neutral, med)
+    centre = prof.mean(axis=1)
+    prof = np.where(mult[:, None], prof / np.where(np.abs(centre) > TINY, centre, 1.0)[:, None],
+                    prof - centre[:, None])
+    if m and period == 1:
+        prof[:] = neutral[:, None]
+    return prof
+
+
+def _relative(y: np.ndarray, mult: np.ndarray) -> np.ndarray:
+    med = _nanmedian(y)
+    safe = np.where(np.abs(med) > TINY, med, 1.0)
+    return np.where(mult[:, None], y / safe[:, None], y - med[:, None])
+
+
+def init_state(win: np.ndarray, phases: dict[str, np.ndarray], candidates: list[str], mult: np.ndarray):
+    """Robust start from a warm-up window (m, H): profile choice, profile, level, scale."""
+    m, h = win.shape
+    choice = np.zeros(m, np.int64)  # index into candidates
+    if len(candidates) > 1 and h >= 8:
+        half = h // 2
+        r1, r2 = _relative(win[:, :half], mult), _relative(win[:, half:], mult)
+        errs = []
+        for name in candidates:
+            ph = phases[name]
+            prof = _profile_fit(r1, ph[:half], PROFILES[name], mult)
+            pred = prof[:, ph[half:]]
+            errs.append(_nanmedian(np.abs(r2 - pred)))
+        errs_a = np.nan_to_num(np.vstack(errs), nan=np.inf)
+        # a richer profile must beat the simpler one clearly (10 %) to be chosen
+        for j in range(1, len(candidates)):
+            better = errs_a[j] < 0.9 * errs_a[choice, np.arange(m)]
+            choice = np.where(better, j, choice)
+    pmax = max(PROFILES[c] for c in candidates)
+    season = np.repeat(np.where(mult, 1.0, 0.0)[:, None], pmax, axis=1)
+    level = np.zeros(m)
+    sigma = np.zeros(m)
+    rel_all = _relative(win, mult)
+    for j, name in enumerate(candidates):
+        rows = choice == j
+        if not rows.any():
+            continue
+        ph = phases[name]
+        period = PROFILES[name]
+        prof = _profile_fit(rel_all[rows], ph, period, mult[rows])
+        season[rows, :period] = prof
+        d = np.where(mult[rows, None], win[rows] / np.where(np.abs(prof[:, ph]) > TINY, prof[:, ph], 1.0),
+                     win[rows] - prof[:, ph])
+        last = min(h, max(7, min(period, 24)))
+        level[rows] = _nanmedian(d[:, -last:])
+        diffs = np.abs(np.diff(d, axis=1))
+        sigma[rows] = 1.4826 * _nanmedian(diffs) / np.sqrt(2.0)
+    level = np.nan_to_num(level)
+    sigma = np.nan_to_num(sigma)
+    return choice, season, level, sigma
+
+
+def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind: str = "auto") -> EngineOut:
+    y = batch.values
+    m, T = y.shape
+    times = batch.times
+    masks = masks or CalendarMasks.empty(T)
+    candidates = candidate_profiles(batch.grain) if p.seasonality == "auto" else [p.seasonality]
+    phases = {c: phase_index(times, T, c) for c in candidates}
+    phase_tab = np.vstack([phases[c] for c in candidates])  # (n_profiles, T)
+    num, den = batch.numerator, batch.denominator
+    kappa = _winsor_kappa(p.huber)
+    kappa_out = _winsor_kappa(3.0)
+
+    expected = np.full((m, T), np.nan)
+    scale = np.full((m, T), np.nan)
+    learning = np.ones((m, T), bool)
+    excluded = np.zeros((m, T), bool)
+    track_level = bool((masks.compare_ref >= 0).any())
+    level_hist = np.full((m, T), np.nan) if track_level else None
+
+    rows = np.arange(m)
+    inited = np.zeros(m, bool)
+    n_obs = np.zeros(m, np.int64)
+    fam = np.zeros(m, np.int8)
+    mult = np.zeros(m, bool)
+    prof = np.zeros(m, np.int64)
+    ratio_sc = np.ones(m)
+    pmax = max(PROFILES[c] for c in candidates)
+    S = np.zeros((m, pmax))
+    L = np.zeros(m)
+    B = np.zeros(m)
+    V = np.zeros(m)
+    run_len = np.zeros(m, np.int64)
+    run_dir = np.zeros(m)
+    run_sum = np.zeros(m)
+    cal_ex = masks.exclude
+    cmp_ref = masks.compare_ref
+    use_trend = p.beta > 0
+
+    for t in range(T):
+        # ---- initialise series whose warm-up just completed (uses data before t only)
+        ready = ~inited & (n_obs >= p.warmup)
+        if ready.any():
+            idx = np.flatnonzero(ready)
+            lo = max(0, t - 2 * p.warmup)
+            win = y[idx, lo:t].copy()
+            win[:, cal_ex[lo:t]] = np.nan
+            wnum = num[idx, lo:t] if num is not None else None
+            wden = den[idx, lo:t] if den is not None else None
+            f = _choose_family(win, wnum, wden, kind, p)
+            if p.multiplicative == "auto":
+                with np.errstate(invalid="ignore"):
+                    mu = (np.where(np.isnan(win), 1.0, win) > 0).all(axis=1) & (f != FAM_RATIO)
+            else:
+                mu = np.full(len(idx), p.multiplicative == "yes")
+            choice, season, lvl, sig = init_state(win, {c: phases[c][lo:t] for c in candidates}, candidates, mu)
+            fam[idx], mult[idx], prof[idx] = f, mu, choice
+            S[idx] = season
+            L[idx], B[idx] = lvl, 0.0
+            if wnum is not None and wden is not None:
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    sc = _nanmedian(np.where(wnum > 0, win * wden / wnum, np.nan))
+                ratio_sc[idx] = np.where(np.isfinite(sc) & (sc > 0), sc, 1.0)
+            noise = _noise_var(f, lvl, ratio_sc[idx], _nanmedian(wden) if wden is not None else None)
+            # a profile from a few weeks of medians is itself uncertain: start with a wider scale
+            # that the first weeks of updates shrink to the real one
+            V[idx] = np.maximum(p.init_inflation * sig**2 - noise, 0.0)
+            inited[idx] = True
+
+        x = y[:, t]
+        ph = phase_tab[prof, t]
+        s = S[rows, ph]
+        lvl = L + p.phi * B if use_trend else L
+        pred = np.where(mult, lvl * s, lvl + s)
+        dent = den[:, t] if den is not None else None
+        noise = _noise_var(fam, pred, ratio_sc, dent)
+        # multiplicative series: the model's own noise scales with the seasonal factor
+        sfac = np.where(mult, np.abs(s), 1.0)
+        sd = np.sqrt(V * sfac * sfac + noise)
+        sd = np.maximum(sd, np.maximum(p.rel_floor * np.abs(pred), 1e-9))
+        if cmp_ref[t] >= 0 and level_hist is not None:
+            r = cmp_ref[t]
+            ref_val, ref_lvl = y[:, r], level_hist[:, r]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                pc = np.where(mult, ref_val * lvl / ref_lvl, ref_val + lvl - ref_lvl)
+            okc = np.isfinite(pc)
+            pred = np.where(okc, pc, np.nan)
+            sd = np.sqrt(sd**2 + (p.compare_tolerance * pred) ** 2)
+        live = inited
+        expected[:, t] = np.where(live, pred, np.nan)
+        scale[:, t] = np.where(live, np.where(fam == FAM_COUNT, sd**2, sd), np.nan)
+        learning[:, t] = ~live
+        if level_hist is not None:
+            level_hist[:, t] = np.where(live, lvl, np.nan)
+
+        valid = np.isfinite(x)
+        n_obs += valid & ~cal_ex[t]
+        if cal_ex[t]:
+            excluded[:, t] = True
+            continue
+        with np.errstate(invalid="ignore"):
+            resid = x - pred
+            z = resid / sd
+            active = valid & live
+            out = active & (np.abs(z) > p.exclude_z)
+            normal = active & ~out
+        excluded[:, t] = out
+        # ---- run of out-of-band points in one direction → "new normal"
+        dirn = np.sign(z)
+        cont = out & (dirn == run_dir)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            deseason = np.where(mult, x / np.where(np.abs(s) > TINY, s, 1.0), x - s)
+        run_len = np.where(out, np.where(cont, run_len + 1, 1), np.where(normal, 0, run_len))
+        run_sum = np.where(out, np.where(cont, run_sum + deseason, deseason), np.where(normal, 0.0, run_sum))
+        run_dir = np.where(out, dirn, run_dir)
+        adapt = run_len >= p.adapt_after
+        if adapt.any():
+            L[adapt] = run_sum[adapt] / run_len[adapt]
+            B[adapt] = 0.0
+            run_len[adapt], run_sum[adapt] = 0, 0.0
+        # ---- scale: normal points fully, out-of-band points lightly (so a too-small scale recovers)
+        cap = p.huber * sd
+        rc = np.clip(np.nan_to_num(resid), -cap, cap)
+        inv2 = 1.0 / np.maximum(sfac * sfac, TINY)
+        e2 = np.maximum(rc * rc / kappa - noise, 0.0) * inv2
+        capo = 3.0 * sd
+        ro = np.clip(np.nan_to_num(resid), -capo, capo)
+        e2o = np.maximum(ro * ro / kappa_out - noise, 0.0) * inv2
+        V = np.where(normal, (1 - p.lam) * V + p.lam * e2, V)
+        lo_w = p.lam / 4
+        V = np.where(out & ~adapt, (1 - lo_w) * V + lo_w * e2o, V)
+        if not normal.any():
+            continue
+        # ---- level, trend and season from normal points (Huber-clipped)
+        xc = pred + rc
+        safe_s = np.where(np.abs(s) > TINY, s, 1.0)
+        new_l = np.where(mult, p.alpha * xc / safe_s, p.alpha * (xc - s)) + (1 - p.alpha) * lvl
+        new_l = np.where(mult, np.maximum(new_l, TINY), new_l)
+        if use_trend:
+            B = np.where(normal, p.beta * (new_l - L) + (1 - p.beta) * p.phi * B, B)
+        new_s = np.where(mult, p.gamma * xc / np.where(new_l > TINY, new_l, 1.0), p.gamma * (xc - new_l))
+        new_s = new_s + (1 - p.gamma) * s
+        L = np.where(normal, new_l, L)
+        S[rows, ph] = np.where(normal, new_s, s)
+
+    return EngineOut(expected, scale, fam, learning, excluded, [candidates[i] for i in prof])
+
+
+def _noise_var(fam: np.ndarray, mean: np.ndarray, ratio_sc: np.ndarray, den: np.ndarray | None) -> np.ndarray:
+    """Variance the data must have whatever the model: Poisson for counts, binomial for ratios."""
+    noise = np.where(fam == FAM_COUNT, np.maximum(mean, 0.1), 0.0)
+    if den is not None:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            pr = np.clip(mean / ratio_sc, 1e-6, 1 - 1e-6)
+            binom = ratio_sc**2 * pr * (1 - pr) / den
+        noise = np.where((fam == FAM_RATIO) & np.isfinite(binom), binom, noise)
+    return noise
