@@ -2,9 +2,9 @@
 
 from alembic import context
 
-from metricloop.db.models import Base
+from metricloop.db.all_models import metadata
 
-target_metadata = Base.metadata
+target_metadata = metadata
 engine = context.config.attributes["engine"]
 
 with engine.begin() as connection:

@@ -1,0 +1,42 @@
+"""The outbox: every notification and action call is a row written with the change that causes it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from metricloop.db.models import Base, utcnow
+
+# pending → sending → sent; failures go back to pending with a later next_attempt_at, then dead.
+# Actions needing approval start as awaiting_approval; rejected ones end as rejected.
+OUTBOX_STATES = ("awaiting_approval", "pending", "sending", "sent", "dead", "rejected", "cancelled")
+
+
+class Notification(Base):
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(16), default="notify")  # notify | action
+    incident_id: Mapped[int | None] = mapped_column(
+        ForeignKey("incidents.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    event: Mapped[str] = mapped_column(String(32), default="")  # created | escalated | repeat | resolved | action
+    channel: Mapped[str] = mapped_column(String(200), index=True)
+    recipient: Mapped[str] = mapped_column(String(500), default="")
+    language: Mapped[str] = mapped_column(String(8), default="zh")
+    subject: Mapped[str] = mapped_column(Text, default="")
+    body: Mapped[str] = mapped_column(Text, default="")
+    payload: Mapped[dict] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=8)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    locked_by: Mapped[str] = mapped_column(String(100), default="")
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    approved_by: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
