@@ -24,6 +24,12 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
 
+    base_url: str = "http://127.0.0.1:8000"
+    """Where people reach this server: links in notifications point here."""
+
+    secret_key: str | None = None
+    """Signs acknowledge/resolve links. Default: a random key kept in HOME/.secret_key."""
+
     @property
     def db_url(self) -> str:
         return self.db or f"sqlite:///{(self.home / 'state.db').resolve()}"

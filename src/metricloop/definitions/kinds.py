@@ -33,7 +33,8 @@ def register_kind(name: str, plural: str, spec_type: Any, order: int) -> Kind:
 
 
 def kind_named(name: str) -> Kind:
-    key = name.rstrip("s") if name.rstrip("s") in KINDS else name
+    plurals = {k.plural: k.name for k in KINDS.values()}
+    key = plurals.get(name, name)
     if key not in KINDS:
         known = ", ".join(sorted(KINDS))
         raise NotFound(f"unknown kind '{name}' (known: {known})")
@@ -90,3 +91,20 @@ class Catalog:
         for e in entries:
             merged.setdefault(e.kind, {})[e.name] = e.spec
         return Catalog(merged)
+
+
+def _register_loop_kinds() -> None:
+    """Kinds of the rest of the loop register here, the same way an extension would."""
+    from metricloop.monitors.schemas import MonitorSpec
+    from metricloop.notify.schemas import ChannelSpec
+    from metricloop.routing.schemas import EscalationSpec, MaintenanceSpec, RotationSpec, RouteSpec
+
+    register_kind("channel", "channels", ChannelSpec, order=30)
+    register_kind("rotation", "rotations", RotationSpec, order=35)
+    register_kind("escalation", "escalations", EscalationSpec, order=40)
+    register_kind("route", "routes", RouteSpec, order=50)
+    register_kind("monitor", "monitors", MonitorSpec, order=60)
+    register_kind("maintenance", "maintenance", MaintenanceSpec, order=70)
+
+
+_register_loop_kinds()

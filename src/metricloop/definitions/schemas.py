@@ -30,7 +30,7 @@ class Spec(BaseModel):
 
 def _identifier(value: str, what: str) -> str:
     if not IDENT.match(value):
-        raise ValueError(f"{what} '{value}' is not a plain column name (letters, digits, _)")
+        raise ValueError(f"{what} '{value}' must be a plain name (letters, digits and _, not starting with a digit)")
     return value
 
 

@@ -57,12 +57,14 @@ class ApplyResult:
 # ------------------------------------------------------------------ reading
 
 
-def _pydantic_problems(err: ValidationError, located: Located, base: tuple, name: str) -> list[Problem]:
+def _pydantic_problems(
+    err: ValidationError, located: Located, base: tuple, name: str, tag: str | None
+) -> list[Problem]:
     out = []
     for e in err.errors():
         loc = tuple(e["loc"])
-        if base and base[0] == "sources" and loc and loc[0] in ("duckdb", "sql"):
-            loc = loc[1:]  # the discriminated union's tag is not a field
+        if tag and loc and loc[0] == tag:
+            loc = loc[1:]  # a discriminated union's tag (type: …) is not a field
         # Unions of models add the member's class name to the location; keep only real fields.
         loc = tuple(p for p in loc if not (isinstance(p, str) and p[:1].isupper()))
         msg = e["msg"].removeprefix("Value error, ")
@@ -101,7 +103,8 @@ def entries_from_located(located: Located) -> tuple[list[Entry], list[Problem]]:
             try:
                 spec = kind.parse(raw)
             except ValidationError as err:
-                problems.extend(_pydantic_problems(err, located, path, str(name or "?")))
+                tag = raw.get("type") if isinstance(raw, dict) else None
+                problems.extend(_pydantic_problems(err, located, path, str(name or "?"), tag))
                 continue
             entries.append(
                 Entry(

@@ -1,0 +1,107 @@
+"""Monitor definitions: which metric, which slices, which detector, when, how severe, what to do."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from metricloop.alerting.matchers import validate_matchers
+from metricloop.definitions.durations import parse_duration
+from metricloop.definitions.schemas import Grain, Name, Spec, Title
+
+Severity = Literal["P1", "P2", "P3"]
+
+
+class Slicing(Spec):
+    dimensions: list[str] = Field(default_factory=list, description="dimensions to explode")
+    combos: Literal["all", "each", "full"] | list[list[str]] = "each"
+    total: bool = Field(True, description="also watch the metric's total")
+    top_n: int | None = Field(None, ge=1, description="per combination, the N slices with the most volume")
+    min_volume: float | None = Field(None, ge=0, description="skip slices averaging less volume per bucket")
+
+
+class Schedule(Spec):
+    cron: str | None = Field(None, description="cron expression in the monitor's timezone, e.g. '0 9 * * *'")
+    every: str | None = Field(None, description="or an interval, e.g. 15m, 1h")
+    timezone: str = "Asia/Shanghai"
+
+    @model_validator(mode="after")
+    def _one(self) -> Schedule:
+        if bool(self.cron) == bool(self.every):
+            raise ValueError("give exactly one of `cron` or `every`")
+        if self.cron:
+            from croniter import croniter
+
+            if not croniter.is_valid(self.cron):
+                raise ValueError(f"'{self.cron}' is not a valid cron expression")
+        if self.every and parse_duration(self.every).total_seconds() < 60:
+            raise ValueError("`every` must be at least 1m")
+        return self
+
+
+class SeverityRule(Spec):
+    """First matching rule wins; with none matching, severity comes from deviation, tier and impact."""
+
+    matchers: list[str] = Field(default_factory=list, description="on alert labels (slice dims, tier, domain, …)")
+    min_deviation_pct: float | None = Field(None, ge=0)
+    min_impact: float | None = Field(None, ge=0, description="|actual − expected| in the metric's unit")
+    severity: Severity
+
+    @field_validator("matchers")
+    @classmethod
+    def _m(cls, v: list[str]) -> list[str]:
+        return validate_matchers(v)
+
+
+class CalendarRef(Spec):
+    china_holidays: bool = Field(True, description="Chinese public holidays and make-up workdays")
+    events: list[str] = Field(default_factory=list, description="CSV files of events (e.g. data/promotions.csv)")
+    behaviour: Literal["exclude", "suppress", "compare"] = "compare"
+
+
+class ActionSpec(Spec):
+    """An outbound call when an incident opens, e.g. a restock request in purchasing."""
+
+    name: Name
+    url: str
+    method: Literal["POST", "PUT"] = "POST"
+    severities: list[Severity] = Field(default_factory=list, description="only for these (default: all)")
+    payload: dict[str, Any] | str = Field(default_factory=dict, description="JSON; strings are Jinja2 templates")
+    headers: dict[str, str] = Field(default_factory=dict)
+    secret: str | None = Field(None, description="HMAC-SHA256 key as ${ENV_VAR}")
+    require_approval: bool = False
+    approvers: list[str] = Field(default_factory=list, description="who may approve (default: any operator)")
+    max_attempts: int = Field(8, ge=1, le=50)
+
+
+class MonitorSpec(Spec):
+    name: Name
+    title: Title | None = None
+    description: str = ""
+    metric: Name
+    grain: Grain | None = None
+    slicing: Slicing = Field(default_factory=Slicing)
+    detector: dict[str, Any] = Field(default_factory=lambda: {"detector": "auto"})
+    history: str | None = Field(None, description="how much history to score (default: 400d daily, 35d hourly)")
+    evaluate: int = Field(1, ge=1, le=500, description="newest complete buckets that may raise alerts per run")
+    delay: str = Field("0m", description="wait this long after a bucket ends before judging it")
+    schedule: Schedule = Field(default_factory=lambda: Schedule(cron="0 * * * *"))
+    severity: list[SeverityRule] = Field(default_factory=list)
+    labels: dict[str, str] = Field(default_factory=dict)
+    calendar: CalendarRef = Field(default_factory=CalendarRef)
+    auto_resolve_after: int = Field(2, ge=0, description="normal points before an alert resolves itself (0: never)")
+    repeat_interval: str = Field("4h", description="re-notify an open incident that keeps firing at most this often")
+    group: bool = Field(True, description="a total and its slices firing together become one incident")
+    actions: list[ActionSpec] = Field(default_factory=list)
+    enabled: bool = True
+
+    @field_validator("history", "delay", "repeat_interval")
+    @classmethod
+    def _d(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_duration(v)
+        return v
+
+    def label(self, lang: str = "en") -> str:
+        return self.title.text(lang) if self.title else self.name
