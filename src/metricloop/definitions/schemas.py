@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlglot
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 from sqlglot import exp
 
 from metricloop.definitions.durations import parse_duration
@@ -159,11 +159,23 @@ class MetricRef(Spec):
     metric: Name
 
 
+def _ratio_side(value: Any) -> str:
+    """Pick the union member by shape, so an error reports one member's fields, not both members'."""
+    if isinstance(value, MetricRef) or (isinstance(value, dict) and "metric" in value):
+        return "MetricRef"
+    return "Measure"
+
+
+RatioSide = Annotated[
+    Annotated[Measure, Tag("Measure")] | Annotated[MetricRef, Tag("MetricRef")], Discriminator(_ratio_side)
+]
+
+
 class Ratio(Spec):
     """agg(a) / agg(b) × scale. Both sides are aggregated separately, so it is right at every roll-up."""
 
-    numerator: Measure | MetricRef
-    denominator: Measure | MetricRef
+    numerator: RatioSide
+    denominator: RatioSide
     scale: float = 1.0
 
 

@@ -66,7 +66,8 @@ def _pydantic_problems(
         if tag and loc and loc[0] == tag:
             loc = loc[1:]  # a discriminated union's tag (type: …) is not a field
         # Unions of models add the member's class name to the location; keep only real fields.
-        loc = tuple(p for p in loc if not (isinstance(p, str) and p[:1].isupper()))
+        # Validators wrapping a model show up as e.g. "function-after[_check(), Measure]"; drop those too.
+        loc = tuple(p for p in loc if not (isinstance(p, str) and (p[:1].isupper() or "[" in p)))
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown field"

@@ -74,6 +74,9 @@ def load_text(text: str, file: str) -> tuple[Located | None, list[Problem]]:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         what = getattr(e, "problem", None) or str(e)
+        context, context_mark = getattr(e, "context", None), getattr(e, "context_mark", None)
+        if context and context_mark is not None and (mark is None or context_mark.line != mark.line):
+            what += f" ({context} that starts on line {context_mark.line + 1})"
         return None, [Problem(f"malformed YAML: {what}", file=file, line=mark.line + 1 if mark else None)]
     if node is None:
         return Located({}, {(): 1}, file), []
