@@ -39,6 +39,7 @@ def engine_params(cfg: BandConfig, grain: str | None, warmup: int) -> EnginePara
         exclude_z=cfg.exclude_z,
         adapt_after=cfg.adapt_after or (week if grain in ("day", None) else min(week, 24)),
         warmup=warmup,
+        reselect_every=4 * week if grain in ("day", None) else week,
     )
 
 
@@ -59,7 +60,7 @@ class EngineDetector(Detector):
         n, T = batch.values.shape
         suppressed = np.zeros((n, T), bool)
         if masks is not None:
-            suppressed[:] = masks.suppress[None, :]
+            suppressed[:] = masks.suppress
         fam_names = {0: "gauss", 1: "count", 2: "ratio"}
         model = [f"{self.name}:{fam_names[int(f)]}:{p}" for f, p in zip(out.family, out.profile, strict=True)]
         return Scores(

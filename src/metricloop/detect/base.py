@@ -125,7 +125,7 @@ def _load_builtins() -> None:
     # importing the modules runs their @register decorators
     import importlib
 
-    for mod in ("threshold", "change", "band", "seasonal", "auto"):
+    for mod in ("threshold", "change", "band", "seasonal", "auto", "zscore"):
         try:
             importlib.import_module(f"metricloop.detect.{mod}")
         except ModuleNotFoundError as exc:  # a module still being written must not break the others
@@ -185,14 +185,17 @@ class Detector:
         from metricloop.detect.prepare import prepare_batch
 
         batch = prepare_batch(values, times, numerator=numerator, denominator=denominator, grain=grain)
+        n = batch.values.shape[0]
+        if names is not None and len(names) != n:
+            raise MetricloopError(f"{len(names)} names for {n} series", where="names")
         masks = None
         if calendar is not None and batch.times is not None:
-            masks = calendar.masks(batch.times, batch.grain)
-        n = batch.values.shape[0]
+            masks = calendar.masks(batch.times, batch.grain, slices=names)
+            batch.warnings.extend(masks.warnings)
         parts: list[Scores] = []
         for lo in range(0, max(n, 1), self.chunk_size):
             hi = min(n, lo + self.chunk_size)
-            parts.append(self._score_block(batch.slice(lo, hi), masks))
+            parts.append(self._score_block(batch.slice(lo, hi), masks.rows(lo, hi) if masks else None))
         out = _concat(parts) if len(parts) > 1 else parts[0]
         out.times = batch.times
         out.names = list(names) if names is not None else [str(i) for i in range(n)]

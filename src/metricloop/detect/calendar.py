@@ -40,6 +40,9 @@ HOLIDAY_ZH = {
 }
 
 
+DEFAULT_PADDING = {"Spring Festival": (2, 7)}
+
+
 class Event(BaseModel):
     """One occurrence of an event: [start, end) in local time."""
 
@@ -51,6 +54,17 @@ class Event(BaseModel):
     behaviour: Behaviour = "compare"
     kind: Literal["holiday", "workday", "promotion", "custom"] = "custom"
     key: str | None = Field(None, description="occurrences with the same key are 'the same event' (default: name)")
+    scope: dict[str, str] | None = Field(
+        None, description="only slices that include these dimension values (or do not restrict them) are affected"
+    )
+
+    def applies_to(self, slice_key: str) -> bool:
+        """A scoped event (category=Dairy) touches that slice, its children and the totals above it,
+        not a sibling slice such as category=Drinks."""
+        if not self.scope:
+            return True
+        dims = _parse_slice(slice_key)
+        return all(dims.get(k, v) == v for k, v in self.scope.items())
 
     @model_validator(mode="after")
     def _check(self) -> Event:
@@ -72,6 +86,13 @@ class CalendarMasks:
     event: np.ndarray  # event name (object array, '' outside events)
     warnings: list[str] = field(default_factory=list)
 
+    def rows(self, lo: int, hi: int) -> CalendarMasks:
+        """The masks for a block of series (per-series masks are 2-D, shared ones 1-D)."""
+        if self.exclude.ndim == 1:
+            return self
+        return CalendarMasks(self.exclude[lo:hi], self.suppress[lo:hi], self.compare_ref[lo:hi], self.event,
+                             self.warnings)
+
     @classmethod
     def empty(cls, n: int) -> CalendarMasks:
         return cls(
@@ -87,6 +108,7 @@ class Calendar:
         china_holidays: bool = True,
         holiday_behaviour: Behaviour = "compare",
         workday_behaviour: Behaviour = "suppress",
+        holiday_padding: dict[str, tuple[int, int]] | None = None,
     ) -> None:
         for b in (holiday_behaviour, workday_behaviour):
             if b not in BEHAVIOURS:
@@ -95,6 +117,9 @@ class Calendar:
         self.china_holidays = china_holidays
         self.holiday_behaviour = holiday_behaviour
         self.workday_behaviour = workday_behaviour
+        # days before/after a holiday that behave like it: shops and carriers pause before the
+        # Spring Festival and take about a week to get back to normal after it
+        self.holiday_padding = DEFAULT_PADDING if holiday_padding is None else holiday_padding
 
     def add(self, event: Event) -> None:
         self.events.append(event)
@@ -119,13 +144,14 @@ class Calendar:
 
         def close() -> None:
             if run_name is not None and run_start is not None and prev is not None:
+                before, after = self.holiday_padding.get(run_name, (0, 0))
                 events.append(
                     Event(
                         name=f"{run_name} {run_start.year}",
                         key=run_name,
                         kind="holiday",
-                        start=dt.datetime.combine(run_start, dt.time()),
-                        end=dt.datetime.combine(prev + dt.timedelta(days=1), dt.time()),
+                        start=dt.datetime.combine(run_start - dt.timedelta(days=before), dt.time()),
+                        end=dt.datetime.combine(prev + dt.timedelta(days=1 + after), dt.time()),
                         behaviour=self.holiday_behaviour,
                     )
                 )
@@ -171,17 +197,42 @@ class Calendar:
         return sorted(events, key=lambda e: e.start), warnings
 
     # ------------------------------------------------------------------ masks
-    def masks(self, times: pd.DatetimeIndex, grain: str | None = None) -> CalendarMasks:
+    def masks(
+        self, times: pd.DatetimeIndex, grain: str | None = None, slices: list[str] | None = None
+    ) -> CalendarMasks:
+        """Per-bucket facts; per series (2-D) when some event is scoped to slices."""
         n = len(times)
         out = CalendarMasks.empty(n)
         if n == 0:
             return out
         t0, t1 = times[0].to_pydatetime(), times[-1].to_pydatetime()
         # a year of look-back lets a 'compare' event find last year's occurrence
-        events, out.warnings = self.all_events(t0 - dt.timedelta(days=400), t1)
+        events, warnings = self.all_events(t0 - dt.timedelta(days=400), t1)
+        scoped = [e for e in events if e.scope]
+        if scoped and slices:
+            shared = self._masks(times, [e for e in events if not e.scope], events)
+            groups: dict[tuple[bool, ...], list[int]] = {}
+            for i, key in enumerate(slices):
+                groups.setdefault(tuple(e.applies_to(key) for e in scoped), []).append(i)
+            m = len(slices)
+            full = CalendarMasks(np.zeros((m, n), bool), np.zeros((m, n), bool), np.full((m, n), -1, np.int64),
+                                 shared.event, warnings)
+            for pattern, idx in groups.items():
+                mine = [e for e, on in zip(scoped, pattern, strict=True) if on]
+                g = self._masks(times, [e for e in events if not e.scope] + mine, events) if mine else shared
+                full.exclude[idx], full.suppress[idx], full.compare_ref[idx] = g.exclude, g.suppress, g.compare_ref
+            return full
+        out = self._masks(times, [e for e in events if not e.scope], events)
+        out.warnings = warnings
+        return out
+
+    def _masks(self, times: pd.DatetimeIndex, events: list[Event], everything: list[Event]) -> CalendarMasks:
+        n = len(times)
+        out = CalendarMasks.empty(n)
+        events = sorted(events, key=lambda e: e.start)
         tv = times.asi8
         by_key: dict[str, list[Event]] = {}
-        for ev in events:
+        for ev in sorted(everything, key=lambda e: e.start):
             by_key.setdefault(ev.key or ev.name, []).append(ev)
         for ev in events:
             lo = np.searchsorted(tv, pd.Timestamp(ev.start).value, side="left")
@@ -212,8 +263,9 @@ class Calendar:
 
 
 def read_events(path: Path | str, *, behaviour: Behaviour = "compare") -> list[Event]:
-    """Events from a CSV: name, start, end (exclusive; a date-only end means the whole day is included
-    when it equals start), optional behaviour and key columns."""
+    """Events from a CSV: name, start, end, and optionally behaviour, key, scope_dimension and
+    scope_value (the demo's promotions.csv reads as is). A date-only end is inclusive (the whole day);
+    an end with a time is exclusive."""
     p = Path(path)
     try:
         df = pd.read_csv(p)
@@ -230,13 +282,32 @@ def read_events(path: Path | str, *, behaviour: Behaviour = "compare") -> list[E
             end = pd.Timestamp(row[cols["end"]]).to_pydatetime()
         except (ValueError, TypeError) as exc:
             raise MetricloopError(f"row {int(i) + 2}: bad date ({exc})", where=str(p)) from None
+        if end.time() == dt.time() and len(str(row[cols["end"]]).strip()) <= 10:
+            end = end + dt.timedelta(days=1)  # a date-only end is inclusive: the whole day counts
         if end <= start:
             end = start + dt.timedelta(days=1)
         b = str(row[cols["behaviour"]]).strip() if "behaviour" in cols else behaviour
         if b not in BEHAVIOURS:
             raise MetricloopError(f"row {int(i) + 2}: unknown behaviour {b!r}", where=str(p))
         key = str(row[cols["key"]]) if "key" in cols and pd.notna(row[cols["key"]]) else None
+        scope = None
+        dim_col, val_col = cols.get("scope_dimension"), cols.get("scope_value")
+        if dim_col and val_col and pd.notna(row[dim_col]) and str(row[dim_col]).strip():
+            scope = {str(row[dim_col]).strip(): str(row[val_col]).strip()}
         events.append(
-            Event(name=str(row[name_col]), start=start, end=end, behaviour=b, kind="promotion", key=key)  # type: ignore[arg-type]
+            Event(name=str(row[name_col]), start=start, end=end, behaviour=b, kind="promotion", key=key,  # type: ignore[arg-type]
+                  scope=scope)
         )
     return events
+
+
+def _parse_slice(key: str) -> dict[str, str]:
+    """'category=Drinks,region=East' → {'category': 'Drinks', 'region': 'East'}; '*' or '' → {}."""
+    out: dict[str, str] = {}
+    if key in ("", "*"):
+        return out
+    for part in key.split(","):
+        if "=" in part:
+            k, v = part.split("=", 1)
+            out[k.strip()] = v.strip()
+    return out

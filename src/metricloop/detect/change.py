@@ -108,8 +108,8 @@ class ChangeDetector(Detector):
         suppressed = np.zeros((n, T), bool)
         excluded = np.zeros((n, T), bool)
         if masks is not None:
-            suppressed[:] = masks.suppress[None, :]
-            excluded[:] = masks.exclude[None, :]
+            suppressed[:] = masks.suppress
+            excluded[:] = masks.exclude
         return Scores(
             values=x,
             expected=ref,

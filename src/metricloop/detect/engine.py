@@ -54,6 +54,7 @@ class EngineParams:
     compare_tolerance: float = 0.15  # extra relative uncertainty of a same-event-last-time comparison
     count_max_median: float = 100.0  # auto: integer series with a smaller median are counts
     init_inflation: float = 2.0  # variance multiplier at the end of warm-up
+    reselect_every: int = 28  # steps between looks at the seasonal profile choice
 
 
 @dataclass
@@ -123,8 +124,11 @@ def _relative(y: np.ndarray, mult: np.ndarray) -> np.ndarray:
     return np.where(mult[:, None], y / safe[:, None], y - med[:, None])
 
 
-def init_state(win: np.ndarray, phases: dict[str, np.ndarray], candidates: list[str], mult: np.ndarray):
-    """Robust start from a warm-up window (m, H): profile choice, profile, level, scale."""
+def init_state(win: np.ndarray, phases: dict[str, np.ndarray], candidates: list[str], mult: np.ndarray,
+               mean_level: np.ndarray | None = None):
+    """Robust start from a warm-up window (m, H): profile choice, profile, level, scale.
+
+    `mean_level` marks counts and ratios: their level is a mean (the median of a sparse count is 0)."""
     m, h = win.shape
     choice = np.zeros(m, np.int64)  # index into candidates
     if len(candidates) > 1 and h >= 8:
@@ -158,6 +162,13 @@ def init_state(win: np.ndarray, phases: dict[str, np.ndarray], candidates: list[
                      win[rows] - prof[:, ph])
         last = min(h, max(7, min(period, 24)))
         level[rows] = _nanmedian(d[:, -last:])
+        if mean_level is not None and mean_level[rows].any():
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mean = np.nanmean(d[:, -max(last, 14):], axis=1)
+            level[rows] = np.where(mean_level[rows], mean, level[rows])
         diffs = np.abs(np.diff(d, axis=1))
         sigma[rows] = 1.4826 * _nanmedian(diffs) / np.sqrt(2.0)
     level = np.nan_to_num(level)
@@ -170,6 +181,8 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
     m, T = y.shape
     times = batch.times
     masks = masks or CalendarMasks.empty(T)
+    cal_ex = np.broadcast_to(masks.exclude, (m, T))
+    cmp_ref = np.broadcast_to(masks.compare_ref, (m, T))
     candidates = candidate_profiles(batch.grain) if p.seasonality == "auto" else [p.seasonality]
     phases = {c: phase_index(times, T, c) for c in candidates}
     phase_tab = np.vstack([phases[c] for c in candidates])  # (n_profiles, T)
@@ -186,6 +199,7 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
 
     rows = np.arange(m)
     inited = np.zeros(m, bool)
+    since = np.zeros(m, np.int64)  # steps since (re)initialisation
     n_obs = np.zeros(m, np.int64)
     fam = np.zeros(m, np.int8)
     mult = np.zeros(m, bool)
@@ -199,8 +213,6 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
     run_len = np.zeros(m, np.int64)
     run_dir = np.zeros(m)
     run_sum = np.zeros(m)
-    cal_ex = masks.exclude
-    cmp_ref = masks.compare_ref
     use_trend = p.beta > 0
 
     for t in range(T):
@@ -210,7 +222,7 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
             idx = np.flatnonzero(ready)
             lo = max(0, t - 2 * p.warmup)
             win = y[idx, lo:t].copy()
-            win[:, cal_ex[lo:t]] = np.nan
+            win[cal_ex[idx, lo:t]] = np.nan
             wnum = num[idx, lo:t] if num is not None else None
             wden = den[idx, lo:t] if den is not None else None
             f = _choose_family(win, wnum, wden, kind, p)
@@ -219,7 +231,8 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
                     mu = (np.where(np.isnan(win), 1.0, win) > 0).all(axis=1) & (f != FAM_RATIO)
             else:
                 mu = np.full(len(idx), p.multiplicative == "yes")
-            choice, season, lvl, sig = init_state(win, {c: phases[c][lo:t] for c in candidates}, candidates, mu)
+            choice, season, lvl, sig = init_state(win, {c: phases[c][lo:t] for c in candidates}, candidates, mu,
+                                                  f != FAM_GAUSS)
             fam[idx], mult[idx], prof[idx] = f, mu, choice
             S[idx] = season
             L[idx], B[idx] = lvl, 0.0
@@ -232,6 +245,25 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
             # that the first weeks of updates shrink to the real one
             V[idx] = np.maximum(p.init_inflation * sig**2 - noise, 0.0)
             inited[idx] = True
+            since[idx] = 0
+        elif len(candidates) > 1 and t % p.reselect_every == 0:
+            # ---- look at the profile again on recent clean history: a weekly pattern hidden in the
+            # warm-up (a festival, a new store) is picked up later, causally
+            idx = np.flatnonzero(inited & (since >= p.reselect_every))
+            if len(idx):
+                lo = max(0, t - 2 * p.warmup)
+                win = y[idx, lo:t].copy()
+                win[excluded[idx, lo:t]] = np.nan
+                ph_win = {c: phases[c][lo:t] for c in candidates}
+                choice, season, lvl, sig = init_state(win, ph_win, candidates, mult[idx], fam[idx] != FAM_GAUSS)
+                moved = choice != prof[idx]
+                if moved.any():
+                    j = idx[moved]
+                    prof[j], S[j], L[j], B[j] = choice[moved], season[moved], lvl[moved], 0.0
+                    wden = den[j, lo:t] if den is not None else None
+                    noise = _noise_var(fam[j], lvl[moved], ratio_sc[j], _nanmedian(wden) if wden is not None else None)
+                    V[j] = np.maximum(sig[moved] ** 2 - noise, 0.0)
+        since += 1
 
         x = y[:, t]
         ph = phase_tab[prof, t]
@@ -244,14 +276,16 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
         sfac = np.where(mult, np.abs(s), 1.0)
         sd = np.sqrt(V * sfac * sfac + noise)
         sd = np.maximum(sd, np.maximum(p.rel_floor * np.abs(pred), 1e-9))
-        if cmp_ref[t] >= 0 and level_hist is not None:
-            r = cmp_ref[t]
-            ref_val, ref_lvl = y[:, r], level_hist[:, r]
+        ref_t = cmp_ref[:, t]
+        if level_hist is not None and (ref_t >= 0).any():
+            # same event last time, moved by how much the level changed since
+            has = ref_t >= 0
+            r = np.where(has, ref_t, 0)
+            ref_val, ref_lvl = y[rows, r], level_hist[rows, r]
             with np.errstate(invalid="ignore", divide="ignore"):
                 pc = np.where(mult, ref_val * lvl / ref_lvl, ref_val + lvl - ref_lvl)
-            okc = np.isfinite(pc)
-            pred = np.where(okc, pc, np.nan)
-            sd = np.sqrt(sd**2 + (p.compare_tolerance * pred) ** 2)
+            pred = np.where(has, pc, pred)
+            sd = np.where(has, np.sqrt(sd**2 + (p.compare_tolerance * pc) ** 2), sd)
         live = inited
         expected[:, t] = np.where(live, pred, np.nan)
         scale[:, t] = np.where(live, np.where(fam == FAM_COUNT, sd**2, sd), np.nan)
@@ -260,17 +294,15 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
             level_hist[:, t] = np.where(live, lvl, np.nan)
 
         valid = np.isfinite(x)
-        n_obs += valid & ~cal_ex[t]
-        if cal_ex[t]:
-            excluded[:, t] = True
-            continue
+        ex_t = cal_ex[:, t]
+        n_obs += valid & ~ex_t
         with np.errstate(invalid="ignore"):
             resid = x - pred
             z = resid / sd
-            active = valid & live
+            active = valid & live & ~ex_t & np.isfinite(pred)
             out = active & (np.abs(z) > p.exclude_z)
             normal = active & ~out
-        excluded[:, t] = out
+        excluded[:, t] = out | ex_t
         # ---- run of out-of-band points in one direction → "new normal"
         dirn = np.sign(z)
         cont = out & (dirn == run_dir)
@@ -317,7 +349,10 @@ def _noise_var(fam: np.ndarray, mean: np.ndarray, ratio_sc: np.ndarray, den: np.
     noise = np.where(fam == FAM_COUNT, np.maximum(mean, 0.1), 0.0)
     if den is not None:
         with np.errstate(invalid="ignore", divide="ignore"):
-            pr = np.clip(mean / ratio_sc, 1e-6, 1 - 1e-6)
+            pr = np.clip(mean / ratio_sc, 0.0, 1.0)
+            # shrink towards 1/2 by one success and one failure: a rate of 100 % on 30 orders still
+            # has room for one late parcel
+            pr = (pr * den + 1) / (den + 2)
             binom = ratio_sc**2 * pr * (1 - pr) / den
         noise = np.where((fam == FAM_RATIO) & np.isfinite(binom), binom, noise)
     return noise

@@ -49,7 +49,7 @@ class ThresholdDetector(Detector):
         n, T = x.shape
         suppressed = np.zeros((n, T), bool)
         if masks is not None:
-            suppressed[:] = masks.suppress[None, :]
+            suppressed[:] = masks.suppress
         return Scores(
             values=x,
             expected=np.clip(x, lo, hi),

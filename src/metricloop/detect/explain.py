@@ -1,0 +1,147 @@
+"""Every flagged point explains itself: numbers a person can read, in Chinese and English."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+PERCENT_UNITS = {"%", "percent", "pct"}
+PERMILLE_UNITS = {"‰", "permille"}
+
+
+def _sig(x: float, digits: int = 3) -> str:
+    """`digits` significant digits, no trailing zeros: 1.21, 17.6, 176, 1210."""
+    if x == 0 or not math.isfinite(x):
+        return "0" if x == 0 else str(x)
+    mag = math.floor(math.log10(abs(x)))
+    decimals = max(0, digits - 1 - mag)
+    text = f"{x:.{decimals}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
+
+
+def format_number(x: float, lang: str = "en", unit: str = "") -> str:
+    """1,210,000 → '121万' (zh) / '1.21M' (en); 97.53 with unit '%' → '97.5%'."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "—" if lang == "zh" else "n/a"
+    x = float(x)
+    if unit in PERCENT_UNITS:
+        return f"{_sig(x, 3)}%"
+    if unit in PERMILLE_UNITS:
+        return f"{_sig(x, 3)}‰"
+    sign = "-" if x < 0 else ""
+    a = abs(x)
+    if lang == "zh":
+        if a >= 1e8:
+            body = _sig(a / 1e8) + "亿"
+        elif a >= 1e4:
+            body = _sig(a / 1e4) + "万"
+        else:
+            body = _sig(a) if a >= 1 else _sig(a, 2)
+    else:
+        for size, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+            if a >= size:
+                body = _sig(a / size) + suffix
+                break
+        else:
+            body = _sig(a) if a >= 1 else _sig(a, 2)
+    return sign + body
+
+
+def _pct(p: float) -> str:
+    a = abs(p) * 100
+    return f"{a:.0f}%" if a >= 10 else f"{_sig(a, 2)}%"
+
+
+def sentence(
+    *,
+    lang: str,
+    title: str,
+    slice_label: str,
+    actual: float,
+    expected: float,
+    lower: float,
+    upper: float,
+    unit: str = "",
+) -> str:
+    """One readable sentence, e.g. '华东区 GMV 121万，比预期 176万 低 31%（正常区间 158万–193万）'."""
+    f = lambda v: format_number(v, lang, unit)  # noqa: E731
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pct = (actual - expected) / abs(expected) if expected not in (0, None) else float("nan")
+    is_rate = unit in PERCENT_UNITS | PERMILLE_UNITS
+    points = actual - expected
+    if lang == "zh":
+        who = f"{slice_label} {title}" if slice_label else title
+        word = "高" if actual >= expected else "低"
+        if is_rate:
+            pp = "个百分点" if unit in PERCENT_UNITS else "个千分点"
+            diff = f"{word} {_sig(abs(points), 2)} {pp}"
+        elif math.isfinite(pct):
+            diff = f"{word} {_pct(pct)}"
+        else:
+            diff = f"{word} {format_number(abs(points), lang, unit)}"
+        band = f"（正常区间 {f(lower)}–{f(upper)}）" if math.isfinite(lower) or math.isfinite(upper) else ""
+        return f"{who} {f(actual)}，比预期 {f(expected)} {diff}{band}"
+    who = f"{title} for {slice_label}" if slice_label else title
+    word = "above" if actual >= expected else "below"
+    if is_rate:
+        diff = f"{_sig(abs(points), 2)} {'points' if unit in PERCENT_UNITS else 'per-mille points'} {word}"
+    elif math.isfinite(pct):
+        diff = f"{_pct(pct)} {word}"
+    else:
+        diff = f"{format_number(abs(points), lang, unit)} {word}"
+    band = f" (normal range {f(lower)}–{f(upper)})" if math.isfinite(lower) or math.isfinite(upper) else ""
+    return f"{who} was {f(actual)}, {diff} the expected {f(expected)}{band}"
+
+
+def anomalies_frame(
+    det: Any,
+    *,
+    explain: bool = True,
+    metric: str = "",
+    title_zh: str | None = None,
+    title_en: str | None = None,
+    unit: str = "",
+    slice_labels_zh: dict[str, str] | None = None,
+) -> pd.DataFrame:
+    """One row per flagged point of a `Detection`: actual, expected, band, deviation, who fired, why."""
+    rows_i, cols_t = np.nonzero(det.is_anomaly)
+    scores = det.scores
+    names = scores.names or [str(i) for i in range(det.is_anomaly.shape[0])]
+    times = scores.times
+    dev_b = det.deviation_bands()
+    dev_p = det.deviation_pct()
+    records = []
+    for i, t in zip(rows_i.tolist(), cols_t.tolist(), strict=True):
+        name = names[i]
+        slice_label = "" if name in ("*", "") else name
+        rec = {
+            "metric": metric,
+            "slice": name,
+            "time": times[t] if times is not None else t,
+            "actual": float(det.values[i, t]),
+            "expected": float(det.expected[i, t]),
+            "lower": float(det.lower[i, t]),
+            "upper": float(det.upper[i, t]),
+            "score": float(scores.score[i, t]),
+            "direction": "up" if det.direction[i, t] > 0 else "down",
+            "deviation_bands": float(dev_b[i, t]),
+            "deviation_pct": float(dev_p[i, t]),
+            "detector": scores.model[i] if scores.model else scores.detector,
+        }
+        if explain:
+            common = dict(actual=rec["actual"], expected=rec["expected"], lower=rec["lower"], upper=rec["upper"],
+                          unit=unit)
+            zh_label = (slice_labels_zh or {}).get(name, slice_label)
+            rec["explanation_zh"] = sentence(lang="zh", title=title_zh or metric, slice_label=zh_label, **common)
+            rec["explanation_en"] = sentence(lang="en", title=title_en or metric, slice_label=slice_label, **common)
+        records.append(rec)
+    columns = ["metric", "slice", "time", "actual", "expected", "lower", "upper", "score", "direction",
+               "deviation_bands", "deviation_pct", "detector"]
+    if explain:
+        columns += ["explanation_zh", "explanation_en"]
+    return pd.DataFrame.from_records(records, columns=columns)
