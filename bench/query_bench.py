@@ -53,7 +53,7 @@ def workspace(folder: Path, scale: float, into: str | None = None, schema: str |
     if not (ws.data_dir / "labels.csv").exists():
         print(f"generating demo data at scale {scale} into {ws.data_dir} …", flush=True)
         t0 = time.perf_counter()
-        generate(ws.data_dir, scale=scale, seed=42, end=END)
+        generate(ws.home, scale=scale, seed=42, end=END)
         print(f"  generated in {time.perf_counter() - t0:.1f} s", flush=True)
     text = demo_definitions(into)
     if schema:
@@ -129,7 +129,7 @@ def main() -> None:
             src = HERE / "data" / f"ws-pg-{args.pg_scale}"
             pg_ws = Workspace.init(src, Settings(home=src))
             if not (pg_ws.data_dir / "labels.csv").exists():
-                generate(pg_ws.data_dir, scale=args.pg_scale, seed=42, end=END)
+                generate(pg_ws.home, scale=args.pg_scale, seed=42, end=END)
             t0 = time.perf_counter()
             load_into(PG_URL, pg_ws.data_dir, schema=schema)
             load = time.perf_counter() - t0

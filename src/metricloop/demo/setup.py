@@ -36,7 +36,7 @@ def install_demo(
     from metricloop.demo.generate import generate
 
     last = date.fromisoformat(str(end)) if end else date.today() - timedelta(days=1)
-    summary = generate(ws.data_dir, scale=scale, seed=seed, end=last, progress=progress)
+    summary = generate(ws.home, scale=scale, seed=seed, end=last, progress=progress)
     if into:
         from metricloop.demo.load import load_into
 

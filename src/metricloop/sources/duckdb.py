@@ -19,7 +19,6 @@ READERS = {
     ".parquet": "read_parquet",
     ".csv": "read_csv_auto",
     ".tsv": "read_csv_auto",
-    ".gz": "read_csv_auto",
     ".json": "read_json_auto",
     ".jsonl": "read_json_auto",
     ".ndjson": "read_json_auto",
@@ -27,9 +26,9 @@ READERS = {
 
 
 def _reader(pattern: str) -> str:
-    p = pattern.lower()
+    p = pattern.lower().removesuffix(".gz")  # DuckDB reads gzip itself; the type is the extension before .gz
     for ext, fn in READERS.items():
-        if p.endswith(ext) or p.endswith(ext + ".gz"):
+        if p.endswith(ext):
             return fn
     raise SourceError(f"cannot tell the file type of '{pattern}' (use .parquet, .csv, .tsv, .json or .jsonl)")
 
@@ -59,16 +58,30 @@ class DuckDBSource(Source):
             if self._conn is not None:
                 return self._conn
             config = {"autoinstall_known_extensions": "false"}
+            # One in-memory database holds every view, so each per-query cursor sees them all.
+            conn = duckdb.connect(":memory:", config=config)
             if self.spec.path:
                 db_path = self._resolve(self.spec.path, "path")
                 if not Path(db_path).exists():
+                    conn.close()
                     raise SourceError(f"database file {db_path} does not exist", where=self._where("path"))
                 try:
-                    conn = duckdb.connect(db_path, read_only=True, config=config)
+                    conn.execute(f"ATTACH {exp.Literal.string(db_path).sql('duckdb')} AS src (READ_ONLY)")
+                    names = conn.execute(
+                        "SELECT table_name FROM duckdb_tables() WHERE database_name = 'src' AND schema_name = 'main' "
+                        "UNION SELECT view_name FROM duckdb_views() WHERE database_name = 'src' "
+                        "AND schema_name = 'main' AND NOT internal"
+                    ).fetchall()
+                    for (name,) in names:
+                        source = exp.select(exp.Star()).from_(exp.table_(name, db="main", catalog="src", quoted=True))
+                        conn.execute(
+                            exp.Create(
+                                this=exp.to_table(name, quoted=True), kind="VIEW", expression=source, replace=True
+                            ).sql(dialect="duckdb")
+                        )
                 except duckdb.Error as e:
+                    conn.close()
                     raise SourceError(f"cannot open {db_path}: {e}", where=self._where("path")) from None
-            else:
-                conn = duckdb.connect(":memory:", config=config)
             for view, pattern in self.spec.tables.items():
                 full = self._resolve(pattern, f"tables.{view}")
                 if not glob.glob(full, recursive=True):
@@ -88,6 +101,30 @@ class DuckDBSource(Source):
                     ) from None
             self._conn = conn
             return conn
+
+    @staticmethod
+    def _mirror(conn: duckdb.DuckDBPyConnection, db_path: str) -> None:
+        """Attach a .duckdb file read-only and give each of its tables a view of the same name in memory.
+
+        A read-only file cannot hold the views over files, and cursors do not inherit a search_path, so the
+        file's tables are made visible by name (schema.table too) next to the file views.
+        """
+        attach = exp.Attach(
+            this=exp.alias_(exp.Literal.string(db_path), "attached"),
+            expressions=[exp.AttachOption(this=exp.var("READ_ONLY"))],
+        )
+        conn.execute(attach.sql(dialect="duckdb"))
+        rows = conn.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables WHERE table_catalog = 'attached'"
+        ).fetchall()
+        for schema, table in rows:
+            conn.execute(exp.Create(this=exp.to_identifier(schema), kind="SCHEMA", exists=True).sql(dialect="duckdb"))
+            target = exp.Table(this=exp.to_identifier(table), db=exp.to_identifier(schema))
+            source = exp.Table(
+                this=exp.to_identifier(table), db=exp.to_identifier(schema), catalog=exp.to_identifier("attached")
+            )
+            view = exp.Create(this=target, kind="VIEW", expression=exp.select(exp.Star()).from_(source))
+            conn.execute(view.sql(dialect="duckdb"))
 
     def _run(self, sql: str):
         cur = self._connect().cursor()  # a cursor per call: DuckDB connections are not thread-safe

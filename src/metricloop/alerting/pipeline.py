@@ -1,0 +1,354 @@
+"""The alert path: a chain of stages, each with one method, passing candidates on.
+
+    fingerprint → dedup → mute → severity → group → incident
+
+An empty list stops the chain. Every stage's effect is a row (alerts, incidents, events), never a log line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from metricloop.alerting.models import Alert
+from metricloop.alerting.mutes import Mutes
+from metricloop.definitions.durations import parse_duration
+from metricloop.definitions.kinds import Catalog
+from metricloop.definitions.schemas import MetricSpec
+from metricloop.incidents import service as incidents
+from metricloop.incidents.models import Incident
+from metricloop.metrics.slices import parse_slice
+from metricloop.monitors.models import Anomaly
+from metricloop.monitors.schemas import MonitorSpec
+
+OPEN_ALERT = ("firing", "muted")
+OPEN_INCIDENT = ("triggered", "acknowledged")
+SEVERITY_RANK = {"P1": 1, "P2": 2, "P3": 3}
+
+
+def fingerprint(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+
+
+@dataclass
+class Candidate:
+    anomaly: Anomaly
+    labels: dict[str, str]
+    fingerprint: str = ""
+    alert: Alert | None = None
+    existing: bool = False
+    muted_by: str = ""
+    severity: str = "P3"
+    group: int = -1
+
+
+@dataclass
+class Context:
+    session: Session
+    ws: object
+    catalog: Catalog
+    monitor: MonitorSpec
+    metric: MetricSpec
+    now: datetime
+    mutes: Mutes
+    stats: dict[str, int] = field(
+        default_factory=lambda: {
+            "anomalies": 0,
+            "alerts_new": 0,
+            "alerts_repeat": 0,
+            "muted": 0,
+            "incidents_opened": 0,
+            "absorbed": 0,
+        }
+    )
+    incidents: list[int] = field(default_factory=list)
+    grain: str = "day"
+
+    def bucket_end(self, start: datetime) -> datetime:
+        import pandas as pd
+
+        from metricloop.metrics.timeutil import FREQ
+
+        return (pd.Timestamp(start) + pd.tseries.frequencies.to_offset(FREQ[self.grain])).to_pydatetime()
+
+
+class Stage(Protocol):
+    def process(self, ctx: Context, items: list[Candidate]) -> list[Candidate]: ...
+
+
+class Fingerprint:
+    def process(self, ctx: Context, items: list[Candidate]) -> list[Candidate]:
+        for c in items:
+            c.fingerprint = fingerprint(ctx.monitor.name, c.anomaly.slice)
+            c.anomaly.fingerprint = c.fingerprint
+        return items
+
+
+class Dedup:
+    """An open alert with the same fingerprint absorbs the repeat."""
+
+    def process(self, ctx: Context, items: list[Candidate]) -> list[Candidate]:
+        fps = {c.fingerprint for c in items}
+        open_alerts = {
+            a.fingerprint: a
+            for a in ctx.session.scalars(select(Alert).where(Alert.fingerprint.in_(fps), Alert.status.in_(OPEN_ALERT)))
+        }
+        out: list[Candidate] = []
+        seen: dict[str, Candidate] = {}
+        for c in sorted(items, key=lambda c: c.anomaly.time):
+            alert = open_alerts.get(c.fingerprint)
+            if c.fingerprint in seen:  # several buckets of one series in a catch-up run: one alert
+                first = seen[c.fingerprint]
+                first.alert.last_seen = max(first.alert.last_seen, c.anomaly.time) if first.alert else c.anomaly.time
+                c.anomaly.alert_id = first.alert.id if first.alert else None
+                continue
+            seen[c.fingerprint] = c
+            if alert is not None:
+                alert.last_seen = max(alert.last_seen, c.anomaly.time)
+                alert.count += 1
+                alert.normal_streak = 0
+                alert.updated_at = ctx.now
+                c.alert, c.existing = alert, True
+                c.anomaly.alert_id = alert.id
+                ctx.stats["alerts_repeat"] += 1
+            out.append(c)
+        return out
+
+
+class Mute:
+    """Silences, maintenance windows, calendar suppression and inhibition, behind one interface."""
+
+    def process(self, ctx: Context, items: list[Candidate]) -> list[Candidate]:
+        out = []
+        for c in items:
+            c.muted_by = ctx.mutes.mutes(c.labels, at_local=c.anomaly.time, until_local=ctx.bucket_end(c.anomaly.time))
+            if not c.muted_by:
+                out.append(c)
+                continue
+            ctx.stats["muted"] += 1
+            if c.alert is None:
+                c.alert = _new_alert(ctx, c, status="muted")
+            else:
+                c.alert.status, c.alert.muted_by = "muted", c.muted_by
+        return out
+
+
+class Severity:
+    """Rules first (first match wins); otherwise from the deviation and the metric's tier."""
+
+    THRESHOLDS = {"core": (0.25, 0.10), "important": (0.40, 0.15), "normal": (None, 0.60)}
+
+    def process(self, ctx: Context, items: list[Candidate]) -> list[Candidate]:
+        from metricloop.alerting.matchers import matches_all, parse_matchers
+
+        for c in items:
+            a = c.anomaly
+            dev = abs((a.actual - a.expected) / a.expected) if a.expected else float("inf")
+            impact = abs(a.actual - a.expected) if a.actual is not None and a.expected is not None else 0.0
+            rule = next(
+                (
+                    r
+                    for r in ctx.monitor.severity
+                    if matches_all(parse_matchers(r.matchers), c.labels)
+                    and (r.min_deviation_pct is None or dev * 100 >= r.min_deviation_pct)
+                    and (r.min_impact is None or impact >= r.min_impact)
+                ),
+                None,
+            )
+            if rule is not None:
+                c.severity = rule.severity
+            else:
+                p1, p2 = self.THRESHOLDS[ctx.metric.tier]
+                c.severity = "P1" if p1 is not None and dev >= p1 else "P2" if dev >= p2 else "P3"
+            c.labels["severity"] = c.severity
+        return items
+
+
+def _is_parent(a: dict[str, str], b: dict[str, str]) -> bool:
+    return len(a) < len(b) and all(b.get(k) == v for k, v in a.items())
+
+
+class Group:
+    """A total and its child slices firing together become one group (one incident)."""
+
+    def process(self, ctx: Context, items: list[Candidate]) -> list[Candidate]:
+        parent = list(range(len(items)))
+
+        def find(i: int) -> int:
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return i
+
+        if ctx.monitor.group:
+            dims = [parse_slice(c.anomaly.slice) for c in items]
+            for i in range(len(items)):
+                for j in range(len(items)):
+                    if i != j and _is_parent(dims[i], dims[j]):
+                        parent[find(j)] = find(i)
+        for i, c in enumerate(items):
+            c.group = find(i)
+        return items
+
+
+class OpenIncidents:
+    """New groups open an incident; repeats are absorbed by the open incident (re-notified after the interval)."""
+
+    def process(self, ctx: Context, items: list[Candidate]) -> list[Candidate]:
+        groups: dict[int, list[Candidate]] = {}
+        for c in items:
+            groups.setdefault(c.group, []).append(c)
+        for members in groups.values():
+            open_inc = None
+            for c in members:
+                if c.alert is not None and c.alert.incident_id:
+                    inc = ctx.session.get(Incident, c.alert.incident_id)
+                    if inc is not None and inc.state in OPEN_INCIDENT:
+                        open_inc = inc
+                        break
+            for c in members:
+                if c.alert is None:
+                    c.alert = _new_alert(ctx, c, status="firing")
+                    ctx.stats["alerts_new"] += 1
+                elif c.alert.status == "muted":
+                    c.alert.status, c.alert.muted_by = "firing", ""
+            if open_inc is not None:
+                self._absorb(ctx, open_inc, members)
+            else:
+                self._open(ctx, members)
+        return items
+
+    def _absorb(self, ctx: Context, inc: Incident, members: list[Candidate]) -> None:
+        for c in members:
+            c.alert.incident_id = inc.id
+            if c.anomaly.slice not in inc.slices:
+                inc.slices = [*inc.slices, c.anomaly.slice]
+        ctx.stats["absorbed"] += 1
+        incidents.event(
+            ctx.session,
+            inc,
+            "absorbed",
+            incidents.SYSTEM,
+            f"still firing: {', '.join(c.anomaly.slice for c in members)}",
+            at=ctx.now,
+            anomalies=[c.anomaly.id for c in members],
+        )
+        last = incidents._aware(inc.last_notified_at) or incidents._aware(inc.created_at)
+        if ctx.now - last >= parse_duration(ctx.monitor.repeat_interval):
+            incidents.notify(
+                ctx.session,
+                ctx.ws,
+                ctx.catalog,
+                inc,
+                event_name="repeat",
+                people=[inc.assignee],
+                channels=inc.channels,
+                round_=int(ctx.now.timestamp()),
+            )
+
+    def _open(self, ctx: Context, members: list[Candidate]) -> None:
+        members.sort(key=lambda c: (len(parse_slice(c.anomaly.slice)), -c.anomaly.score))
+        lead = members[0]
+        severity = min((c.severity for c in members), key=SEVERITY_RANK.__getitem__)
+        a = lead.anomaly
+        slices = [c.anomaly.slice for c in members]
+        lang = ctx.ws.config.get("language", "zh") if hasattr(ctx.ws, "config") else "zh"
+        where = "" if a.slice == "*" else f" · {a.slice}"
+        word = {
+            "zh": "高于预期" if a.direction == "up" else "低于预期",
+            "en": "above expected" if a.direction == "up" else "below expected",
+        }
+        title = f"{ctx.metric.label(lang)}{where} {word[lang]}"
+        summary = {
+            "explanation_zh": a.explanation_zh,
+            "explanation_en": a.explanation_en,
+            "actual": a.actual,
+            "expected": a.expected,
+            "lower": a.lower,
+            "upper": a.upper,
+            "deviation_pct": ((a.actual - a.expected) / abs(a.expected) * 100) if a.expected else None,
+            "direction": a.direction,
+            "detector": a.detector,
+            "time": a.time.isoformat(),
+            "metric_title_zh": ctx.metric.title.zh,
+            "metric_title_en": ctx.metric.title.en,
+            "unit": ctx.metric.unit,
+            "members": [
+                {
+                    "slice": c.anomaly.slice,
+                    "actual": c.anomaly.actual,
+                    "expected": c.anomaly.expected,
+                    "explanation_zh": c.anomaly.explanation_zh,
+                    "explanation_en": c.anomaly.explanation_en,
+                }
+                for c in members
+            ],
+        }
+        inc = incidents.open_incident(
+            ctx.session,
+            ctx.ws,
+            ctx.catalog,
+            title=title,
+            severity=severity,
+            kind="metric",
+            monitor=ctx.monitor.name,
+            metric=ctx.metric.name,
+            group_key=lead.fingerprint,
+            slices=slices,
+            labels={k: v for k, v in lead.labels.items() if k != "severity"},
+            summary=summary,
+            fallback_owner=ctx.metric.owner,
+            actions=ctx.monitor.actions,
+            now=ctx.now,
+        )
+        for c in members:
+            c.alert.incident_id = inc.id
+            c.alert.severity = c.severity
+        ctx.stats["incidents_opened"] += 1
+        ctx.incidents.append(inc.id)
+
+
+def _new_alert(ctx: Context, c: Candidate, *, status: str) -> Alert:
+    a = c.anomaly
+    alert = Alert(
+        fingerprint=c.fingerprint,
+        kind="metric",
+        monitor=ctx.monitor.name,
+        metric=ctx.metric.name,
+        slice=a.slice,
+        labels=c.labels,
+        status=status,
+        muted_by=c.muted_by,
+        severity=c.severity,
+        summary_zh=a.explanation_zh,
+        summary_en=a.explanation_en,
+        first_seen=a.time,
+        last_seen=a.time,
+        created_at=ctx.now,
+        updated_at=ctx.now,
+    )
+    ctx.session.add(alert)
+    ctx.session.flush()
+    a.alert_id = alert.id
+    return alert
+
+
+DEFAULT_STAGES: list[Stage] = [Fingerprint(), Dedup(), Mute(), Severity(), Group(), OpenIncidents()]
+
+
+def run_pipeline(ctx: Context, items: list[Candidate], stages: list[Stage] | None = None) -> Context:
+    ctx.stats["anomalies"] += len(items)
+    for stage in stages or DEFAULT_STAGES:
+        if not items:
+            break
+        items = stage.process(ctx, items)
+    return ctx
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,444 @@
+"""Incident flows: open, acknowledge, assign, comment, resolve, reopen, review.
+
+Every flow writes its timeline event, its notifications (outbox rows) and its timers in the
+caller's transaction, so a crash at any point leaves either all of it or none of it.
+Service functions take the session first and keyword-only arguments after it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from metricloop.definitions.durations import parse_duration
+from metricloop.definitions.kinds import Catalog
+from metricloop.errors import MetricloopError, NotFound
+from metricloop.incidents.models import Incident, IncidentEvent, Timer
+from metricloop.routing.schemas import DEFAULT_SLA
+
+SYSTEM = "metricloop"
+
+
+class StateError(MetricloopError):
+    status_code = 409
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(t: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes for timezone-aware columns; they are UTC."""
+    return t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t
+
+
+def get(db_session: Session, incident_id: int) -> Incident:
+    inc = db_session.get(Incident, incident_id)
+    if inc is None:
+        raise NotFound(f"no incident #{incident_id}")
+    return inc
+
+
+def event(db_session: Session, incident: Incident, kind: str, actor: str, message: str = "", *, at=None, **data):
+    db_session.add(
+        IncidentEvent(incident_id=incident.id, kind=kind, actor=actor, at=at or utcnow(), message=message, data=data)
+    )
+    incident.updated_at = at or utcnow()
+
+
+# ------------------------------------------------------------------ notifications
+
+
+def recipients_for(catalog: Catalog, channel: str, people: list[str]) -> list[str]:
+    spec = catalog.all("channel").get(channel)
+    if spec is None:
+        return []
+    if spec.type == "email":
+        return list(dict.fromkeys([p for p in people if "@" in p] + list(spec.to)))
+    return [channel]  # a group bot or a webhook: the channel itself is the recipient
+
+
+def notify(
+    db_session: Session,
+    ws,
+    catalog: Catalog,
+    incident: Incident,
+    *,
+    event_name: str,
+    people: list[str],
+    channels: list[str],
+    level: int = 0,
+    round_: int = 0,
+) -> int:
+    """Queue one message per channel × recipient, each with an idempotency key."""
+    from metricloop.notify.outbox import enqueue
+    from metricloop.notify.render import render_incident
+    from metricloop.notify.signing import secret_key_for
+
+    n = 0
+    key_secret = secret_key_for(ws)
+    stamp = int((incident.updated_at or utcnow()).timestamp()) if event_name in ("repeat", "reopened") else 0
+    for channel in channels:
+        spec = catalog.all("channel").get(channel)
+        if spec is None:
+            continue
+        subject, body, payload = render_incident(
+            incident,
+            event=event_name,
+            language=spec.language,
+            base_url=ws.settings.base_url,
+            secret_key=key_secret,
+            level=level,
+            channel_type=spec.type,
+        )
+        for rcpt in recipients_for(catalog, channel, people):
+            key = f"incident:{incident.id}:{event_name}:{level}:{round_}:{stamp}:{channel}:{rcpt}"
+            row = enqueue(
+                db_session,
+                key=key,
+                channel=channel,
+                event=event_name,
+                recipient=rcpt,
+                incident_id=incident.id,
+                subject=subject,
+                body=body,
+                payload=payload,
+                language=spec.language,
+                max_attempts=spec.max_attempts,
+            )
+            n += row is not None
+    if n:
+        incident.last_notified_at = utcnow()
+    return n
+
+
+# ------------------------------------------------------------------ opening
+
+
+def sla_for(catalog: Catalog, incident: Incident) -> tuple[timedelta, timedelta]:
+    policy = catalog.all("escalation").get(incident.escalation_policy) if incident.escalation_policy else None
+    target = policy.sla.get(incident.severity) if policy is not None else None
+    if target is not None:
+        return parse_duration(target.ack), parse_duration(target.resolve)
+    d = DEFAULT_SLA[incident.severity]
+    return parse_duration(d["ack"]), parse_duration(d["resolve"])
+
+
+def schedule_escalation(db_session: Session, catalog: Catalog, incident: Incident, *, start: datetime) -> None:
+    policy = catalog.all("escalation").get(incident.escalation_policy) if incident.escalation_policy else None
+    if policy is None:
+        return
+    delays = [parse_duration(level.after) for level in policy.levels]
+    # A repeat starts one step after the last level: the smallest non-zero delay, at least 5 minutes.
+    step = max(min((d for d in delays if d > timedelta(0)), default=timedelta(minutes=15)), timedelta(minutes=5))
+    cycle = max(delays) + step
+    for round_ in range(policy.repeat + 1):
+        for i, delay in enumerate(delays):
+            if round_ == 0 and i == 0 and delay == timedelta(0):
+                continue  # level 1 at 0m goes out with the opening notification
+            db_session.add(
+                Timer(
+                    incident_id=incident.id,
+                    kind="escalate",
+                    level=i + 100 * round_,
+                    due_at=start + round_ * cycle + delay,
+                    status="pending",
+                )
+            )
+
+
+def open_incident(
+    db_session: Session,
+    ws,
+    catalog: Catalog,
+    *,
+    title: str,
+    severity: str,
+    kind: str,
+    monitor: str,
+    metric: str,
+    group_key: str,
+    slices: list[str],
+    labels: dict,
+    summary: dict,
+    fallback_owner: str = "",
+    actions: list | None = None,
+    now: datetime | None = None,
+) -> Incident:
+    from metricloop.routing.service import resolve_route
+
+    now = now or utcnow()
+    decision = resolve_route(ws, catalog, {**labels, "severity": severity}, at=now, fallback=fallback_owner)
+    inc = Incident(
+        title=title,
+        severity=severity,
+        kind=kind,
+        monitor=monitor,
+        metric=metric,
+        group_key=group_key,
+        slices=slices,
+        labels=labels,
+        summary=summary,
+        assignee=decision.assignee,
+        team=decision.team,
+        route=",".join(decision.routes),
+        channels=decision.channels,
+        escalation_policy=decision.escalation or "",
+        state="triggered",
+        created_at=now,
+        updated_at=now,
+    )
+    db_session.add(inc)
+    db_session.flush()
+    ack_sla, resolve_sla = sla_for(catalog, inc)
+    inc.ack_due_at, inc.resolve_due_at = now + ack_sla, now + resolve_sla
+    event(
+        db_session,
+        inc,
+        "created",
+        SYSTEM,
+        summary.get("explanation_en", title),
+        at=now,
+        route=decision.routes,
+        reasons=decision.reasons,
+    )
+    if decision.assignee:
+        event(
+            db_session, inc, "assigned", SYSTEM, f"assigned to {decision.assignee}", at=now, assignee=decision.assignee
+        )
+    db_session.add(Timer(incident_id=inc.id, kind="sla_ack", due_at=inc.ack_due_at))
+    db_session.add(Timer(incident_id=inc.id, kind="sla_resolve", due_at=inc.resolve_due_at))
+    schedule_escalation(db_session, catalog, inc, start=now)
+    notify(db_session, ws, catalog, inc, event_name="created", people=[inc.assignee], channels=decision.channels)
+    for action in actions or []:
+        if not action.severities or severity in action.severities:
+            from metricloop.notify.actions import enqueue_action
+
+            enqueue_action(db_session, incident=inc, action=action)
+    return inc
+
+
+# ------------------------------------------------------------------ flows
+
+
+def _cancel_timers(db_session: Session, incident: Incident, kinds: tuple[str, ...]) -> None:
+    db_session.execute(
+        update(Timer)
+        .where(Timer.incident_id == incident.id, Timer.status == "pending", Timer.kind.in_(kinds))
+        .values(status="cancelled")
+    )
+
+
+def acknowledge(db_session: Session, ws, catalog: Catalog, *, incident_id: int, actor: str, now=None) -> Incident:
+    inc = get(db_session, incident_id)
+    if inc.state == "acknowledged":
+        raise StateError(f"incident #{inc.id} is already acknowledged (by {inc.assignee or 'someone'})")
+    if inc.state != "triggered":
+        raise StateError(f"incident #{inc.id} is {inc.state}: only a triggered incident can be acknowledged")
+    now = now or utcnow()
+    inc.state, inc.acknowledged_at = "acknowledged", now
+    if not inc.assignee:
+        inc.assignee = actor
+    _cancel_timers(db_session, inc, ("escalate", "sla_ack"))  # an ack stops escalation at once
+    event(db_session, inc, "acknowledged", actor, f"{actor} is on it", at=now)
+    return inc
+
+
+def assign(
+    db_session: Session,
+    ws,
+    catalog: Catalog,
+    *,
+    incident_id: int,
+    assignee: str,
+    actor: str,
+    team: str | None = None,
+    now=None,
+) -> Incident:
+    inc = get(db_session, incident_id)
+    if not assignee.strip():
+        raise MetricloopError("assignee must not be empty", where="assignee")
+    if inc.state in ("resolved", "reviewed"):
+        raise StateError(f"incident #{inc.id} is {inc.state}: reopen it before reassigning")
+    before = inc.assignee
+    inc.assignee = assignee
+    if team is not None:
+        inc.team = team
+    event(
+        db_session,
+        inc,
+        "reassigned",
+        actor,
+        f"{before or 'nobody'} → {assignee}",
+        at=now,
+        before=before,
+        after=assignee,
+    )
+    notify(
+        db_session,
+        ws,
+        catalog,
+        inc,
+        event_name="reassigned",
+        people=[assignee],
+        channels=inc.channels,
+        round_=int((now or utcnow()).timestamp()),
+    )
+    return inc
+
+
+def comment(db_session: Session, *, incident_id: int, actor: str, text: str, now=None) -> Incident:
+    inc = get(db_session, incident_id)
+    if not text.strip():
+        raise MetricloopError("a comment needs text", where="text")
+    event(db_session, inc, "commented", actor, text, at=now)
+    return inc
+
+
+def resolve(
+    db_session: Session,
+    ws,
+    catalog: Catalog,
+    *,
+    incident_id: int,
+    actor: str,
+    root_cause: str = "",
+    note: str = "",
+    auto: bool = False,
+    now=None,
+) -> Incident:
+    inc = get(db_session, incident_id)
+    if inc.state in ("resolved", "reviewed"):
+        raise StateError(f"incident #{inc.id} is already {inc.state} (at {inc.resolved_at:%Y-%m-%d %H:%M} UTC)")
+    now = now or utcnow()
+    inc.state, inc.resolved_at = "resolved", now
+    inc.root_cause, inc.resolution = root_cause or inc.root_cause, note or inc.resolution
+    due = _aware(inc.resolve_due_at)
+    if due and now > due:
+        inc.resolve_breached = True
+    _cancel_timers(db_session, inc, ("escalate", "sla_ack", "sla_resolve", "repeat"))
+    kind = "auto_resolved" if auto else "resolved"
+    event(db_session, inc, kind, actor, note or root_cause or "resolved", at=now, root_cause=root_cause)
+    notify(db_session, ws, catalog, inc, event_name="resolved", people=[inc.assignee], channels=inc.channels)
+    return inc
+
+
+def reopen(db_session: Session, ws, catalog: Catalog, *, incident_id: int, actor: str, reason: str = "", now=None):
+    inc = get(db_session, incident_id)
+    if inc.state not in ("resolved", "reviewed"):
+        raise StateError(f"incident #{inc.id} is {inc.state}: only a resolved incident can be reopened")
+    now = now or utcnow()
+    inc.state, inc.resolved_at, inc.acknowledged_at, inc.reviewed_at = "triggered", None, None, None
+    inc.escalation_level = 0
+    ack_sla, resolve_sla = sla_for(catalog, inc)
+    inc.ack_due_at, inc.resolve_due_at = now + ack_sla, now + resolve_sla
+    db_session.add(Timer(incident_id=inc.id, kind="sla_ack", due_at=inc.ack_due_at))
+    db_session.add(Timer(incident_id=inc.id, kind="sla_resolve", due_at=inc.resolve_due_at))
+    schedule_escalation(db_session, catalog, inc, start=now)
+    event(db_session, inc, "reopened", actor, reason or "reopened", at=now)
+    notify(db_session, ws, catalog, inc, event_name="reopened", people=[inc.assignee], channels=inc.channels)
+    return inc
+
+
+def review(db_session: Session, *, incident_id: int, actor: str, note: str = "", now=None) -> Incident:
+    inc = get(db_session, incident_id)
+    if inc.state != "resolved":
+        raise StateError(f"incident #{inc.id} is {inc.state}: only a resolved incident can be reviewed")
+    inc.state, inc.reviewed_at = "reviewed", now or utcnow()
+    event(db_session, inc, "reviewed", actor, note or "reviewed", at=now)
+    return inc
+
+
+# ------------------------------------------------------------------ timers
+
+
+def process_timers(ws, *, now: datetime | None = None, limit: int = 500) -> dict[str, int]:
+    """Fire due timers: escalate unacknowledged incidents, flag SLA breaches. Safe to run anywhere, often."""
+    now = now or utcnow()
+    fired = {"escalated": 0, "sla_breached": 0, "skipped": 0}
+    with ws.db.session() as s:
+        catalog = ws.catalog()
+        q = select(Timer).where(Timer.status == "pending", Timer.due_at <= now).order_by(Timer.due_at).limit(limit)
+        if s.bind.dialect.name == "postgresql":
+            q = q.with_for_update(skip_locked=True)
+        for timer in s.scalars(q).all():
+            inc = s.get(Incident, timer.incident_id)
+            timer.status, timer.fired_at = "done", now
+            if inc is None:
+                continue
+            if timer.kind == "escalate":
+                fired[_escalate(s, ws, catalog, inc, timer, now)] += 1
+            elif timer.kind == "sla_ack" and inc.state == "triggered":
+                inc.ack_breached = True
+                event(s, inc, "sla_breached", SYSTEM, "not acknowledged within the SLA", at=now, sla="ack")
+                fired["sla_breached"] += 1
+            elif timer.kind == "sla_resolve" and inc.state in ("triggered", "acknowledged"):
+                inc.resolve_breached = True
+                event(s, inc, "sla_breached", SYSTEM, "not resolved within the SLA", at=now, sla="resolve")
+                fired["sla_breached"] += 1
+    return fired
+
+
+def _escalate(s: Session, ws, catalog: Catalog, inc: Incident, timer: Timer, now: datetime) -> str:
+    if inc.state != "triggered":
+        return "skipped"
+    policy = catalog.all("escalation").get(inc.escalation_policy)
+    if policy is None:
+        return "skipped"
+    round_, index = divmod(timer.level, 100)
+    if index >= len(policy.levels):
+        return "skipped"
+    level = policy.levels[index]
+    people = []
+    for who in level.notify:
+        if who == "assignee":
+            people.append(inc.assignee)
+        elif who.startswith("oncall:"):
+            from metricloop.routing.service import on_call
+
+            rotation = catalog.all("rotation").get(who.split(":", 1)[1])
+            if rotation is not None:
+                people.append(on_call(rotation, now))
+        else:
+            people.append(who)
+    inc.escalation_level = index
+    channels = level.channels or inc.channels
+    event(
+        s,
+        inc,
+        "escalated",
+        SYSTEM,
+        f"not acknowledged: level {index + 1} → {', '.join(people) or 'channels'}",
+        at=now,
+        level=index,
+        round=round_,
+        people=people,
+    )
+    notify(s, ws, catalog, inc, event_name="escalated", people=people, channels=channels, level=index, round_=round_)
+    return "escalated"
+
+
+# ------------------------------------------------------------------ KPIs
+
+
+def kpis(db_session: Session, *, since: datetime | None = None) -> dict:
+    """MTTA and MTTR (seconds), counts by state and SLA breaches."""
+    q = select(Incident)
+    if since is not None:
+        q = q.where(Incident.created_at >= since)
+    rows = list(db_session.scalars(q))
+    acks = [(_aware(r.acknowledged_at) - _aware(r.created_at)).total_seconds() for r in rows if r.acknowledged_at]
+    fixes = [(_aware(r.resolved_at) - _aware(r.created_at)).total_seconds() for r in rows if r.resolved_at]
+    by_state: dict[str, int] = {}
+    for r in rows:
+        by_state[r.state] = by_state.get(r.state, 0) + 1
+    return {
+        "incidents": len(rows),
+        "by_state": by_state,
+        "mtta_seconds": sum(acks) / len(acks) if acks else None,
+        "mttr_seconds": sum(fixes) / len(fixes) if fixes else None,
+        "ack_breaches": sum(r.ack_breached for r in rows),
+        "resolve_breaches": sum(r.resolve_breached for r in rows),
+    }

@@ -1,0 +1,465 @@
+"""Run a monitor: check data quality, slice the metric, detect, and pass anomalies down the alert path.
+
+A run is a row with its start, end, status, counts and error. A failing source marks the run failed
+and raises one data-quality alert to the data owner; it never raises out of `run_monitor`.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import select
+
+from metricloop.alerting.models import Alert
+from metricloop.alerting.mutes import Mutes
+from metricloop.alerting.pipeline import OPEN_ALERT, OPEN_INCIDENT, Candidate, Context, fingerprint, run_pipeline
+from metricloop.definitions.durations import parse_duration
+from metricloop.definitions.kinds import Catalog
+from metricloop.definitions.schemas import MetricSpec
+from metricloop.errors import MetricloopError, NotFound, SourceError
+from metricloop.incidents import service as incidents
+from metricloop.incidents.models import Incident
+from metricloop.metrics.slices import explode, parse_slice
+from metricloop.metrics.timeutil import FREQ, floor
+from metricloop.monitors.models import Anomaly, MonitorRun
+from metricloop.monitors.schemas import MonitorSpec
+
+DEFAULT_HISTORY = {"minute": "3d", "hour": "35d", "day": "400d", "week": "730d", "month": "1460d"}
+MAX_CATCHUP_BUCKETS = 200
+
+
+@dataclass
+class Window:
+    start: datetime  # local, inclusive
+    until: datetime  # local, exclusive: every bucket before it is complete
+    evaluate_from: datetime  # buckets at or after this may raise alerts
+
+
+def local_now(tz: str, at: datetime | None) -> datetime:
+    if at is None:
+        return datetime.now(ZoneInfo(tz)).replace(tzinfo=None)
+    return at.astimezone(ZoneInfo(tz)).replace(tzinfo=None) if at.tzinfo else at
+
+
+def window_for(monitor: MonitorSpec, metric: MetricSpec, grain: str, at_local: datetime, last_until) -> Window:
+    until = floor(pd.Timestamp(at_local) - parse_duration(monitor.delay), grain).to_pydatetime()
+    step = pd.tseries.frequencies.to_offset(FREQ[grain])
+    history = parse_duration(monitor.history or DEFAULT_HISTORY[grain])
+    evaluate_from = (pd.Timestamp(until) - monitor.evaluate * step).to_pydatetime()
+    if last_until is not None and last_until < evaluate_from:
+        # catch up once: judge every bucket since the last run, in this one run
+        oldest = (pd.Timestamp(until) - MAX_CATCHUP_BUCKETS * step).to_pydatetime()
+        evaluate_from = max(last_until, oldest)
+    return Window(start=until - history, until=until, evaluate_from=evaluate_from)
+
+
+def build_calendar(ws, monitor: MonitorSpec):
+    from metricloop.detect.calendar import Calendar, read_events
+
+    events = []
+    for f in monitor.calendar.events:
+        path = Path(f) if Path(f).is_absolute() else ws.home / f
+        if not path.exists():
+            raise MetricloopError(
+                f"calendar events file {path} does not exist", where=f"monitor {monitor.name}.calendar"
+            )
+        events.extend(read_events(path, behaviour=monitor.calendar.behaviour))
+    return Calendar(events, china_holidays=monitor.calendar.china_holidays)
+
+
+def base_labels(monitor: MonitorSpec, metric: MetricSpec, catalog: Catalog) -> dict[str, str]:
+    labels = {
+        "monitor": monitor.name,
+        "metric": metric.name,
+        "domain": metric.domain,
+        "tier": metric.tier,
+        "kind": "metric",
+    }
+    if metric.source:
+        labels["source"] = metric.source
+    labels.update(monitor.labels)
+    return labels
+
+
+def _last_until(s, monitor: str) -> datetime | None:
+    return s.scalar(
+        select(MonitorRun.data_until)
+        .where(MonitorRun.monitor == monitor, MonitorRun.status == "ok", MonitorRun.data_until.is_not(None))
+        .order_by(MonitorRun.data_until.desc())
+        .limit(1)
+    )
+
+
+def run_monitor(
+    ws,
+    name: str,
+    *,
+    at: datetime | None = None,
+    trigger: str = "manual",
+    scheduled_for: datetime | None = None,
+    now: datetime | None = None,
+) -> MonitorRun:
+    """Evaluate one monitor as of `at` (aware, or naive in the metric's timezone). Never raises for data problems."""
+    catalog = ws.catalog()
+    monitor: MonitorSpec = catalog.get("monitor", name)
+    metric = catalog.metric(monitor.metric)
+    grain = monitor.grain or metric.grain
+    now = now or datetime.now(UTC)
+    at_local = local_now(metric.timezone, at)
+    with ws.db.session() as s:
+        version = _version(s, name)
+        last_until = _last_until(s, name)
+        win = window_for(monitor, metric, grain, at_local, last_until)
+        run = MonitorRun(
+            monitor=name,
+            monitor_version=version,
+            trigger=trigger,
+            scheduled_for=scheduled_for or now,
+            data_until=win.until,
+            started_at=now,
+            status="running",
+        )
+        s.add(run)
+    try:
+        details = _evaluate(ws, catalog, monitor, metric, grain, win, run.id, now)
+        status, error = "ok", ""
+    except Exception as e:  # a run must never take the service down
+        user_error = isinstance(e, MetricloopError)
+        details, status = {}, "failed"
+        error = str(e) if user_error else f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}"
+        if isinstance(e, SourceError):  # the data owner hears of it once; metric alerts wait
+            with ws.db.session() as s:
+                raise_data_quality(
+                    s, ws, catalog, monitor, metric, check="source", slice_="*", message=str(e).splitlines()[0], now=now
+                )
+    with ws.db.session() as s:
+        run = s.get(MonitorRun, run.id)
+        run.status, run.error, run.finished_at = status, error, datetime.now(UTC)
+        run.details = details
+        run.series_evaluated = details.get("series", 0)
+        run.anomalies = details.get("anomalies", 0)
+        run.alerts = details.get("alerts_new", 0)
+    return run
+
+
+def _version(s, name: str) -> int:
+    from metricloop.db.models import Definition
+
+    row = s.scalar(select(Definition.version).where(Definition.kind == "monitor", Definition.name == name))
+    return row or 0
+
+
+def _evaluate(ws, catalog, monitor, metric, grain, win: Window, run_id: int, now: datetime) -> dict:
+    from metricloop.detect import detector_from_dict
+    from metricloop.metrics.quality import check_metric
+
+    details: dict = {
+        "window": [win.start.isoformat(), win.until.isoformat()],
+        "evaluate_from": win.evaluate_from.isoformat(),
+    }
+    # 1. data quality: problems hold metric alerts back and go to the data owner instead
+    with ws.db.session() as s:
+        mutes = Mutes.load(s, catalog, now=now)
+        failing = []
+        for check in check_metric(ws, metric.name, at=win.until, catalog=catalog):
+            if check.status == "ok":
+                continue
+            failing.append((check.check, check.slice))
+            raise_data_quality(
+                s, ws, catalog, monitor, metric, check=check.check, slice_=check.slice, message=check.message, now=now
+            )
+            mutes.inhibit(parse_slice(check.slice), f"data quality ({check.check}) on {metric.name}")
+        resolve_data_quality(s, ws, catalog, monitor, metric, failing=failing, now=now)
+        details["data_quality"] = [f"{c}:{sl}" for c, sl in failing]
+    # 2. slices and detection
+    sl = monitor.slicing
+    df = explode(
+        ws,
+        metric.name,
+        dims=sl.dimensions,
+        combos=sl.combos,
+        total=sl.total,
+        top_n=sl.top_n,
+        min_volume=sl.min_volume,
+        start=win.start,
+        end=win.until,
+        grain=grain,
+        catalog=catalog,
+    )
+    if df.empty:
+        details.update(series=0, anomalies=0)
+        return details
+    wide = df.pivot_table(index="slice", columns="time", values="value", aggfunc="first", dropna=False)
+    names = list(wide.index)
+    times = pd.DatetimeIndex(wide.columns)
+    num = den = None
+    if metric.is_ratio:
+        num = df.pivot_table(index="slice", columns="time", values="numerator", aggfunc="first", dropna=False)
+        den = df.pivot_table(index="slice", columns="time", values="denominator", aggfunc="first", dropna=False)
+        num, den = (
+            num.reindex(index=names, columns=times).to_numpy(float),
+            den.reindex(index=names, columns=times).to_numpy(float),
+        )
+    detector = detector_from_dict(monitor.detector)
+    det = detector.detect(
+        wide.to_numpy(float),
+        times,
+        calendar=build_calendar(ws, monitor),
+        numerator=num,
+        denominator=den,
+        names=names,
+        grain=grain,
+        good_direction=metric.good_direction,
+    )
+    frame = det.anomalies(
+        explain=True,
+        metric=metric.name,
+        title_zh=metric.title.zh or metric.name,
+        title_en=metric.title.en or metric.name,
+        unit=metric.unit,
+    )
+    frame = frame[pd.to_datetime(frame["time"]) >= pd.Timestamp(win.evaluate_from)] if not frame.empty else frame
+    details["series"] = len(names)
+    # 3. anomalies → alert path
+    with ws.db.session() as s:
+        ctx = Context(
+            session=s, ws=ws, catalog=catalog, monitor=monitor, metric=metric, now=now, mutes=mutes, grain=grain
+        )
+        labels0 = base_labels(monitor, metric, catalog)
+        existing = {
+            (a.slice, a.time)
+            for a in s.scalars(
+                select(Anomaly).where(Anomaly.monitor == monitor.name, Anomaly.time >= win.evaluate_from)
+            )
+        }
+        candidates = []
+        for r in frame.itertuples(index=False):
+            t = pd.Timestamp(r.time).to_pydatetime()
+            if (r.slice, t) in existing:
+                continue  # a re-run of the same bucket: nothing new
+            a = Anomaly(
+                run_id=run_id,
+                monitor=monitor.name,
+                metric=metric.name,
+                slice=r.slice,
+                time=t,
+                actual=_f(r.actual),
+                expected=_f(r.expected),
+                lower=_f(r.lower),
+                upper=_f(r.upper),
+                score=float(r.score),
+                direction=r.direction,
+                detector=str(r.detector),
+                explanation_zh=r.explanation_zh,
+                explanation_en=r.explanation_en,
+                fingerprint="",
+                created_at=now,
+            )
+            s.add(a)
+            candidates.append(Candidate(anomaly=a, labels={**labels0, **parse_slice(r.slice)}))
+        s.flush()
+        run_pipeline(ctx, candidates)
+        # 4. alerts back to normal for long enough resolve themselves (and their incident)
+        latest = det.is_anomaly[:, -1] if det.is_anomaly.size else np.zeros(len(names), bool)
+        learning = det.scores.learning[:, -1] if det.scores.learning.size else np.ones(len(names), bool)
+        auto_resolve(
+            ctx,
+            dict(zip(names, latest, strict=True)),
+            dict(zip(names, learning, strict=True)),
+        )
+        details.update(ctx.stats)
+        details["incidents"] = ctx.incidents
+    return details
+
+
+def _f(x) -> float | None:
+    return None if x is None or (isinstance(x, float) and not np.isfinite(x)) else float(x)
+
+
+def auto_resolve(ctx: Context, firing_now: dict[str, bool], learning: dict[str, bool]) -> None:
+    n = ctx.monitor.auto_resolve_after
+    alerts = ctx.session.scalars(
+        select(Alert).where(Alert.monitor == ctx.monitor.name, Alert.kind == "metric", Alert.status.in_(OPEN_ALERT))
+    ).all()
+    touched_incidents = set()
+    for alert in alerts:
+        if alert.slice not in firing_now or learning.get(alert.slice, False):
+            continue
+        if firing_now[alert.slice]:
+            alert.normal_streak = 0
+            continue
+        alert.normal_streak += 1
+        if n and alert.normal_streak >= n:
+            alert.status, alert.updated_at = "resolved", ctx.now
+            if alert.incident_id:
+                touched_incidents.add(alert.incident_id)
+    for inc_id in touched_incidents:
+        _resolve_if_all_clear(
+            ctx.session, ctx.ws, ctx.catalog, inc_id, now=ctx.now, why=f"back to normal for {n} points"
+        )
+
+
+def _resolve_if_all_clear(s, ws, catalog, inc_id: int, *, now: datetime, why: str) -> None:
+    inc = s.get(Incident, inc_id)
+    if inc is None or inc.state not in OPEN_INCIDENT:
+        return
+    still = s.scalar(select(Alert.id).where(Alert.incident_id == inc_id, Alert.status.in_(OPEN_ALERT)).limit(1))
+    if still is None:
+        incidents.resolve(
+            s, ws, catalog, incident_id=inc_id, actor=incidents.SYSTEM, note=f"auto-resolved: {why}", auto=True, now=now
+        )
+
+
+# ------------------------------------------------------------------ data quality alerts
+
+
+def raise_data_quality(
+    s, ws, catalog, monitor: MonitorSpec, metric: MetricSpec, *, check: str, slice_: str, message: str, now: datetime
+) -> Alert:
+    """One alert (and incident) per data problem, to the data owner; repeats are absorbed."""
+    source = catalog.sources.get(metric.source) if metric.source else None
+    owner = (source.owner if source is not None else None) or metric.owner
+    fp = fingerprint("dq", metric.source or metric.name, metric.name, check, slice_)
+    alert = s.scalar(select(Alert).where(Alert.fingerprint == fp, Alert.status.in_(OPEN_ALERT)))
+    today = datetime.now(ZoneInfo(metric.timezone)).replace(tzinfo=None)
+    if alert is not None:
+        alert.count += 1
+        alert.last_seen, alert.updated_at, alert.summary_en = today, now, message
+        return alert
+    labels = {
+        "kind": "data_quality",
+        "check": check,
+        "metric": metric.name,
+        "domain": metric.domain,
+        "source": metric.source or "",
+        "monitor": monitor.name,
+        **parse_slice(slice_),
+    }
+    alert = Alert(
+        fingerprint=fp,
+        kind="data_quality",
+        monitor=monitor.name,
+        metric=metric.name,
+        slice=slice_,
+        labels=labels,
+        status="firing",
+        severity="P2",
+        summary_zh=message,
+        summary_en=message,
+        first_seen=today,
+        last_seen=today,
+        created_at=now,
+        updated_at=now,
+    )
+    s.add(alert)
+    s.flush()
+    where = "" if slice_ == "*" else f" ({slice_})"
+    titles = {"source": "数据源故障", "freshness": "数据延迟", "completeness": "数据不完整"}
+    title = f"{titles.get(check, '数据质量')}：{metric.label('zh')}{where}"
+    inc = incidents.open_incident(
+        s,
+        ws,
+        catalog,
+        title=title,
+        severity="P2",
+        kind="data_quality",
+        monitor=monitor.name,
+        metric=metric.name,
+        group_key=fp,
+        slices=[slice_],
+        labels=labels,
+        summary={
+            "explanation_zh": f"{title}：{message}",
+            "explanation_en": f"Data quality ({check}) for {metric.name}{where}: {message}",
+            "check": check,
+        },
+        fallback_owner=owner,
+        now=now,
+    )
+    alert.incident_id = inc.id
+    return alert
+
+
+def resolve_data_quality(s, ws, catalog, monitor, metric, *, failing: list[tuple[str, str]], now: datetime) -> None:
+    keep = {fingerprint("dq", metric.source or metric.name, metric.name, c, sl) for c, sl in failing}
+    open_dq = s.scalars(
+        select(Alert).where(
+            Alert.kind == "data_quality",
+            Alert.metric == metric.name,
+            Alert.status.in_(OPEN_ALERT),
+            Alert.labels["check"].as_string() != "source",
+        )
+    ).all()
+    for alert in open_dq:
+        if alert.fingerprint in keep:
+            continue
+        alert.status, alert.updated_at = "resolved", now
+        if alert.incident_id:
+            _resolve_if_all_clear(s, ws, catalog, alert.incident_id, now=now, why="the data quality check passes again")
+    if not any(c == "source" for c, _ in failing):
+        src_fp = fingerprint("dq", metric.source or metric.name, metric.name, "source", "*")
+        alert = s.scalar(select(Alert).where(Alert.fingerprint == src_fp, Alert.status.in_(OPEN_ALERT)))
+        if alert is not None:
+            alert.status = "resolved"
+            if alert.incident_id:
+                _resolve_if_all_clear(s, ws, catalog, alert.incident_id, now=now, why="the source answers again")
+
+
+# ------------------------------------------------------------------ scheduling
+
+
+def last_slot(monitor: MonitorSpec, now: datetime) -> datetime:
+    """The latest scheduled moment at or before `now` (UTC aware)."""
+    tz = ZoneInfo(monitor.schedule.timezone)
+    local = now.astimezone(tz)
+    if monitor.schedule.cron:
+        from croniter import croniter
+
+        it = croniter(monitor.schedule.cron, local + timedelta(seconds=1))
+        return it.get_prev(datetime).astimezone(UTC)
+    every = parse_duration(monitor.schedule.every)
+    epoch = datetime(2000, 1, 3, tzinfo=tz)  # a Monday, local midnight
+    n = (local - epoch) // every
+    return (epoch + n * every).astimezone(UTC)
+
+
+def run_due(ws, *, now: datetime | None = None, only: str | None = None) -> list[MonitorRun]:
+    """Run every monitor whose latest slot has no run yet. After downtime that is one run, not N."""
+    now = now or datetime.now(UTC)
+    catalog = ws.catalog()
+    monitors = catalog.all("monitor")
+    if only is not None and only not in monitors:
+        raise NotFound(f"no monitor named '{only}'")
+    runs = []
+    for name, monitor in sorted(monitors.items()):
+        if (only and name != only) or not monitor.enabled:
+            continue
+        slot = last_slot(monitor, now)
+        with ws.db.session() as s:
+            done = s.scalar(
+                select(MonitorRun.id).where(MonitorRun.monitor == name, MonitorRun.scheduled_for >= slot).limit(1)
+            )
+            previous = s.scalar(
+                select(MonitorRun.scheduled_for)
+                .where(MonitorRun.monitor == name)
+                .order_by(MonitorRun.scheduled_for.desc())
+                .limit(1)
+            )
+        if done is not None:
+            continue
+        trigger = "schedule"
+        if previous is not None and _missed(monitor, incidents._aware(previous), slot):
+            trigger = "catchup"
+        runs.append(run_monitor(ws, name, at=slot, trigger=trigger, scheduled_for=slot, now=now))
+    return runs
+
+
+def _missed(monitor: MonitorSpec, previous: datetime, slot: datetime) -> bool:
+    """True when at least one slot between the previous run and this one was skipped."""
+    return last_slot(monitor, slot - timedelta(seconds=1)) > previous
