@@ -122,15 +122,8 @@ def detector_from_dict(data: dict[str, Any]) -> Detector:
 
 
 def _load_builtins() -> None:
-    # importing the modules runs their @register decorators
-    import importlib
-
-    for mod in ("threshold", "change", "band", "seasonal", "auto", "zscore"):
-        try:
-            importlib.import_module(f"metricloop.detect.{mod}")
-        except ModuleNotFoundError as exc:  # a module still being written must not break the others
-            if exc.name != f"metricloop.detect.{mod}":
-                raise
+    # importing the modules runs their @register decorators, exactly as an extension's would
+    from metricloop.detect import auto, band, change, seasonal, threshold, zscore  # noqa: F401
 
 
 # ---------------------------------------------------------------------------- template

@@ -230,7 +230,7 @@ class Calendar:
         n = len(times)
         out = CalendarMasks.empty(n)
         events = sorted(events, key=lambda e: e.start)
-        tv = times.asi8
+        tv = times.as_unit("ns").asi8
         by_key: dict[str, list[Event]] = {}
         for ev in sorted(everything, key=lambda e: e.start):
             by_key.setdefault(ev.key or ev.name, []).append(ev)

@@ -45,10 +45,11 @@ class ChangeDetector(Detector):
         if times is None or delta is None:
             idx = np.arange(T) - buckets
             return np.where(idx >= 0, idx, -1)
-        target = (times - delta).asi8
-        pos = np.searchsorted(times.asi8, target)
+        tv = times.as_unit("ns").asi8
+        target = (times - delta).as_unit("ns").asi8
+        pos = np.searchsorted(tv, target)
         ok = (pos < T) & (pos >= 0)
-        ok[ok] &= times.asi8[np.minimum(pos[ok], T - 1)] == target[ok]
+        ok[ok] &= tv[np.minimum(pos[ok], T - 1)] == target[ok]
         return np.where(ok, pos, -1)
 
     def reference(self, batch: Batch) -> np.ndarray:

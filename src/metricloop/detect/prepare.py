@@ -47,7 +47,7 @@ def _as_2d(a: Any, what: str) -> np.ndarray:
 def infer_grain(times: pd.DatetimeIndex) -> str | None:
     if len(times) < 2:
         return None
-    step = float(np.median(np.diff(times.asi8))) / 1e9
+    step = float(np.median(np.diff(times.as_unit("ns").asi8))) / 1e9
     if step <= 0:
         return None
     best = min(GRAIN_SECONDS, key=lambda g: abs(np.log(step / GRAIN_SECONDS[g])))
@@ -71,7 +71,7 @@ def prepare_batch(
         vals = np.where(bad, np.nan, vals)
     tidx = None
     if times is not None:
-        tidx = pd.DatetimeIndex(pd.to_datetime(times))
+        tidx = pd.DatetimeIndex(pd.to_datetime(times)).as_unit("ns")
         if len(tidx) != vals.shape[1]:
             raise MetricloopError(
                 f"times has {len(tidx)} entries but the series have {vals.shape[1]} points", where="times"
