@@ -72,8 +72,9 @@ def open_ws():
 
 def _checks(ws, no_check: bool):
     from metricloop.metrics.validate import column_check, reference_check
+    from metricloop.monitors.validate import loop_check
 
-    return [reference_check] if no_check else [reference_check, column_check(ws)]
+    return [reference_check, loop_check] if no_check else [reference_check, loop_check, column_check(ws)]
 
 
 # ------------------------------------------------------------------ workspace

@@ -185,7 +185,9 @@ class Group:
                 i = parent[i]
             return i
 
-        if ctx.monitor.group:
+        if ctx.monitor.group == "monitor":
+            parent = [0] * len(items)
+        elif ctx.monitor.group == "hierarchy":
             dims = [parse_slice(c.anomaly.slice) for c in items]
             for i in range(len(items)):
                 for j in range(len(items)):
@@ -211,6 +213,8 @@ class OpenIncidents:
                     if inc is not None and inc.state in OPEN_INCIDENT:
                         open_inc = inc
                         break
+            if open_inc is None:
+                open_inc = self._related_open(ctx, members)
             for c in members:
                 if c.alert is None:
                     c.alert = _new_alert(ctx, c, status="firing")
@@ -222,6 +226,24 @@ class OpenIncidents:
             else:
                 self._open(ctx, members)
         return items
+
+    def _related_open(self, ctx: Context, members: list[Candidate]) -> Incident | None:
+        """An open incident of this monitor that already covers a parent or child of these slices."""
+        if ctx.monitor.group == "none":
+            return None
+        rows = ctx.session.scalars(
+            select(Incident)
+            .where(Incident.monitor == ctx.monitor.name, Incident.kind == "metric", Incident.state.in_(OPEN_INCIDENT))
+            .order_by(Incident.id)
+        ).all()
+        if ctx.monitor.group == "monitor":
+            return rows[0] if rows else None
+        mine = [parse_slice(c.anomaly.slice) for c in members]
+        for inc in rows:
+            theirs = [parse_slice(x) for x in inc.slices]
+            if any(_is_parent(a, b) or _is_parent(b, a) for a in mine for b in theirs):
+                return inc
+        return None
 
     def _absorb(self, ctx: Context, inc: Incident, members: list[Candidate]) -> None:
         for c in members:

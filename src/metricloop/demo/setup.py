@@ -9,8 +9,10 @@ import yaml
 
 from metricloop.definitions import service
 from metricloop.metrics.validate import column_check, reference_check
+from metricloop.monitors.validate import loop_check
 
 DEFINITIONS = Path(__file__).with_name("definitions.yaml")
+LOOP = Path(__file__).with_name("loop.yaml")
 
 
 def demo_definitions(into: str | None = None) -> str:
@@ -43,13 +45,15 @@ def install_demo(
         summary["loaded"] = load_into(into, ws.data_dir, progress=progress)
     defs = ws.defs_dir / "demo.yaml"
     defs.write_text(demo_definitions(into), encoding="utf-8")
-    entries, problems = service.read_definitions([defs])
+    loop = ws.defs_dir / "loop.yaml"
+    loop.write_text(LOOP.read_text(encoding="utf-8"), encoding="utf-8")
+    entries, problems = service.read_definitions([defs, loop])
     with ws.db.session() as s:
         summary["apply"] = service.apply(
             s,
             entries=entries,
             problems=problems,
             author="metricloop demo",
-            checks=[reference_check, column_check(ws)],
+            checks=[reference_check, loop_check, column_check(ws)],
         )
     return summary

@@ -92,7 +92,11 @@ class MonitorSpec(Spec):
     calendar: CalendarRef = Field(default_factory=CalendarRef)
     auto_resolve_after: int = Field(2, ge=0, description="normal points before an alert resolves itself (0: never)")
     repeat_interval: str = Field("4h", description="re-notify an open incident that keeps firing at most this often")
-    group: bool = Field(True, description="a total and its slices firing together become one incident")
+    group: Literal["hierarchy", "monitor", "none"] = Field(
+        "hierarchy",
+        description="hierarchy: a slice and its parents (the total, region above region×carrier) share an incident; "
+        "monitor: everything this monitor raises shares one open incident; none: one incident per slice",
+    )
     actions: list[ActionSpec] = Field(default_factory=list)
     enabled: bool = True
 
