@@ -189,6 +189,7 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
     num, den = batch.numerator, batch.denominator
     kappa = _winsor_kappa(p.huber)
     kappa_out = _winsor_kappa(3.0)
+    kappa_wide = _winsor_kappa(p.exclude_z)
 
     expected = np.full((m, T), np.nan)
     scale = np.full((m, T), np.nan)
@@ -317,16 +318,21 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
             B[adapt] = 0.0
             run_len[adapt], run_sum[adapt] = 0, 0.0
         # ---- scale: normal points fully, out-of-band points lightly (so a too-small scale recovers)
-        cap = p.huber * sd
+        # Huber clipping protects a Gaussian level; on skewed counts and rates it would pull the
+        # level down, and the exclusion of out-of-band points already protects them
+        cap = np.where(fam == FAM_GAUSS, p.huber, p.exclude_z) * sd
         rc = np.clip(np.nan_to_num(resid), -cap, cap)
         inv2 = 1.0 / np.maximum(sfac * sfac, TINY)
-        e2 = np.maximum(rc * rc / kappa - noise, 0.0) * inv2
+        # the extra variance is clamped after averaging, not per point: clamping each point would
+        # bias it upwards and widen count and ratio bands for nothing
+        e2 = (rc * rc / np.where(fam == FAM_GAUSS, kappa, kappa_wide) - noise) * inv2
         capo = 3.0 * sd
         ro = np.clip(np.nan_to_num(resid), -capo, capo)
-        e2o = np.maximum(ro * ro / kappa_out - noise, 0.0) * inv2
+        e2o = (ro * ro / kappa_out - noise) * inv2
         V = np.where(normal, (1 - p.lam) * V + p.lam * e2, V)
         lo_w = p.lam / 4
         V = np.where(out & ~adapt, (1 - lo_w) * V + lo_w * e2o, V)
+        V = np.maximum(V, 0.0)
         if not normal.any():
             continue
         # ---- level, trend and season from normal points (Huber-clipped)

@@ -1,0 +1,193 @@
+"""Detector interface, built-in detectors and knobs, on real computations."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from metricloop.detect import Calendar, Event, apply_conditions, default_direction, detector_names, get_detector
+from metricloop.detect.base import DetectorConfig, detector_from_dict
+from metricloop.detect.stats import sensitivity_to_k
+from metricloop.errors import MetricloopError
+
+FAST = ["threshold", "change", "band", "auto", "zscore"]
+OPTIONS = {"threshold": {"upper": 1150.0, "lower": 700.0}}
+
+
+def test_registry_lists_builtins_and_rejects_unknown():
+    assert {"threshold", "change", "band", "seasonal", "auto", "zscore"} <= set(detector_names())
+    with pytest.raises(MetricloopError, match="unknown detector"):
+        get_detector("nope")
+
+
+@pytest.mark.parametrize("name", FAST + ["seasonal"])
+def test_config_round_trips_through_a_dict(name):
+    det = get_detector(name, {"sensitivity": 7, "direction": "up", **OPTIONS.get(name, {})})
+    data = det.to_dict()
+    assert data["detector"] == name and data["sensitivity"] == 7
+    again = detector_from_dict(data)
+    assert again.to_dict() == data
+    assert type(again.config).from_dict(data) == again.config
+
+
+def test_config_validation_is_clear():
+    with pytest.raises(ValueError):
+        get_detector("auto", sensitivity=11)
+    with pytest.raises(ValueError, match="lower and/or an upper"):
+        get_detector("threshold")
+
+
+@pytest.mark.parametrize("name", FAST + ["seasonal"])
+def test_appending_future_points_never_changes_past_outputs(name, daily):
+    times, values, _ = daily
+    values = values.copy()
+    values[:, 300] *= 0.5
+    cut = 330 if name != "seasonal" else 120
+    vals = values[:2] if name == "seasonal" else values
+    n_full = 360 if name != "seasonal" else 160
+    cal = Calendar([Event(name="promo 2024", start="2024-06-01", end="2024-06-04")])
+    det = get_detector(name, OPTIONS.get(name, {}))
+    short = det.detect(vals[:, :cut], times[:cut], calendar=cal)
+    full = det.detect(vals[:, :n_full], times[:n_full], calendar=cal)
+    for attr in ("expected", "lower", "upper", "is_anomaly"):
+        a, b = getattr(short, attr), getattr(full, attr)[:, :cut]
+        np.testing.assert_array_equal(a, b, err_msg=f"{name}.{attr} changed when future points were appended")
+    np.testing.assert_array_equal(short.scores.score, full.scores.score[:, :cut])
+
+
+def test_vectorised_scoring_equals_one_series_at_a_time(daily):
+    times, values, _ = daily
+    det = get_detector("auto")
+    together = det.score(values, times)
+    for i in range(values.shape[0]):
+        alone = det.score(values[i], times)
+        np.testing.assert_allclose(alone.expected[0], together.expected[i], equal_nan=True)
+
+
+def test_auto_finds_a_spike_and_picks_the_weekly_profile(daily):
+    times, values, _ = daily
+    values = values.copy()
+    values[:, 200] *= 0.6
+    det = get_detector("auto").detect(values, times)
+    assert det.is_anomaly[:, 200].all()
+    assert all(m.endswith("day_of_week") for m in det.scores.model)
+    false = det.is_anomaly.copy()
+    false[:, 200] = False
+    assert false.sum() <= 3  # 5 series × ~390 scored days
+
+
+def test_auto_adapts_to_a_new_normal(daily):
+    times, values, _ = daily
+    values = values.copy()
+    values[:, 250:] *= 1.4
+    det = get_detector("auto", direction="both").detect(values, times)
+    assert det.is_anomaly[:, 250].all()
+    assert not det.is_anomaly[:, 280:].any(), "still alerting a month after a level change"
+
+
+def test_anomalies_stay_out_of_the_baseline(daily):
+    times, values, _ = daily
+    values = values.copy()
+    values[:, 200:205] *= 3.0  # a burst shorter than the new-normal window
+    det = get_detector("band", seasonality="day_of_week").detect(values, times)
+    before = det.expected[:, 199]
+    after = det.expected[:, 212]
+    assert np.all(np.abs(after / before - 1) < 0.3)
+
+
+def test_count_aware_low_volume_counts():
+    rng = np.random.default_rng(3)
+    times = pd.date_range("2025-01-01", periods=300, freq="D")
+    counts = rng.poisson(2.0, size=(20, 300)).astype(float)
+    counts[:, 250] = 16
+    det = get_detector("auto").detect(counts, times)
+    assert all(":count:" in m for m in det.scores.model)
+    assert det.is_anomaly[:, 250].all()
+    false = det.is_anomaly.copy()
+    false[:, 250] = False
+    assert false.sum() <= 5  # 20 series × 270 days of Poisson noise
+    assert np.nanmin(det.lower) >= 0  # count bands never go below zero
+
+
+def test_ratio_aware_band_uses_the_denominator():
+    rng = np.random.default_rng(5)
+    times = pd.date_range("2025-01-01", periods=200, freq="D")
+    den = np.array([[30.0], [30000.0]]) * np.ones((2, 200))
+    num = rng.binomial(den.astype(int), 0.98).astype(float)
+    num[:, 150] = np.round(den[:, 150] * 0.96)  # a 2-point drop on both
+    rate = num / den * 100
+    det = get_detector("auto").detect(rate, times, numerator=num, denominator=den)
+    assert all(":ratio:" in m for m in det.scores.model)
+    assert not det.is_anomaly[0, 150], "a 2 % drop on 30 orders is noise"
+    assert det.is_anomaly[1, 150], "a 2 % drop on 30,000 orders is not"
+
+
+def test_sensitivity_mapping_and_monotonic_alert_count(daily):
+    assert sensitivity_to_k(0) == 6.0 and sensitivity_to_k(5) == 3.75 and sensitivity_to_k(10) == 1.5
+    times, values, _ = daily
+    scores = get_detector("auto").score(values, times)
+    counts = [apply_conditions(scores, DetectorConfig(sensitivity=s, direction="both")).is_anomaly.sum()
+              for s in (0, 5, 10)]
+    assert counts[0] <= counts[1] <= counts[2]
+
+
+def test_direction_defaults_from_the_good_direction(daily):
+    assert default_direction("up") == "down" and default_direction("down") == "up"
+    assert default_direction("none") == "both" and default_direction(None) == "both"
+    times, values, _ = daily
+    values = values.copy()
+    values[:, 200] *= 1.6
+    det = get_detector("auto")
+    assert not det.detect(values, times, good_direction="up").is_anomaly[:, 200].any()
+    assert det.detect(values, times, good_direction="down").is_anomaly[:, 200].all()
+
+
+def test_min_change_duration_volume_and_warmup(daily):
+    times, values, _ = daily
+    values = values.copy()
+    values[:, 200] *= 0.8
+    values[:, 300:303] *= 0.6
+    base = get_detector("auto").detect(values, times)
+    assert base.is_anomaly[:, 200].all()
+    assert not get_detector("auto", min_rel_change=0.3).detect(values, times).is_anomaly[:, 200].any()
+    assert not get_detector("auto", min_abs_change=1e6).detect(values, times).is_anomaly.any()
+    dur = get_detector("auto", min_duration=3).detect(values, times)
+    assert not dur.is_anomaly[:, 200].any() and dur.is_anomaly[:, 302].all()
+    assert not get_detector("auto", min_volume=1e9).detect(values, times).is_anomaly.any()
+    warm = get_detector("auto", warmup=60).detect(values, times)
+    assert warm.scores.learning[:, :60].all() and not warm.is_anomaly[:, :60].any()
+    assert (warm.state() != "learning").all()
+    short = get_detector("auto").detect(values[:, :10], times[:10])
+    assert (short.state() == "learning").all()
+
+
+def test_threshold_and_change_detectors():
+    times = pd.date_range("2025-01-01", periods=60, freq="D")
+    v = np.full(60, 99.0)
+    v[40] = 96.0
+    det = get_detector("threshold", lower=98).detect(v, times)
+    assert np.flatnonzero(det.is_anomaly[0]).tolist() == [40]
+    assert det.scores.score[0, 40] >= 0.5 and det.scores.score[0, 39] == 0
+    w = np.tile([100.0, 100, 100, 100, 100, 50, 50], 9)[:60]
+    wk = get_detector("change", offset="last_week", max_pct=0.2).detect(w, times)
+    prev = get_detector("change", offset="previous", max_pct=0.2).detect(w, times)
+    assert not wk.is_anomaly.any() and prev.is_anomaly.any()
+    w2 = w.copy()
+    w2[50] = 20
+    mean4 = get_detector("change", offset="same_weekday_mean", weeks=4, max_pct=0.2).detect(w2, times)
+    assert mean4.is_anomaly[0, 50] and mean4.expected[0, 50] == 100
+    yr = pd.date_range("2024-01-01", periods=800, freq="D")
+    ly = get_detector("change", offset="last_year").score(np.arange(800.0), yr)
+    assert ly.expected[0, 400] == 400 - 364
+    ld = get_detector("change", offset="last_year", year_align="date").score(np.arange(800.0), yr)
+    assert ld.expected[0, 500] == 500 - 365
+
+
+def test_hourly_series_get_an_hour_profile():
+    rng = np.random.default_rng(11)
+    times = pd.date_range("2025-01-01", periods=24 * 60, freq="h")
+    shape = 1 + 0.8 * np.sin((np.asarray(times.hour) - 6) / 24 * 2 * np.pi)
+    v = 500 * shape * (1 + 0.03 * rng.standard_normal((3, len(times))))
+    v[:, 24 * 50 + 12] *= 0.5
+    det = get_detector("auto").detect(v, times)
+    assert all("hour_of" in m for m in det.scores.model)
+    assert det.is_anomaly[:, 24 * 50 + 12].all()
