@@ -1,0 +1,1 @@
+"""Deterministic demo data (generate) and loading it into a database server (load)."""
