@@ -217,7 +217,7 @@ def db_state(ws: Workspace) -> tuple[list, list]:
     return defs, versions
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def helpers():
     """Helper functions as a fixture, so test modules need not import conftest."""
 
@@ -326,3 +326,39 @@ def shared_shop_ws(tmp_path_factory, data_files):
     apply_text(ws, defs_yaml([duckdb_source(data_files)], shop_metrics()))
     yield ws
     ws.close()
+
+
+@pytest.fixture(scope="session")
+def pg_shop(pg_admin, orders_df, visitors_df):
+    """The shop data in a fresh PostgreSQL schema (read-only for tests); yields the schema name."""
+    schema = fresh_name()
+    with pg_admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    orders_df.to_sql("orders", pg_admin, schema=schema, index=False)
+    visitors_df.to_sql("visitors", pg_admin, schema=schema, index=False)
+    yield schema
+    with pg_admin.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+
+
+@pytest.fixture(scope="session")
+def mariadb_shop(mariadb_admin, orders_df, visitors_df):
+    """The shop data in a fresh MariaDB database; yields its URL (no password: root on the test server)."""
+    name = fresh_name()
+    with mariadb_admin.begin() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    url = MARIADB_URL.rsplit("/", 1)[0] + "/" + name
+    engine = create_engine(url)
+    try:
+        orders_df.to_sql("orders", engine, index=False)
+        visitors_df.to_sql("visitors", engine, index=False)
+    finally:
+        engine.dispose()
+    yield url
+    with mariadb_admin.begin() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+
+
+@pytest.fixture(scope="session")
+def server_urls():
+    return {"postgres": PG_URL, "mariadb": MARIADB_URL}

@@ -36,7 +36,11 @@ def bucket(time_col: str, grain: str, dialect: str) -> exp.Expression:
     column = col(time_col)
     template = _BUCKETS.get(dialect, {}).get(grain)
     if template is None:
-        return exp.TimestampTrunc(this=column, unit=exp.Var(this=grain.upper()))
+        trunc = exp.TimestampTrunc(this=column, unit=exp.Var(this=grain.upper()))
+        if dialect == "postgres":
+            # PostgreSQL truncates a DATE as a timestamptz in the session's zone; cast back to local time.
+            return exp.cast(trunc, exp.DataType.build("timestamp"))
+        return trunc
     parsed = sqlglot.parse_one(template, read=dialect)
     return parsed.transform(lambda n: column.copy() if isinstance(n, exp.Column) and n.name == "__t__" else n)
 
@@ -60,6 +64,8 @@ def measure_sql(m: Measure) -> exp.Expression:
         if m.agg == "count" and not m.column:
             target.set("default", exp.Literal.number(0))
             return exp.Sum(this=target)
+        if m.agg == "sum":  # rows that match nothing add 0: a sum over no matching rows is 0, not null
+            target.set("default", exp.Literal.number(0))
     if m.agg == "count":
         return exp.Count(this=target if (m.column or m.filter) else exp.Star())
     if m.agg == "count_distinct":

@@ -55,10 +55,12 @@ def freshness(ws, catalog: Catalog, metric: MetricSpec, at: datetime) -> Quality
     try:
         source = ws.source(metric.source, catalog)
         sql = latest_query(metric, source.relation(table=metric.table, sql=metric.sql), source.dialect, until=at)
-        row = source.query(sql).iloc[0]
+        row = source.query(sql, timezone=metric.timezone).iloc[0]
     except MetricloopError as e:
         return QualityCheck(metric.name, "freshness", "error", str(e))
     latest = pd.to_datetime(row["latest"]) if row["latest"] is not None else None
+    if latest is not None and latest.tzinfo is not None:  # a column with a time zone: compare in local time
+        latest = latest.tz_convert(metric.timezone).tz_localize(None)
     if latest is None or pd.isna(latest):
         return QualityCheck(
             metric.name, "freshness", "fail", "no rows at all", details={"max_lag": format_duration(max_lag)}

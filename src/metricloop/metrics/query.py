@@ -69,12 +69,17 @@ def _run(ws, catalog: Catalog, metric: MetricSpec, by, grain, start, end, where,
         keys = ["time", *by]
         num = parts["numerator"][[*keys, "value"]].rename(columns={"value": "numerator"})
         den = parts["denominator"][[*keys, "value", "row_count"]].rename(columns={"value": "denominator"})
-        return num.merge(den, on=keys, how="outer")
+        out = num.merge(den, on=keys, how="outer")
+        # A side with no rows in a bucket is 0 where that metric zero-fills (no orders = 0 orders), else unknown.
+        for side in ("numerator", "denominator"):
+            if catalog.metric(getattr(metric.ratio, side).metric).fill == "zero":
+                out[side] = pd.to_numeric(out[side], errors="coerce").fillna(0.0)
+        return out
     source = ws.source(metric.source, catalog)
     relation = source.relation(table=metric.table, sql=metric.sql)
     sql = aggregate_query(metric, relation, source.dialect, by=by, grain=grain, start=start, end=end, where=where)
     sqls.append(sql)
-    df = source.query(sql)
+    df = source.query(sql, timezone=metric.timezone)
     df["time"] = pd.to_datetime(df["time"])
     if getattr(df["time"].dt, "tz", None) is not None:
         df["time"] = df["time"].dt.tz_convert(metric.timezone).dt.tz_localize(None)
@@ -139,9 +144,10 @@ def query_metric(
         num = pd.to_numeric(df["numerator"], errors="coerce").astype(float)
         den = pd.to_numeric(df["denominator"], errors="coerce").astype(float)
         df["numerator"], df["denominator"] = num, den
-        zero = ~(den.abs() > 0)
+        zero = den == 0
         df["value"] = (num / den.where(~zero)) * metric.ratio.scale
         df.loc[zero, "flag"] = "zero_denominator"
+        df.loc[~zero & (num.isna() | den.isna()), "flag"] = "missing"  # a side has no value in this bucket
     df["value"] = pd.to_numeric(df["value"], errors="coerce").astype(float)
     df["row_count"] = pd.to_numeric(df["row_count"], errors="coerce").fillna(0)
     if fill_missing:

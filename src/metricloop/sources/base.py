@@ -17,8 +17,12 @@ class Source(ABC):
     dialect: str  # a sqlglot dialect name
 
     @abstractmethod
-    def query(self, sql: str) -> pd.DataFrame:
-        """Run one SELECT and return its rows. Raises SourceError with a clear, secret-free message."""
+    def query(self, sql: str, *, timezone: str | None = None) -> pd.DataFrame:
+        """Run one SELECT and return its rows. Raises SourceError with a clear, secret-free message.
+
+        `timezone` (IANA name) is the session time zone for this query, where the database has one: columns with
+        a time zone are then truncated and compared in the metric's zone, not the server's.
+        """
 
     @abstractmethod
     def _describe(self, sql: str) -> list[str]:

@@ -126,16 +126,18 @@ class DuckDBSource(Source):
             view = exp.Create(this=target, kind="VIEW", expression=exp.select(exp.Star()).from_(source))
             conn.execute(view.sql(dialect="duckdb"))
 
-    def _run(self, sql: str):
+    def _run(self, sql: str, timezone: str | None = None):
         cur = self._connect().cursor()  # a cursor per call: DuckDB connections are not thread-safe
         try:
+            if timezone:  # a setting of this cursor only
+                cur.execute(f"SET TimeZone = {exp.Literal.string(timezone).sql(dialect='duckdb')}")
             return cur, cur.execute(sql)
         except duckdb.Error as e:
             cur.close()
             raise SourceError(mask(f"query failed: {e}", self._secrets), where=self._where()) from None
 
-    def query(self, sql: str) -> pd.DataFrame:
-        cur, rel = self._run(sql)
+    def query(self, sql: str, *, timezone: str | None = None) -> pd.DataFrame:
+        cur, rel = self._run(sql, timezone)
         try:
             return rel.df()
         finally:

@@ -72,13 +72,16 @@ class SQLSource(Source):
                 raise self._error("bad URL or missing driver", e) from None
         return self._engine
 
-    def _execute(self, sql: str, *, fetch: bool) -> tuple[list[str], list[tuple]]:
+    def _execute(self, sql: str, *, fetch: bool, timezone: str | None = None) -> tuple[list[str], list[tuple]]:
         try:
             raw = self.engine.raw_connection()
-        except SQLAlchemyError as e:
+        except Exception as e:  # the pool raises the driver's own error here, not SQLAlchemy's
             raise self._error("cannot connect", e) from None
         try:
             cur = raw.cursor()
+            if timezone and self.dialect == "postgres":
+                # local to this transaction, which ends (rolled back) when the connection goes back to the pool
+                cur.execute("SELECT set_config('TimeZone', %s, true)", (timezone,))
             cur.execute(sql)
             names = [d[0] for d in cur.description or []]
             rows = cur.fetchall() if fetch else []
@@ -89,8 +92,8 @@ class SQLSource(Source):
         finally:
             raw.close()
 
-    def query(self, sql: str) -> pd.DataFrame:
-        names, rows = self._execute(sql, fetch=True)
+    def query(self, sql: str, *, timezone: str | None = None) -> pd.DataFrame:
+        names, rows = self._execute(sql, fetch=True, timezone=timezone)
         return pd.DataFrame.from_records(rows, columns=names)
 
     def _describe(self, sql: str) -> list[str]:
