@@ -27,6 +27,14 @@ class BandConfig(DetectorConfig):
     multiplicative: Literal["auto", "yes", "no"] = "auto"
 
 
+def _huge_factor(values: np.ndarray) -> np.ndarray:
+    finite = np.isfinite(values)
+    first = values[np.arange(len(values)), finite.argmax(axis=1)] if values.size else np.zeros(len(values))
+    mag = np.abs(np.nan_to_num(first))
+    with np.errstate(divide="ignore"):
+        return np.where(mag > 1e100, 2.0 ** np.floor(np.log2(np.maximum(mag, 1.0))), 1.0)
+
+
 def engine_params(cfg: BandConfig, grain: str | None, warmup: int) -> EngineParams:
     week = {"hour": 24 * 7, "minute": 24 * 60 * 7}.get(grain or "", 7)
     # a day of hours moves less per point than a day: smooth hourly levels over more points
@@ -53,7 +61,18 @@ class EngineDetector(Detector):
 
     def _score_block(self, batch: Batch, masks: CalendarMasks | None) -> Scores:
         params = engine_params(self.config, batch.grain, self.warmup_points(batch.grain))
+        # huge magnitudes would overflow variances: work in units of a power of two of the first
+        # value (exact in floating point, and known at the first point, so still causal)
+        factor = _huge_factor(batch.values)
+        if (factor != 1.0).any():
+            batch = Batch(batch.values / factor[:, None], batch.times, batch.grain, batch.numerator,
+                          batch.denominator)
         out = run_engine(batch, masks, params, kind=self.config.kind)
+        if (factor != 1.0).any():
+            batch = Batch(batch.values * factor[:, None], batch.times, batch.grain, batch.numerator,
+                          batch.denominator)
+            out.expected *= factor[:, None]
+            out.scale *= np.where(out.family == FAM_COUNT, factor**2, factor)[:, None]
         family = np.where(out.family == FAM_COUNT, COUNT, GAUSS).astype(np.int8)
         score = score_points(batch.values, out.expected, out.scale, family)
         score[out.learning] = 0.0

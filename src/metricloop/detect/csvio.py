@@ -87,7 +87,11 @@ def pick_columns(df: pd.DataFrame, time_col: str | None, value_col: str | None, 
                 value_col = str(c)
                 break
         if value_col is None:
-            raise MetricloopError("no numeric column found; name one with --value-col", where=where)
+            # an entirely empty column is a numeric series with every value missing
+            empty = [c for c in df.columns if c != time_col and df[c].isna().all()]
+            if not empty:
+                raise MetricloopError("no numeric column found; name one with --value-col", where=where)
+            value_col = str(empty[0])
     return time_col, value_col
 
 

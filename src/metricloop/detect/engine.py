@@ -51,7 +51,7 @@ class EngineParams:
     seasonality: str = "auto"  # auto | none | hour_of_day | day_of_week | hour_of_week
     multiplicative: str = "auto"  # auto | yes | no
     rel_floor: float = 0.002  # the scale is never below this fraction of the level
-    compare_tolerance: float = 0.15  # extra relative uncertainty of a same-event-last-time comparison
+    compare_tolerance: float = 0.08  # extra relative uncertainty of a same-event-last-time comparison
     count_max_median: float = 100.0  # auto: integer series with a smaller median are counts
     init_inflation: float = 2.0  # variance multiplier at the end of warm-up
     reselect_every: int = 28  # steps between looks at the seasonal profile choice
