@@ -10,8 +10,9 @@ from metricloop import __version__
 from metricloop.errors import DefinitionError, MetricloopError
 
 
-def create_app(ws) -> FastAPI:
-    from metricloop.api import metrics, sources
+def create_app(ws, *, background: bool = False) -> FastAPI:
+    """The API. With background=True it also runs the scheduler, timers and the dispatcher in threads."""
+    from metricloop.api import alerting, inbox, incidents, metrics, outbox, runs, sources
 
     app = FastAPI(
         title="metricloop",
@@ -40,6 +41,19 @@ def create_app(ws) -> FastAPI:
     def health() -> dict:
         return {"status": "ok", "version": __version__, "workspace": str(ws.home)}
 
-    app.include_router(metrics.router)
-    app.include_router(sources.router)
+    for module in (metrics, sources, runs, incidents, alerting, outbox, inbox):
+        app.include_router(module.router)
+
+    @app.get("/incidents/{incident_id}", include_in_schema=False)
+    def incident_page(incident_id: int) -> RedirectResponse:
+        # The web console will render this page; until then the link from a message shows the JSON.
+        return RedirectResponse(f"/api/incidents/{incident_id}")
+
+    if background:
+        from metricloop.scheduler import Background
+
+        worker = Background(ws)
+        app.router.on_startup.append(worker.start)
+        app.router.on_shutdown.append(worker.stop)
+        app.state.background = worker
     return app

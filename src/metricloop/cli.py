@@ -155,14 +155,14 @@ def serve(
     host: Annotated[str, typer.Option(envvar="METRICLOOP_HOST", help="Address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(envvar="METRICLOOP_PORT", help="Port to bind.")] = 8000,
 ) -> None:
-    """Serve the API (OpenAPI at /docs)."""
+    """Serve the API (OpenAPI at /docs) and run the scheduler, timers and the outbox dispatcher."""
     import uvicorn
 
     from metricloop.app import create_app
 
     ws = open_ws()
     console.print(f"serving workspace [bold]{ws.home}[/] at [link]http://{host}:{port}[/]  (API docs: /docs)")
-    uvicorn.run(create_app(ws), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(ws, background=True), host=host, port=port, log_level="info")
 
 
 # ------------------------------------------------------------------ definitions
@@ -448,11 +448,16 @@ def metrics_check(
 
 def _register_extensions() -> None:
     """Commands from other domains register themselves the way an extension would."""
-    try:
-        from metricloop import cli_detect
-    except ImportError:
-        return
-    cli_detect.register(app)
+    import importlib
+
+    for name in ("metricloop.cli_detect", "metricloop.cli_loop", "metricloop.cli_notify"):
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+            continue
+        module.register(app)
 
 
 _register_extensions()

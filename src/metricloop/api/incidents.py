@@ -1,0 +1,158 @@
+"""/api/incidents: the work orders (工单) — list, detail with timeline, and their flows."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from metricloop.api.deps import Actor, db_session, operator, workspace
+from metricloop.incidents import service
+from metricloop.incidents.views import incident_detail, incident_dict, list_incidents
+
+router = APIRouter(prefix="/api/incidents", tags=["incidents"])
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AssignBody(_Body):
+    assignee: str = Field(min_length=1, description="person (email) who owns the incident from now on")
+    team: str | None = None
+
+
+class CommentBody(_Body):
+    text: str = Field(min_length=1)
+
+
+class ResolveBody(_Body):
+    root_cause: str = Field(min_length=1, description="what caused it, e.g. 'stock-out of Fresh at SH-003'")
+    note: str = Field("", description="what was done")
+
+
+class ReasonBody(_Body):
+    reason: str = ""
+
+
+class ReviewBody(_Body):
+    note: str = ""
+
+
+@router.get("")
+def incidents(
+    s=Depends(db_session),
+    state: Annotated[
+        str | None, Query(description="triggered, acknowledged, resolved, reviewed (comma-separated)")
+    ] = None,
+    severity: Annotated[str | None, Query(description="P1, P2, P3")] = None,
+    assignee: str | None = None,
+    metric: str | None = None,
+    monitor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[dict]:
+    rows = list_incidents(
+        s, state=state, severity=severity, assignee=assignee, metric=metric, monitor=monitor, limit=limit, offset=offset
+    )
+    return [incident_dict(r) for r in rows]
+
+
+@router.get("/kpis")
+def kpis(s=Depends(db_session)) -> dict:
+    """MTTA and MTTR in seconds, counts by state, SLA breaches."""
+    return service.kpis(s)
+
+
+@router.get("/{incident_id}")
+def incident(incident_id: int, s=Depends(db_session)) -> dict:
+    return incident_detail(s, service.get(s, incident_id))
+
+
+@router.post("/{incident_id}/ack")
+def ack(incident_id: int, actor: Actor = Depends(operator), ws=Depends(workspace), s=Depends(db_session)) -> dict:
+    return incident_dict(service.acknowledge(s, ws, ws.catalog(), incident_id=incident_id, actor=actor.name))
+
+
+@router.post("/{incident_id}/assign")
+def assign(
+    incident_id: int, body: AssignBody, actor: Actor = Depends(operator), ws=Depends(workspace), s=Depends(db_session)
+) -> dict:
+    inc = service.assign(
+        s, ws, ws.catalog(), incident_id=incident_id, assignee=body.assignee, team=body.team, actor=actor.name
+    )
+    return incident_dict(inc)
+
+
+@router.post("/{incident_id}/comment")
+def comment(incident_id: int, body: CommentBody, actor: Actor = Depends(operator), s=Depends(db_session)) -> dict:
+    return incident_dict(service.comment(s, incident_id=incident_id, actor=actor.name, text=body.text))
+
+
+@router.post("/{incident_id}/resolve")
+def resolve(
+    incident_id: int, body: ResolveBody, actor: Actor = Depends(operator), ws=Depends(workspace), s=Depends(db_session)
+) -> dict:
+    inc = service.resolve(
+        s, ws, ws.catalog(), incident_id=incident_id, actor=actor.name, root_cause=body.root_cause, note=body.note
+    )
+    return incident_dict(inc)
+
+
+@router.post("/{incident_id}/reopen")
+def reopen(
+    incident_id: int, body: ReasonBody, actor: Actor = Depends(operator), ws=Depends(workspace), s=Depends(db_session)
+) -> dict:
+    return incident_dict(
+        service.reopen(s, ws, ws.catalog(), incident_id=incident_id, actor=actor.name, reason=body.reason)
+    )
+
+
+@router.post("/{incident_id}/review")
+def review(incident_id: int, body: ReviewBody, actor: Actor = Depends(operator), s=Depends(db_session)) -> dict:
+    return incident_dict(service.review(s, incident_id=incident_id, actor=actor.name, note=body.note))
+
+
+@router.get("/{incident_id}/ack", response_class=HTMLResponse, summary="Acknowledge from a signed message link")
+def ack_link(incident_id: int, token: str, ws=Depends(workspace), s=Depends(db_session)):
+    return _signed_link(incident_id, "ack", token, ws, s)
+
+
+@router.get("/{incident_id}/resolve", response_class=HTMLResponse, summary="Resolve from a signed message link")
+def resolve_link(incident_id: int, token: str, ws=Depends(workspace), s=Depends(db_session)):
+    return _signed_link(incident_id, "resolve", token, ws, s)
+
+
+def _signed_link(incident_id: int, action: str, token: str, ws, s):
+    """One-click acknowledge / resolve from a message. The signed, expiring token is the permission."""
+    from metricloop.errors import MetricloopError
+    from metricloop.notify.signing import secret_key_for, verify_action
+
+    try:
+        inc_id, verb = verify_action(token, key=secret_key_for(ws), action=action)
+        if inc_id != incident_id:
+            raise MetricloopError("this link belongs to another incident")
+        who = "link"
+        if verb == "ack":
+            service.acknowledge(s, ws, ws.catalog(), incident_id=inc_id, actor=who)
+            text = f"Incident #{inc_id} acknowledged. 已确认，升级已停止。"
+        elif verb == "resolve":
+            service.resolve(s, ws, ws.catalog(), incident_id=inc_id, actor=who, note="resolved from a message link")
+            text = f"Incident #{inc_id} resolved. 已解决。"
+        else:
+            raise MetricloopError(f"unknown action '{verb}'")
+        status = 200
+    except MetricloopError as e:
+        text, status = f"Could not {action} incident #{incident_id}: {e.message}", e.status_code
+    body = (
+        f"<!doctype html><meta charset=utf-8><title>metricloop</title><p style='font:16px sans-serif'>{_esc(text)}</p>"
+    )
+    return HTMLResponse(body, status_code=status)
+
+
+def _esc(text: str) -> str:
+    import html
+
+    return html.escape(text)

@@ -1,0 +1,106 @@
+"""/api/monitors and /api/runs: what is watched, and every evaluation as a row."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import select
+
+from metricloop.api.deps import Actor, db_session, operator, workspace
+from metricloop.errors import NotFound
+from metricloop.monitors.models import Anomaly, MonitorRun
+
+router = APIRouter(tags=["monitors"])
+
+
+def run_dict(r: MonitorRun) -> dict:
+    return {
+        "id": r.id,
+        "monitor": r.monitor,
+        "monitor_version": r.monitor_version,
+        "trigger": r.trigger,
+        "scheduled_for": r.scheduled_for.isoformat() if r.scheduled_for else None,
+        "data_until": r.data_until.isoformat() if r.data_until else None,
+        "started_at": r.started_at.isoformat() if r.started_at else None,
+        "finished_at": r.finished_at.isoformat() if r.finished_at else None,
+        "status": r.status,
+        "series_evaluated": r.series_evaluated,
+        "anomalies": r.anomalies,
+        "alerts": r.alerts,
+        "error": r.error,
+        "details": r.details,
+    }
+
+
+def anomaly_dict(a: Anomaly) -> dict:
+    return {
+        "id": a.id,
+        "monitor": a.monitor,
+        "metric": a.metric,
+        "slice": a.slice,
+        "time": a.time.isoformat(),
+        "actual": a.actual,
+        "expected": a.expected,
+        "lower": a.lower,
+        "upper": a.upper,
+        "score": a.score,
+        "direction": a.direction,
+        "detector": a.detector,
+        "explanation_zh": a.explanation_zh,
+        "explanation_en": a.explanation_en,
+        "alert_id": a.alert_id,
+    }
+
+
+@router.get("/api/monitors")
+def monitors(ws=Depends(workspace)) -> list[dict]:
+    return [m.normalized() for m in ws.catalog().all("monitor").values()]
+
+
+@router.get("/api/monitors/{name}")
+def monitor(name: str, ws=Depends(workspace)) -> dict:
+    return ws.catalog().get("monitor", name).normalized()
+
+
+class RunBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    at: datetime | None = None
+
+
+@router.post("/api/monitors/{name}/run")
+async def run_now(name: str, body: RunBody | None = None, actor: Actor = Depends(operator), ws=Depends(workspace)):
+    """Run one monitor now (or as of `at`), outside its schedule."""
+    from metricloop.monitors.service import run_monitor
+
+    ws.catalog().get("monitor", name)
+    run = await run_in_threadpool(run_monitor, ws, name, at=body.at if body else None, trigger="manual")
+    return run_dict(run)
+
+
+@router.get("/api/runs")
+def runs(
+    s=Depends(db_session),
+    monitor: str | None = None,
+    status: Annotated[str | None, Query(description="running, ok, failed")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[dict]:
+    q = select(MonitorRun).order_by(MonitorRun.id.desc()).limit(limit)
+    if monitor:
+        q = q.where(MonitorRun.monitor == monitor)
+    if status:
+        q = q.where(MonitorRun.status == status)
+    return [run_dict(r) for r in s.scalars(q)]
+
+
+@router.get("/api/runs/{run_id}")
+def run(run_id: int, s=Depends(db_session)) -> dict:
+    r = s.get(MonitorRun, run_id)
+    if r is None:
+        raise NotFound(f"no run #{run_id}")
+    out = run_dict(r)
+    out["anomalies_found"] = [anomaly_dict(a) for a in s.scalars(select(Anomaly).where(Anomaly.run_id == run_id))]
+    return out

@@ -1,0 +1,67 @@
+"""API tokens. Only a SHA-256 hash is stored; the token itself is shown once, when it is created."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from metricloop.auth.models import ApiToken
+from metricloop.errors import MetricloopError, NotFound
+
+ROLES = ("viewer", "operator", "admin")
+
+
+class AuthError(MetricloopError):
+    status_code = 401
+
+
+class Forbidden(MetricloopError):
+    status_code = 403
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(db_session: Session, *, name: str, role: str = "operator", user: str = "") -> str:
+    if role not in ROLES:
+        raise MetricloopError(f"role must be one of {', '.join(ROLES)}, not '{role}'", where="role")
+    if db_session.scalar(select(ApiToken.id).where(ApiToken.name == name)) is not None:
+        raise MetricloopError(f"a token named '{name}' already exists", where="name")
+    token = "ml_" + secrets.token_urlsafe(32)
+    db_session.add(ApiToken(name=name, token_hash=_hash(token), role=role, user=user or name))
+    return token
+
+
+def authenticate(db_session: Session, token: str | None) -> ApiToken:
+    if not token:
+        raise AuthError(
+            "this call needs an API token: send 'Authorization: Bearer <token>' "
+            "(create one with `metricloop tokens create NAME`)"
+        )
+    row = db_session.scalar(select(ApiToken).where(ApiToken.token_hash == _hash(token)))
+    if row is None or row.revoked_at is not None:
+        raise AuthError("the API token is not valid (unknown or revoked)")
+    row.last_used_at = datetime.now(UTC)
+    return row
+
+
+def require(row: ApiToken, role: str) -> None:
+    if ROLES.index(row.role) < ROLES.index(role):
+        raise Forbidden(f"token '{row.name}' has role {row.role}; this call needs {role}")
+
+
+def revoke(db_session: Session, *, name: str) -> ApiToken:
+    row = db_session.scalar(select(ApiToken).where(ApiToken.name == name))
+    if row is None:
+        raise NotFound(f"no token named '{name}'")
+    row.revoked_at = row.revoked_at or datetime.now(UTC)
+    return row
+
+
+def list_tokens(db_session: Session) -> list[ApiToken]:
+    return list(db_session.scalars(select(ApiToken).order_by(ApiToken.name)))
