@@ -1,0 +1,240 @@
+"""Messages about an incident, in Chinese or English, from Jinja2 templates (notify/templates/*.j2).
+
+`render_incident` returns the subject and plain-text body (email, chat) and the JSON payload that a
+webhook receives. The payload's keys are stable and documented in docs/notifications.md.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from metricloop.errors import MetricloopError
+from metricloop.notify.signing import DEFAULT_TTL, sign_action
+
+TEMPLATES = Path(__file__).parent / "templates"
+EVENTS = ("created", "escalated", "repeat", "resolved", "reopened", "acknowledged")
+LANGUAGES = ("zh", "en")
+PAYLOAD_VERSION = 1
+
+SEVERITIES = {
+    "P1": {"code": "P1", "zh": "红", "en": "red", "colour": "red", "mark": "🔴"},
+    "P2": {"code": "P2", "zh": "橙", "en": "orange", "colour": "orange", "mark": "🟠"},
+    "P3": {"code": "P3", "zh": "黄", "en": "yellow", "colour": "yellow", "mark": "🟡"},
+}
+
+_EVENT_TEXT = {
+    "zh": {
+        "created": "新工单",
+        "escalated": "工单升级（第 {level} 级）",
+        "repeat": "仍未恢复",
+        "resolved": "已解决",
+        "reopened": "工单重新打开",
+        "acknowledged": "已认领",
+    },
+    "en": {
+        "created": "New incident",
+        "escalated": "Escalated (level {level})",
+        "repeat": "Still firing",
+        "resolved": "Resolved",
+        "reopened": "Reopened",
+        "acknowledged": "Acknowledged",
+    },
+}
+
+_STATE_TEXT = {
+    "zh": {"triggered": "待处理", "acknowledged": "处理中", "resolved": "已解决", "reviewed": "已复盘"},
+    "en": {"triggered": "triggered", "acknowledged": "acknowledged", "resolved": "resolved", "reviewed": "reviewed"},
+}
+
+_NOTE = {
+    "zh": {
+        "escalated": "该工单在规定时间内无人认领，已升级通知。",
+        "repeat": "指标仍然异常，工单尚未解决。",
+        "resolved": "指标已恢复正常或工单已被解决。",
+        "acknowledged": "{who} 已认领该工单。",
+    },
+    "en": {
+        "escalated": "Nobody acknowledged this incident in time, so it was escalated.",
+        "repeat": "The metric is still abnormal and the incident is not resolved.",
+        "resolved": "The metric is back to normal or the incident was resolved.",
+        "acknowledged": "{who} is on it.",
+    },
+}
+
+
+def fmt_number(value: Any) -> str:
+    """Readable numbers: thousands separators, few decimals, '—' when unknown."""
+    if value is None:
+        return "—"
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if math.isnan(x) or math.isinf(x):
+        return "—"
+    if x == int(x) and abs(x) < 1e15:
+        return f"{int(x):,}"
+    if abs(x) >= 100_000:
+        return f"{x:,.0f}"
+    if abs(x) >= 1:
+        return f"{x:,.2f}".rstrip("0").rstrip(".")
+    return f"{x:.4g}"
+
+
+def fmt_pct(value: Any) -> str:
+    if value is None:
+        return "—"
+    try:
+        return f"{float(value):+.1f}%"
+    except (TypeError, ValueError):
+        return str(value)
+
+
+@lru_cache(maxsize=1)
+def environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(str(TEMPLATES)),
+        autoescape=False,  # plain text; webhook JSON is built from data, not from a template
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+    )
+    env.filters["num"] = fmt_number
+    env.filters["pct"] = fmt_pct
+    return env
+
+
+def _iso(t: datetime | None) -> str | None:
+    if t is None:
+        return None
+    if t.tzinfo is None:  # SQLite returns naive datetimes for timezone-aware columns; they are UTC
+        t = t.replace(tzinfo=UTC)
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _local(t: datetime | None, tz: str, lang: str) -> str:
+    if t is None:
+        return "—"
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    local = t.astimezone(ZoneInfo(tz))
+    if lang == "zh" and tz == "Asia/Shanghai":
+        return local.strftime("%Y-%m-%d %H:%M 北京时间")
+    offset = local.strftime("%z")
+    return local.strftime("%Y-%m-%d %H:%M ") + f"UTC{offset[:3]}:{offset[3:]}".replace("UTC+00:00", "UTC")
+
+
+def incident_links(
+    incident, *, base_url: str, secret_key: str, ttl_seconds: int = DEFAULT_TTL, now: float | None = None
+) -> dict:
+    """The incident page, and signed expiring ack/resolve links where the state still allows them."""
+    base = base_url.rstrip("/")
+    links: dict[str, str | None] = {"incident": f"{base}/incidents/{incident.id}", "ack": None, "resolve": None}
+    state = incident.state or "triggered"
+    if state == "triggered":
+        token = sign_action(incident.id, "ack", key=secret_key, ttl_seconds=ttl_seconds, now=now)
+        links["ack"] = f"{base}/api/incidents/{incident.id}/ack?token={token}"
+    if state in ("triggered", "acknowledged"):
+        token = sign_action(incident.id, "resolve", key=secret_key, ttl_seconds=ttl_seconds, now=now)
+        links["resolve"] = f"{base}/api/incidents/{incident.id}/resolve?token={token}"
+    return links
+
+
+def incident_fields(incident, *, base_url: str) -> dict:
+    sev = SEVERITIES.get(incident.severity, SEVERITIES["P3"])
+    return {
+        "id": incident.id,
+        "title": incident.title,
+        "state": incident.state or "triggered",
+        "severity": incident.severity,
+        "severity_colour": sev["colour"],
+        "kind": getattr(incident, "kind", None) or "metric",
+        "metric": incident.metric,
+        "monitor": incident.monitor or "",
+        "slices": [str(s) for s in (incident.slices or [])],
+        "labels": dict(incident.labels or {}),
+        "assignee": incident.assignee or "",
+        "team": incident.team or "",
+        "created_at": _iso(incident.created_at),
+        "acknowledged_at": _iso(getattr(incident, "acknowledged_at", None)),
+        "resolved_at": _iso(getattr(incident, "resolved_at", None)),
+        "url": f"{base_url.rstrip('/')}/incidents/{incident.id}",
+    }
+
+
+def _values(summary: dict) -> dict:
+    unit = summary.get("unit") or ""
+    return {
+        "actual": summary.get("actual"),
+        "expected": summary.get("expected"),
+        "lower": summary.get("lower"),
+        "upper": summary.get("upper"),
+        "deviation_pct": summary.get("deviation_pct"),
+        "unit": unit if unit in ("", None) or unit.startswith(("%", " ")) else f" {unit}",
+    }
+
+
+def render_incident(
+    incident,
+    *,
+    event: str,
+    language: str,
+    base_url: str,
+    secret_key: str,
+    level: int = 0,
+    channel_type: str = "email",
+    timezone: str = "Asia/Shanghai",
+    ttl_seconds: int = DEFAULT_TTL,
+    now: float | None = None,
+) -> tuple[str, str, dict]:
+    """(subject, body, payload) for one incident event in one language."""
+    if event not in EVENTS:
+        raise MetricloopError(f"unknown notification event '{event}' (known: {', '.join(EVENTS)})")
+    lang = language if language in LANGUAGES else "zh"
+    summary = dict(incident.summary or {})
+    explanation = summary.get(f"explanation_{lang}") or summary.get("explanation") or ""
+    fields = incident_fields(incident, base_url=base_url)
+    links = incident_links(incident, base_url=base_url, secret_key=secret_key, ttl_seconds=ttl_seconds, now=now)
+    values = _values(summary)
+    event_text = _EVENT_TEXT[lang][event].format(level=level + 1)
+    note = _NOTE[lang].get(event, "").format(who=incident.assignee or ("有人" if lang == "zh" else "someone"))
+    ctx = {
+        "incident": fields,
+        "sev": SEVERITIES.get(incident.severity, SEVERITIES["P3"]),
+        "event": event,
+        "event_text": event_text,
+        "level": level,
+        "explanation": explanation,
+        "values": values,
+        "links": links,
+        "state_text": _STATE_TEXT[lang].get(fields["state"], fields["state"]),
+        "created": _local(incident.created_at, timezone, lang),
+        "note": note,
+        "ttl_days": max(1, round(ttl_seconds / 86400)),
+        "channel_type": channel_type,
+        "language": lang,
+    }
+    env = environment()
+    subject = env.get_template(f"subject.{lang}.j2").render(ctx).strip()
+    body = env.get_template(f"body.{lang}.j2").render(ctx).strip() + "\n"
+    payload = {
+        "version": PAYLOAD_VERSION,
+        "event": event,
+        "level": level,
+        "language": lang,
+        "subject": subject,
+        "text": body,
+        "incident": fields,
+        "explanation": explanation,
+        "values": {k: v for k, v in values.items() if k != "unit"} | {"unit": summary.get("unit") or ""},
+        "links": links,
+    }
+    return subject, body, payload

@@ -1,0 +1,115 @@
+"""Incident messages from the zh and en templates, and the webhook payload's stable keys."""
+
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from metricloop.errors import MetricloopError
+from metricloop.notify.render import EVENTS, render_incident
+from metricloop.notify.signing import verify_action
+
+KEY = "test-secret-key"
+
+
+@pytest.fixture
+def incident(make_workspace, new_incident):
+    ws = make_workspace()
+    with ws.db.session() as s:
+        return new_incident(s)
+
+
+def _token(url: str) -> str:
+    return parse_qs(urlsplit(url).query)["token"][0]
+
+
+def test_chinese_message_carries_everything_a_person_needs(incident):
+    subject, body, payload = render_incident(incident, event="created", language="zh",
+                                             base_url="http://ml.test/", secret_key=KEY)  # fmt: skip
+    assert subject == "[P1 红] 新工单：门店 S012 饮料销售额下降"
+    assert "S012 门店销售额比预期低 42%" in body
+    assert "实际值：12,345.6，预期值：21,300" in body
+    assert "正常区间：18,000 ~ 24,000" in body
+    assert "偏离：-42.0%" in body
+    assert "  - store=S012, category=Drinks" in body
+    assert "负责人：wang.fang@example.com（east-stores）" in body
+    assert f"查看工单：http://ml.test/incidents/{incident.id}" in body
+    ack, resolve = payload["links"]["ack"], payload["links"]["resolve"]
+    assert ack.startswith(f"http://ml.test/api/incidents/{incident.id}/ack?token=") and ack in body
+    assert resolve.startswith(f"http://ml.test/api/incidents/{incident.id}/resolve?token=") and resolve in body
+    assert verify_action(_token(ack), key=KEY) == (incident.id, "ack")
+    assert verify_action(_token(resolve), key=KEY) == (incident.id, "resolve")
+
+
+def test_english_message(incident):
+    subject, body, _ = render_incident(incident, event="escalated", language="en", base_url="http://ml.test",
+                                       secret_key=KEY, level=1)  # fmt: skip
+    assert subject == "[P1 red] Escalated (level 2): 门店 S012 饮料销售额下降"
+    assert "Store S012 sales are 42% below expected" in body
+    assert "Actual: 12,345.6, expected: 21,300" in body
+    assert "Owner: wang.fang@example.com (east-stores)" in body
+    assert "Nobody acknowledged this incident in time" in body
+    assert "Acknowledge (I'm on it): http://ml.test/api/incidents/" in body
+
+
+COLOURS = [("P1", "红", "red"), ("P2", "橙", "orange"), ("P3", "黄", "yellow")]
+
+
+@pytest.mark.parametrize(("severity", "zh", "en"), COLOURS)
+def test_severity_colours(incident, severity, zh, en):
+    incident.severity = severity
+    assert render_incident(incident, event="created", language="zh", base_url="", secret_key=KEY)[0].startswith(
+        f"[{severity} {zh}]"
+    )
+    subject, _, payload = render_incident(incident, event="created", language="en", base_url="", secret_key=KEY)
+    assert subject.startswith(f"[{severity} {en}]")
+    assert payload["incident"]["severity_colour"] == en
+
+
+@pytest.mark.parametrize("event", EVENTS)
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_every_event_renders_in_both_languages(incident, event, language):
+    subject, body, payload = render_incident(incident, event=event, language=language, base_url="http://x",
+                                             secret_key=KEY)  # fmt: skip
+    assert incident.title in subject and incident.title in body
+    assert payload["event"] == event and payload["language"] == language
+
+
+def test_links_follow_the_state(incident):
+    incident.state = "acknowledged"
+    _, body, payload = render_incident(incident, event="acknowledged", language="en", base_url="http://x",
+                                       secret_key=KEY)  # fmt: skip
+    assert payload["links"]["ack"] is None and payload["links"]["resolve"]
+    assert "Acknowledge (I'm on it)" not in body and "/ack?token=" not in body
+    incident.state = "resolved"
+    _, body, payload = render_incident(incident, event="resolved", language="zh", base_url="http://x",
+                                       secret_key=KEY)  # fmt: skip
+    assert payload["links"]["ack"] is None and payload["links"]["resolve"] is None
+    assert "token=" not in body
+
+
+def test_payload_keys_are_stable(incident):
+    _, _, payload = render_incident(incident, event="created", language="en", base_url="http://x", secret_key=KEY)
+    assert sorted(payload) == sorted(
+        ["version", "event", "level", "language", "subject", "text", "incident", "explanation", "values", "links"]
+    )
+    assert sorted(payload["incident"]) == sorted(
+        ["id", "title", "state", "severity", "severity_colour", "kind", "metric", "monitor", "slices", "labels",
+         "assignee", "team", "created_at", "acknowledged_at", "resolved_at", "url"]
+    )  # fmt: skip
+    assert sorted(payload["values"]) == ["actual", "deviation_pct", "expected", "lower", "unit", "upper"]
+    assert sorted(payload["links"]) == ["ack", "incident", "resolve"]
+    assert payload["values"]["actual"] == 12345.6
+    assert payload["incident"]["created_at"].endswith("Z")
+
+
+def test_an_incident_without_numbers_still_renders(incident):
+    incident.summary = {}
+    incident.slices = []
+    incident.assignee = ""
+    _, body, _ = render_incident(incident, event="created", language="zh", base_url="http://x", secret_key=KEY)
+    assert "负责人：未分配" in body and "实际值" not in body
+
+
+def test_unknown_event_is_a_clear_error(incident):
+    with pytest.raises(MetricloopError, match="unknown notification event 'exploded'"):
+        render_incident(incident, event="exploded", language="zh", base_url="", secret_key=KEY)
