@@ -84,5 +84,10 @@ def explode(
             frame = frame[frame["slice"].isin(keep.index)]
         frames.append(frame)
     out = pd.concat(frames, ignore_index=True, sort=False)
-    cols = ["time", "slice", *dims] + [c for c in out.columns if c not in ("time", "slice", *dims)]
-    return out[[c for c in cols if c in out.columns]]
+    # every dimension gets a column (null where a slice does not fix it), whichever combinations were asked for
+    all_dims = list(dict.fromkeys([*dims, *(d for group in groups for d in group)]))
+    for d in all_dims:
+        if d not in out.columns:
+            out[d] = pd.Series([None] * len(out), dtype=object)
+    cols = ["time", "slice", *all_dims] + [c for c in out.columns if c not in ("time", "slice", *all_dims)]
+    return out[cols]
