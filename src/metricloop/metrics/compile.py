@@ -104,8 +104,13 @@ def aggregate_query(
     start: datetime | None = None,
     end: datetime | None = None,
     where: dict[str, list[str]] | None = None,
+    grouping_sets: list[list[str]] | None = None,
 ) -> str:
-    """SELECT time, dims…, measures…, row_count … GROUP BY time, dims — the database does the work."""
+    """SELECT time, dims…, measures…, row_count … GROUP BY time, dims — the database does the work.
+
+    With `grouping_sets`, one scan computes every combination: `by` must hold all their dimensions, and a
+    column `__g_<dim>` (GROUPING(dim): 1 where the dimension is rolled up) tells the combinations apart.
+    """
     measures: dict[str, Measure]
     if metric.measure is not None:
         measures = {"value": metric.measure}
@@ -118,10 +123,17 @@ def aggregate_query(
     for alias, m in measures.items():
         select = select.select(measure_sql(m).as_(alias, quoted=True))
     select = select.select(exp.Count(this=exp.Star()).as_("row_count", quoted=True))
+    if grouping_sets is not None:
+        for d in by:
+            select = select.select(exp.Anonymous(this="GROUPING", expressions=[col(d)]).as_(f"__g_{d}", quoted=True))
     select = select.from_(relation)
     for cond in where_clause(metric, dialect, start=start, end=end, where=where):
         select = select.where(cond)
-    select = select.group_by(b.copy(), *[col(d) for d in by])
+    if grouping_sets is None:
+        select = select.group_by(b.copy(), *[col(d) for d in by])
+    else:
+        sets = [exp.Tuple(expressions=[b.copy(), *[col(d) for d in group]]) for group in grouping_sets]
+        select.set("group", exp.Group(grouping_sets=[exp.GroupingSets(expressions=sets)]))
     return select.sql(dialect=dialect)
 
 

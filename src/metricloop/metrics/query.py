@@ -59,31 +59,88 @@ def check_dimensions(metric: MetricSpec, dims: list[str], *, what: str) -> None:
             raise QueryError(f"metric '{metric.name}' cannot be sliced by '{d}' (allowed: {allowed})", where=what)
 
 
-def _run(ws, catalog: Catalog, metric: MetricSpec, by, grain, start, end, where, sqls: list[str]) -> pd.DataFrame:
-    """Aggregate one metric at the source. Derived ratios aggregate both metrics and join them here."""
+# Dialects whose GROUP BY GROUPING SETS and GROUPING() we rely on: one scan for many combinations.
+GROUPING_SETS_DIALECTS = {
+    "duckdb",
+    "postgres",
+    "trino",
+    "presto",
+    "snowflake",
+    "bigquery",
+    "tsql",
+    "oracle",
+    "databricks",
+    "spark",
+}
+
+
+def _run_groups(
+    ws, catalog: Catalog, metric: MetricSpec, groups: list[list[str]], grain, start, end, where, sqls: list[str]
+) -> dict[tuple[str, ...], pd.DataFrame]:
+    """Aggregate one metric at the source for each group of dimensions. Derived ratios aggregate both metrics
+    and join them here."""
     if metric.derived:
-        parts = {}
-        for side in ("numerator", "denominator"):
-            ref = catalog.metric(getattr(metric.ratio, side).metric)
-            parts[side] = _run(ws, catalog, ref, by, grain, start, end, where, sqls)
-        keys = ["time", *by]
-        num = parts["numerator"][[*keys, "value"]].rename(columns={"value": "numerator"})
-        den = parts["denominator"][[*keys, "value", "row_count"]].rename(columns={"value": "denominator"})
-        out = num.merge(den, on=keys, how="outer")
-        # A side with no rows in a bucket is 0 where that metric zero-fills (no orders = 0 orders), else unknown.
-        for side in ("numerator", "denominator"):
-            if catalog.metric(getattr(metric.ratio, side).metric).fill == "zero":
-                out[side] = pd.to_numeric(out[side], errors="coerce").fillna(0.0)
+        sides = {
+            side: _run_groups(
+                ws, catalog, catalog.metric(getattr(metric.ratio, side).metric), groups, grain, start, end, where, sqls
+            )
+            for side in ("numerator", "denominator")
+        }
+        out = {}
+        for key in sides["numerator"]:
+            keys = ["time", *key]
+            num = sides["numerator"][key][[*keys, "value"]].rename(columns={"value": "numerator"})
+            den = sides["denominator"][key][[*keys, "value", "row_count"]].rename(columns={"value": "denominator"})
+            df = num.merge(den, on=keys, how="outer")
+            # A side with no rows in a bucket is 0 where that metric zero-fills (no orders = 0 orders), else unknown.
+            for side in ("numerator", "denominator"):
+                if catalog.metric(getattr(metric.ratio, side).metric).fill == "zero":
+                    df[side] = pd.to_numeric(df[side], errors="coerce").fillna(0.0)
+            out[key] = df
         return out
     source = ws.source(metric.source, catalog)
     relation = source.relation(table=metric.table, sql=metric.sql)
-    sql = aggregate_query(metric, relation, source.dialect, by=by, grain=grain, start=start, end=end, where=where)
-    sqls.append(sql)
-    df = source.query(sql, timezone=metric.timezone)
-    df["time"] = pd.to_datetime(df["time"])
-    if getattr(df["time"].dt, "tz", None) is not None:
-        df["time"] = df["time"].dt.tz_convert(metric.timezone).dt.tz_localize(None)
-    return df
+
+    def fetch(sql: str) -> pd.DataFrame:
+        sqls.append(sql)
+        df = source.query(sql, timezone=metric.timezone)
+        df["time"] = pd.to_datetime(df["time"])
+        if getattr(df["time"].dt, "tz", None) is not None:
+            df["time"] = df["time"].dt.tz_convert(metric.timezone).dt.tz_localize(None)
+        return df
+
+    if len(groups) > 1 and source.dialect in GROUPING_SETS_DIALECTS:
+        union = list(dict.fromkeys(d for g in groups for d in g))
+        df = fetch(
+            aggregate_query(
+                metric,
+                relation,
+                source.dialect,
+                by=union,
+                grain=grain,
+                start=start,
+                end=end,
+                where=where,
+                grouping_sets=groups,
+            )
+        )
+        flags = df[[f"__g_{d}" for d in union]].to_numpy(dtype=np.int64) if union else np.zeros((len(df), 0))
+        out = {}
+        for group in groups:
+            want = np.array([0 if d in group else 1 for d in union], dtype=np.int64)
+            rows = (flags == want).all(axis=1) if union else np.ones(len(df), bool)
+            part = df.loc[
+                rows,
+                ["time", *group] + [c for c in df.columns if c not in ("time", *union) and not c.startswith("__g_")],
+            ]
+            out[tuple(group)] = part.reset_index(drop=True)
+        return out
+    return {
+        tuple(group): fetch(
+            aggregate_query(metric, relation, source.dialect, by=group, grain=grain, start=start, end=end, where=where)
+        )
+        for group in groups
+    }
 
 
 def _fill(df: pd.DataFrame, metric: MetricSpec, by: list[str], grain: str, start, end) -> pd.DataFrame:
@@ -111,22 +168,9 @@ def _fill(df: pd.DataFrame, metric: MetricSpec, by: list[str], grain: str, start
     return out
 
 
-def query_metric(
-    ws,
-    name: str,
-    *,
-    by: list[str] | tuple[str, ...] = (),
-    start: str | date | datetime | None = None,
-    end: str | date | datetime | None = None,
-    grain: str | None = None,
-    where: list[str] | dict | None = None,
-    fill_missing: bool = True,
-    catalog: Catalog | None = None,
-) -> MetricFrame:
-    catalog = catalog or ws.catalog()
+def _prepare(catalog: Catalog, name: str, dims: list[str], grain, start, end, where):
     metric = catalog.metric(name)
-    by = list(dict.fromkeys(by))
-    check_dimensions(metric, by, what="by")
+    check_dimensions(metric, dims, what="by")
     grain = grain or metric.grain
     if grain not in GRAINS:
         raise QueryError(f"grain must be one of {', '.join(GRAINS)}, not '{grain}'", where="grain")
@@ -134,12 +178,14 @@ def query_metric(
     t1 = parse_time(end, metric.timezone, what="to")
     if t0 and t1 and t0 >= t1:
         raise QueryError(f"the window is empty: from {t0} is not before to {t1}", where="from/to")
-    where_map = parse_where(where, metric)
-    sqls: list[str] = []
-    df = _run(ws, catalog, metric, by, grain, t0, t1, where_map, sqls)
+    return metric, grain, t0, t1, parse_where(where, metric)
+
+
+def _finish(df: pd.DataFrame, metric: MetricSpec, by: list[str], grain: str, t0, t1, fill_missing: bool):
+    """Values of ratios, flags, explicit missing buckets, and the long-form column order."""
     for d in by:
         df[d] = df[d].astype(object).where(df[d].notna(), NULL_VALUE).astype(str)
-    df["flag"] = pd.Series([None] * len(df), dtype=object)
+    df["flag"] = pd.Series([None] * len(df), dtype=object, index=df.index)
     if metric.is_ratio:
         num = pd.to_numeric(df["numerator"], errors="coerce").astype(float)
         den = pd.to_numeric(df["denominator"], errors="coerce").astype(float)
@@ -154,5 +200,57 @@ def query_metric(
         df = _fill(df, metric, by, grain, t0, t1)
     df["row_count"] = df["row_count"].astype("int64")
     cols = ["time", *by, "value", "row_count"] + (["numerator", "denominator"] if metric.is_ratio else []) + ["flag"]
-    df = df[cols].sort_values(["time", *by], kind="stable").reset_index(drop=True)
+    return df[cols].sort_values(["time", *by], kind="stable").reset_index(drop=True)
+
+
+def query_metric(
+    ws,
+    name: str,
+    *,
+    by: list[str] | tuple[str, ...] = (),
+    start: str | date | datetime | None = None,
+    end: str | date | datetime | None = None,
+    grain: str | None = None,
+    where: list[str] | dict | None = None,
+    fill_missing: bool = True,
+    catalog: Catalog | None = None,
+) -> MetricFrame:
+    catalog = catalog or ws.catalog()
+    by = list(dict.fromkeys(by))
+    metric, grain, t0, t1, where_map = _prepare(catalog, name, by, grain, start, end, where)
+    sqls: list[str] = []
+    df = _run_groups(ws, catalog, metric, [by], grain, t0, t1, where_map, sqls)[tuple(by)]
+    df = _finish(df, metric, by, grain, t0, t1, fill_missing)
     return MetricFrame(metric=metric, by=by, grain=grain, start=t0, end=t1, df=df, sql=sqls)
+
+
+def query_groups(
+    ws,
+    name: str,
+    *,
+    groups: list[list[str]],
+    start: str | date | datetime | None = None,
+    end: str | date | datetime | None = None,
+    grain: str | None = None,
+    where: list[str] | dict | None = None,
+    fill_missing: bool = True,
+    catalog: Catalog | None = None,
+) -> dict[tuple[str, ...], MetricFrame]:
+    """Like query_metric for several groupings at once: one scan where the source supports GROUPING SETS."""
+    catalog = catalog or ws.catalog()
+    groups = [list(dict.fromkeys(g)) for g in groups]
+    metric, grain, t0, t1, where_map = _prepare(catalog, name, [d for g in groups for d in g], grain, start, end, where)
+    sqls: list[str] = []
+    raw = _run_groups(ws, catalog, metric, groups, grain, t0, t1, where_map, sqls)
+    return {
+        key: MetricFrame(
+            metric=metric,
+            by=list(key),
+            grain=grain,
+            start=t0,
+            end=t1,
+            df=_finish(df, metric, list(key), grain, t0, t1, fill_missing),
+            sql=sqls,
+        )
+        for key, df in raw.items()
+    }

@@ -9,7 +9,7 @@ import pandas as pd
 
 from metricloop.definitions.kinds import Catalog
 from metricloop.errors import QueryError
-from metricloop.metrics.query import check_dimensions, query_metric
+from metricloop.metrics.query import check_dimensions, query_groups
 
 TOTAL = "*"
 
@@ -70,8 +70,9 @@ def explode(
     if len(groups) > 256:
         raise QueryError(f"{len(groups)} dimension combinations is too many; choose combos explicitly", where="combos")
     frames = []
+    results = query_groups(ws, name, groups=groups, start=start, end=end, grain=grain, where=where, catalog=catalog)
     for group in groups:
-        frame = query_metric(ws, name, by=group, start=start, end=end, grain=grain, where=where, catalog=catalog).df
+        frame = results[tuple(group)].df
         frame["volume"] = frame["denominator"].fillna(0) if metric.is_ratio else frame["row_count"]
         frame["slice"] = slice_keys(frame, group)
         if (top_n or min_volume) and group:
