@@ -17,6 +17,7 @@ import socket
 import ssl
 import threading
 from dataclasses import dataclass, field
+from email import policy
 from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any
@@ -30,6 +31,9 @@ from metricloop.sources.secrets import expand, mask
 
 ACTION_PREFIX = "action:"
 USER_AGENT = "metricloop-notify/1"
+# Long header lines (the idempotency key) stay on one line instead of folding right after the colon,
+# which some parsers read back with a leading space. 998 is RFC 5322's hard limit.
+_MAIL_POLICY = policy.SMTP.clone(max_line_length=998)
 _apprise_lock = threading.Lock()  # apprise logs to one global logger; LogCapture is not per-thread
 
 
@@ -144,7 +148,7 @@ def send_email(spec: Any, msg: Delivery) -> str:
         raise DeliveryError(
             f"{where}: no recipient address ('{msg.recipient}' is not one and `to` is empty)", retryable=False
         )
-    m = EmailMessage()
+    m = EmailMessage(policy=_MAIL_POLICY)
     m["Subject"] = msg.subject or "metricloop"
     m["From"] = spec.sender
     m["To"] = ", ".join(rcpts)
@@ -304,7 +308,7 @@ def send_apprise(spec: Any, msg: Delivery) -> str:
             plugin.headers[IDEMPOTENCY_HEADER] = msg.key
         # Chat apps have no headers; the key goes in a last line so people and bots can spot repeats.
         body = f"{msg.body.rstrip()}\n\nref: {msg.key}"
-        with apprise.LogCapture(level=logging.WARNING) as logs:
+        with apprise.LogCapture(level=logging.WARNING, fmt="%(message)s") as logs:
             ok = box.notify(title=msg.subject, body=body)
         log = " ".join(logs.getvalue().split())[-400:]
     if not ok:
