@@ -19,6 +19,7 @@ series is "learning".
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,8 +69,6 @@ class EngineOut:
 
 
 def _nanmedian(a: np.ndarray, axis: int = 1) -> np.ndarray:
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return np.nanmedian(a, axis=axis)
@@ -139,7 +138,19 @@ def init_state(win: np.ndarray, phases: dict[str, np.ndarray], candidates: list[
             ph = phases[name]
             prof = _profile_fit(r1, ph[:half], PROFILES[name], mult)
             pred = prof[:, ph[half:]]
-            errs.append(_nanmedian(np.abs(r2 - pred)))
+            # compare shapes, not levels: re-level the profile to the second half before measuring
+            with np.errstate(invalid="ignore", divide="ignore"):
+                lvl = np.where(mult, _nanmedian(r2 / np.where(np.abs(pred) > TINY, pred, np.nan)),
+                               _nanmedian(r2 - pred))
+            lvl = np.where(np.isfinite(lvl), lvl, np.where(mult, 1.0, 0.0))
+            pred = np.where(mult[:, None], pred * lvl[:, None], pred + lvl[:, None])
+            # a winsorised mean, not a median: a weekend pattern touches only 2 days in 7, which a
+            # median of the errors would never see; winsorising keeps an odd day from deciding
+            err = np.abs(r2 - pred)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                cap = np.nanpercentile(err, 90, axis=1)
+                errs.append(np.nanmean(np.minimum(err, cap[:, None]), axis=1))
         errs_a = np.nan_to_num(np.vstack(errs), nan=np.inf)
         # a richer profile must beat the simpler one clearly (10 %) to be chosen
         for j in range(1, len(candidates)):
@@ -163,8 +174,6 @@ def init_state(win: np.ndarray, phases: dict[str, np.ndarray], candidates: list[
         last = min(h, max(7, min(period, 24)))
         level[rows] = _nanmedian(d[:, -last:])
         if mean_level is not None and mean_level[rows].any():
-            import warnings
-
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 mean = np.nanmean(d[:, -max(last, 14):], axis=1)
@@ -263,7 +272,7 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
                     prof[j], S[j], L[j], B[j] = choice[moved], season[moved], lvl[moved], 0.0
                     wden = den[j, lo:t] if den is not None else None
                     noise = _noise_var(fam[j], lvl[moved], ratio_sc[j], _nanmedian(wden) if wden is not None else None)
-                    V[j] = np.maximum(sig[moved] ** 2 - noise, 0.0)
+                    V[j] = np.maximum(p.init_inflation * sig[moved] ** 2 - noise, 0.0)
         since += 1
 
         x = y[:, t]
