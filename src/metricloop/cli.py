@@ -102,17 +102,30 @@ def init_workspace(directory: Path, *, demo: bool, scale: float, seed: int, end:
         from metricloop.demo.setup import install_demo
 
         with _progress() as progress:
-            task = progress.add_task("generating demo data", total=1.0)
+            tasks = {"data": progress.add_task("generating demo data", total=1.0)}
 
             def report(stage: str, fraction: float) -> None:
+                if stage.startswith("replaying") and "replay" not in tasks:
+                    progress.update(tasks["data"], completed=1.0, description="demo data ready")
+                    tasks["replay"] = progress.add_task("replaying the last 7 mornings", total=1.0)
+                task = tasks.get("replay", tasks["data"])
                 progress.update(task, description=stage, completed=fraction)
 
             summary = install_demo(ws, scale=scale, seed=seed, end=end, into=into, progress=report)
-            progress.update(task, completed=1.0, description="demo data ready")
+            for task in tasks.values():
+                progress.update(task, completed=1.0)
         rows = ", ".join(f"{k} {v:,}" for k, v in summary.get("rows", {}).items())
         console.print(f"[green]✓[/] demo data: {rows}")
         result = summary["apply"]
         console.print(f"[green]✓[/] applied {result.changed} definitions from {ws.defs_dir}")
+        runs = summary.get("replay", [])
+        if runs:
+            opened = sum(len((r.details or {}).get("incidents", [])) for r in runs)
+            failed = sum(r.status == "failed" for r in runs)
+            console.print(
+                f"[green]✓[/] replayed {len(runs)} monitor runs: {opened} incidents opened"
+                + (f", [red]{failed} runs failed[/]" if failed else "")
+            )
     return ws
 
 

@@ -33,7 +33,14 @@ def demo_definitions(into: str | None = None) -> str:
 
 
 def install_demo(
-    ws, *, scale: float = 0.1, seed: int = 42, end: str | date | None = None, into: str | None = None, progress=None
+    ws,
+    *,
+    scale: float = 0.1,
+    seed: int = 42,
+    end: str | date | None = None,
+    into: str | None = None,
+    progress=None,
+    replay_days: int = 7,
 ) -> dict:
     from metricloop.demo.generate import generate
 
@@ -56,4 +63,25 @@ def install_demo(
             author="metricloop demo",
             checks=[reference_check, loop_check, column_check(ws)],
         )
+    summary["replay"] = replay(ws, last=last, days=replay_days, progress=progress) if replay_days else []
     return summary
+
+
+def replay(ws, *, last: date, days: int = 7, progress=None) -> list:
+    """Run the demo's daily monitors as they would have run each morning of the last `days` days, so a new
+    user finds the recent incidents waiting. Notifications go to the demo inbox when the server runs."""
+    from datetime import datetime, time
+    from zoneinfo import ZoneInfo
+
+    from metricloop.monitors.service import run_monitor
+
+    monitors = [m for m in ws.catalog().all("monitor").values() if m.schedule.cron and m.schedule.cron.startswith("0 ")]
+    runs = []
+    total = max(1, days * len(monitors))
+    for i in range(days):
+        morning = datetime.combine(last - timedelta(days=days - 2 - i), time(9), tzinfo=ZoneInfo("Asia/Shanghai"))
+        for j, m in enumerate(monitors):
+            if progress:
+                progress(f"replaying {morning:%m-%d} {m.name}", (i * len(monitors) + j) / total)
+            runs.append(run_monitor(ws, m.name, at=morning, trigger="replay", scheduled_for=morning))
+    return runs

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
+from scipy.stats import poisson
 
 from metricloop.definitions.durations import format_duration, parse_duration
 from metricloop.definitions.kinds import Catalog
@@ -24,6 +25,7 @@ DEFAULT_LAG = {
     "week": timedelta(days=8),
     "month": timedelta(days=32),
 }
+POISSON_ALPHA = 1e-4
 SEASON = {"minute": pd.Timedelta(days=7), "hour": pd.Timedelta(days=7), "day": pd.Timedelta(days=7)}
 
 
@@ -112,7 +114,9 @@ def completeness(ws, catalog: Catalog, metric: MetricSpec, at: datetime) -> list
                 if not usual or np.isnan(usual):
                     continue
                 ratio = float(count) / float(usual)
-                if ratio < q.min_completeness:
+                # Rare events (a city's complaints) have empty days by chance: flag a thin bucket only when
+                # it is also very unlikely under a Poisson count with the usual rate.
+                if ratio < q.min_completeness and poisson.cdf(int(count), float(usual)) < POISSON_ALPHA:
                     checks.append(
                         QualityCheck(
                             metric.name,
