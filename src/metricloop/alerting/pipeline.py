@@ -45,6 +45,7 @@ class Candidate:
     muted_by: str = ""
     severity: str = "P3"
     group: int = -1
+    repeats: list[Anomaly] = field(default_factory=list)  # later buckets of the same series in this run
 
 
 @dataclass
@@ -104,8 +105,11 @@ class Dedup:
             alert = open_alerts.get(c.fingerprint)
             if c.fingerprint in seen:  # several buckets of one series in a catch-up run: one alert
                 first = seen[c.fingerprint]
-                first.alert.last_seen = max(first.alert.last_seen, c.anomaly.time) if first.alert else c.anomaly.time
-                c.anomaly.alert_id = first.alert.id if first.alert else None
+                first.repeats.append(c.anomaly)
+                if first.alert is not None:  # an open alert: it absorbs this bucket too
+                    first.alert.last_seen = max(first.alert.last_seen, c.anomaly.time)
+                    first.alert.count += 1
+                    c.anomaly.alert_id = first.alert.id
                 continue
             seen[c.fingerprint] = c
             if alert is not None:
@@ -350,13 +354,15 @@ def _new_alert(ctx: Context, c: Candidate, *, status: str) -> Alert:
         summary_zh=a.explanation_zh,
         summary_en=a.explanation_en,
         first_seen=a.time,
-        last_seen=a.time,
+        last_seen=max([a.time, *(r.time for r in c.repeats)]),
+        count=1 + len(c.repeats),
         created_at=ctx.now,
         updated_at=ctx.now,
     )
     ctx.session.add(alert)
     ctx.session.flush()
-    a.alert_id = alert.id
+    for anomaly in (a, *c.repeats):
+        anomaly.alert_id = alert.id
     return alert
 
 
