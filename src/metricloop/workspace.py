@@ -30,6 +30,7 @@ class Workspace:
         self._db: Database | None = None
         self._sources: dict[str, tuple[dict, Source]] = {}
         self._lock = threading.Lock()
+        self._db_lock = threading.Lock()
         cfg_file = self.home / WORKSPACE_FILE
         self.config = (
             {**DEFAULT_CONFIG, **(yaml.safe_load(cfg_file.read_text()) or {})}
@@ -76,7 +77,9 @@ class Workspace:
     @property
     def db(self) -> Database:
         if self._db is None:
-            self._db = open_database(self.settings.db_url)
+            with self._db_lock:  # threads (scheduler, dispatcher) may arrive together; migrate once
+                if self._db is None:
+                    self._db = open_database(self.settings.db_url)
         return self._db
 
     def catalog(self) -> Catalog:

@@ -25,6 +25,7 @@ from metricloop.definitions.schemas import MetricSpec
 from metricloop.errors import MetricloopError, NotFound, SourceError
 from metricloop.incidents import service as incidents
 from metricloop.incidents.models import Incident
+from metricloop.metrics.quality import base_metrics
 from metricloop.metrics.slices import explode, parse_slice
 from metricloop.metrics.timeutil import FREQ, floor
 from metricloop.monitors.models import Anomaly, MonitorRun
@@ -136,7 +137,15 @@ def run_monitor(
         if isinstance(e, SourceError):  # the data owner hears of it once; metric alerts wait
             with ws.db.session() as s:
                 raise_data_quality(
-                    s, ws, catalog, monitor, metric, check="source", slice_="*", message=str(e).splitlines()[0], now=now
+                    s,
+                    ws,
+                    catalog,
+                    monitor,
+                    base_metrics(catalog, metric)[0],
+                    check="source",
+                    slice_="*",
+                    message=str(e).splitlines()[0],
+                    now=now,
                 )
     with ws.db.session() as s:
         run = s.get(MonitorRun, run.id)
@@ -166,17 +175,21 @@ def _evaluate(ws, catalog, monitor, metric, grain, win: Window, run_id: int, now
     # 1. data quality: problems hold metric alerts back and go to the data owner instead
     with ws.db.session() as s:
         mutes = Mutes.load(s, catalog, now=now)
-        failing = []
+        failing = []  # (base metric, check, slice)
         for check in check_metric(ws, metric.name, at=win.until, catalog=catalog):
             if check.status == "ok":
                 continue
-            failing.append((check.check, check.slice))
+            base = catalog.metric(check.metric)  # the metric whose table holds the data
+            failing.append((base.name, check.check, check.slice))
             raise_data_quality(
-                s, ws, catalog, monitor, metric, check=check.check, slice_=check.slice, message=check.message, now=now
+                s, ws, catalog, monitor, base, check=check.check, slice_=check.slice, message=check.message, now=now
             )
-            mutes.inhibit(parse_slice(check.slice), f"data quality ({check.check}) on {metric.name}")
-        resolve_data_quality(s, ws, catalog, monitor, metric, failing=failing, now=now)
-        details["data_quality"] = [f"{c}:{sl}" for c, sl in failing]
+            mutes.inhibit(parse_slice(check.slice), f"data quality ({check.check}) on {base.name}")
+        for base in base_metrics(catalog, metric):
+            resolve_data_quality(
+                s, ws, catalog, monitor, base, now=now, failing=[(c, sl) for b, c, sl in failing if b == base.name]
+            )
+        details["data_quality"] = [f"{b}:{c}:{sl}" for b, c, sl in failing]
     # 2. slices and detection
     sl = monitor.slicing
     df = explode(
@@ -268,6 +281,8 @@ def _evaluate(ws, catalog, monitor, metric, grain, win: Window, run_id: int, now
         # 4. alerts back to normal for long enough resolve themselves (and their incident)
         latest = det.is_anomaly[:, -1] if det.is_anomaly.size else np.zeros(len(names), bool)
         learning = det.scores.learning[:, -1] if det.scores.learning.size else np.ones(len(names), bool)
+        # a bucket without data says nothing about being back to normal
+        learning = learning | ~np.isfinite(det.values[:, -1]) if det.values.size else learning
         auto_resolve(
             ctx,
             dict(zip(names, latest, strict=True)),
@@ -319,25 +334,34 @@ def _resolve_if_all_clear(s, ws, catalog, inc_id: int, *, now: datetime, why: st
 # ------------------------------------------------------------------ data quality alerts
 
 
+def _data_key(metric: MetricSpec) -> str:
+    """Data problems belong to the data (a source's table), not to each metric or monitor reading it."""
+    return f"{metric.source or metric.name}:{metric.table or metric.name}"
+
+
 def raise_data_quality(
     s, ws, catalog, monitor: MonitorSpec, metric: MetricSpec, *, check: str, slice_: str, message: str, now: datetime
 ) -> Alert:
-    """One alert (and incident) per data problem, to the data owner; repeats are absorbed."""
+    """One alert per data problem (source table × check × slice), repeats absorbed, and one open incident per
+    source table for all of them, to the data owner. Never a storm."""
     source = catalog.sources.get(metric.source) if metric.source else None
     owner = (source.owner if source is not None else None) or metric.owner
-    fp = fingerprint("dq", metric.source or metric.name, metric.name, check, slice_)
+    data = _data_key(metric)
+    fp = fingerprint("dq", data, check, slice_)
     alert = s.scalar(select(Alert).where(Alert.fingerprint == fp, Alert.status.in_(OPEN_ALERT)))
     today = datetime.now(ZoneInfo(metric.timezone)).replace(tzinfo=None)
     if alert is not None:
         alert.count += 1
         alert.last_seen, alert.updated_at, alert.summary_en = today, now, message
         return alert
+    table = metric.table or metric.name
     labels = {
         "kind": "data_quality",
         "check": check,
         "metric": metric.name,
         "domain": metric.domain,
         "source": metric.source or "",
+        "table": table,
         "monitor": monitor.name,
         **parse_slice(slice_),
     }
@@ -359,9 +383,21 @@ def raise_data_quality(
     )
     s.add(alert)
     s.flush()
+    group_key = fingerprint("dq", data)
+    inc = s.scalar(
+        select(Incident).where(
+            Incident.kind == "data_quality", Incident.group_key == group_key, Incident.state.in_(OPEN_INCIDENT)
+        )
+    )
     where = "" if slice_ == "*" else f" ({slice_})"
+    if inc is not None:
+        if slice_ not in inc.slices:
+            inc.slices = [*inc.slices, slice_]
+        incidents.event(s, inc, "absorbed", incidents.SYSTEM, f"also {check}{where}: {message}", at=now, check=check)
+        alert.incident_id = inc.id
+        return alert
     titles = {"source": "数据源故障", "freshness": "数据延迟", "completeness": "数据不完整"}
-    title = f"{titles.get(check, '数据质量')}：{metric.label('zh')}{where}"
+    title = f"{titles.get(check, '数据质量')}：{metric.source or ''}.{table}{where}"
     inc = incidents.open_incident(
         s,
         ws,
@@ -371,13 +407,14 @@ def raise_data_quality(
         kind="data_quality",
         monitor=monitor.name,
         metric=metric.name,
-        group_key=fp,
+        group_key=group_key,
         slices=[slice_],
         labels=labels,
         summary={
             "explanation_zh": f"{title}：{message}",
-            "explanation_en": f"Data quality ({check}) for {metric.name}{where}: {message}",
+            "explanation_en": f"Data quality ({check}) of {metric.source}.{table}{where}: {message}",
             "check": check,
+            "table": table,
         },
         fallback_owner=owner,
         now=now,
@@ -387,12 +424,14 @@ def raise_data_quality(
 
 
 def resolve_data_quality(s, ws, catalog, monitor, metric, *, failing: list[tuple[str, str]], now: datetime) -> None:
-    keep = {fingerprint("dq", metric.source or metric.name, metric.name, c, sl) for c, sl in failing}
+    keep = {fingerprint("dq", _data_key(metric), c, sl) for c, sl in failing}
+    table = metric.table or metric.name
     open_dq = s.scalars(
         select(Alert).where(
             Alert.kind == "data_quality",
-            Alert.metric == metric.name,
             Alert.status.in_(OPEN_ALERT),
+            Alert.labels["source"].as_string() == (metric.source or ""),
+            Alert.labels["table"].as_string() == table,
             Alert.labels["check"].as_string() != "source",
         )
     ).all()
@@ -403,7 +442,7 @@ def resolve_data_quality(s, ws, catalog, monitor, metric, *, failing: list[tuple
         if alert.incident_id:
             _resolve_if_all_clear(s, ws, catalog, alert.incident_id, now=now, why="the data quality check passes again")
     if not any(c == "source" for c, _ in failing):
-        src_fp = fingerprint("dq", metric.source or metric.name, metric.name, "source", "*")
+        src_fp = fingerprint("dq", _data_key(metric), "source", "*")
         alert = s.scalar(select(Alert).where(Alert.fingerprint == src_fp, Alert.status.in_(OPEN_ALERT)))
         if alert is not None:
             alert.status = "resolved"
