@@ -47,7 +47,7 @@ def engine_params(cfg: BandConfig, grain: str | None, warmup: int) -> EnginePara
         exclude_z=cfg.exclude_z,
         adapt_after=cfg.adapt_after or (week if grain in ("day", None) else min(week, 24)),
         warmup=warmup,
-        reselect_every=4 * week if grain in ("day", None) else week,
+        reselect_every=8 * week if grain in ("day", None) else week,
     )
 
 

@@ -10,6 +10,7 @@ Every detector is causal: the output at time t uses only data up to t.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -135,7 +136,8 @@ class Detector:
     name: ClassVar[str] = ""
     config_class: ClassVar[type[DetectorConfig]] = DetectorConfig
     default_warmup: ClassVar[int] = 1
-    chunk_size: ClassVar[int] = 20_000  # series per block, bounds memory
+    chunk_size: ClassVar[int] = 10_000  # series per block, bounds memory
+    threads: ClassVar[int] = min(2, os.cpu_count() or 1)
 
     def __init__(self, config: DetectorConfig | dict[str, Any] | None = None, **overrides: Any) -> None:
         if config is None:
@@ -185,10 +187,19 @@ class Detector:
         if calendar is not None and batch.times is not None:
             masks = calendar.masks(batch.times, batch.grain, slices=names)
             batch.warnings.extend(masks.warnings)
-        parts: list[Scores] = []
-        for lo in range(0, max(n, 1), self.chunk_size):
-            hi = min(n, lo + self.chunk_size)
-            parts.append(self._score_block(batch.slice(lo, hi), masks.rows(lo, hi) if masks else None))
+        bounds = [(lo, min(n, lo + self.chunk_size)) for lo in range(0, max(n, 1), self.chunk_size)]
+
+        def block(b: tuple[int, int]) -> Scores:
+            return self._score_block(batch.slice(*b), masks.rows(*b) if masks else None)
+
+        if len(bounds) > 1 and self.threads > 1:
+            # numpy releases the GIL inside its loops: blocks of series run side by side on the cores
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=self.threads) as pool:
+                parts = list(pool.map(block, bounds))
+        else:
+            parts = [block(b) for b in bounds]
         out = _concat(parts) if len(parts) > 1 else parts[0]
         out.times = batch.times
         out.names = list(names) if names is not None else [str(i) for i in range(n)]

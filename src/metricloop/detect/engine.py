@@ -68,7 +68,30 @@ class EngineOut:
     profile: list[str]
 
 
+def _nanquantile_rows(a: np.ndarray, q: float) -> np.ndarray:
+    """Per-row quantile ignoring NaN (lower/upper average at the median), NaN for an all-NaN row.
+
+    np.nanmedian / np.nanpercentile fall back to a Python loop per row on 2-D input; sorting the
+    rows once (NaN sorts last) and indexing is two orders of magnitude faster here."""
+    a = np.asarray(a, dtype=float)
+    if a.ndim == 1:
+        a = a[None, :]
+    if a.shape[1] == 0:
+        return np.full(a.shape[0], np.nan)
+    srt = np.sort(a, axis=1)
+    k = np.isfinite(srt).sum(axis=1)
+    pos = q * np.maximum(k - 1, 0)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.ceil(pos).astype(np.int64)
+    rows = np.arange(a.shape[0])
+    frac = pos - lo
+    out = srt[rows, lo] * (1 - frac) + srt[rows, hi] * frac
+    return np.where(k > 0, out, np.nan)
+
+
 def _nanmedian(a: np.ndarray, axis: int = 1) -> np.ndarray:
+    if np.ndim(a) == 2 and axis == 1:
+        return _nanquantile_rows(a, 0.5)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return np.nanmedian(a, axis=axis)
@@ -149,7 +172,7 @@ def init_state(win: np.ndarray, phases: dict[str, np.ndarray], candidates: list[
             err = np.abs(r2 - pred)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
-                cap = np.nanpercentile(err, 90, axis=1)
+                cap = _nanquantile_rows(err, 0.9)
                 errs.append(np.nanmean(np.minimum(err, cap[:, None]), axis=1))
         errs_a = np.nan_to_num(np.vstack(errs), nan=np.inf)
         # a richer profile must beat the simpler one clearly (10 %) to be chosen
@@ -200,12 +223,17 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
     kappa_out = _winsor_kappa(3.0)
     kappa_wide = _winsor_kappa(p.exclude_z)
 
-    expected = np.full((m, T), np.nan)
-    scale = np.full((m, T), np.nan)
-    learning = np.ones((m, T), bool)
-    excluded = np.zeros((m, T), bool)
+    # the loop walks time: time-major buffers make every per-step read and write contiguous
+    yT = np.ascontiguousarray(y.T)
+    denT = np.ascontiguousarray(den.T) if den is not None else None
+    exT = np.ascontiguousarray(cal_ex.T)
+    refT = np.ascontiguousarray(cmp_ref.T)
+    expected = np.full((T, m), np.nan)
+    scale = np.full((T, m), np.nan)
+    learning = np.ones((T, m), bool)
+    excluded = np.zeros((T, m), bool)
     track_level = bool((masks.compare_ref >= 0).any())
-    level_hist = np.full((m, T), np.nan) if track_level else None
+    level_hist = np.full((T, m), np.nan) if track_level else None
 
     rows = np.arange(m)
     inited = np.zeros(m, bool)
@@ -263,7 +291,7 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
             if len(idx):
                 lo = max(0, t - 2 * p.warmup)
                 win = y[idx, lo:t].copy()
-                win[excluded[idx, lo:t]] = np.nan
+                win[excluded[lo:t, idx].T] = np.nan
                 ph_win = {c: phases[c][lo:t] for c in candidates}
                 choice, season, lvl, sig = init_state(win, ph_win, candidates, mult[idx], fam[idx] != FAM_GAUSS)
                 moved = choice != prof[idx]
@@ -275,36 +303,36 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
                     V[j] = np.maximum(p.init_inflation * sig[moved] ** 2 - noise, 0.0)
         since += 1
 
-        x = y[:, t]
+        x = yT[t]
         ph = phase_tab[prof, t]
         s = S[rows, ph]
         lvl = L + p.phi * B if use_trend else L
         pred = np.where(mult, lvl * s, lvl + s)
-        dent = den[:, t] if den is not None else None
+        dent = denT[t] if denT is not None else None
         noise = _noise_var(fam, pred, ratio_sc, dent)
         # multiplicative series: the model's own noise scales with the seasonal factor
         sfac = np.where(mult, np.abs(s), 1.0)
         sd = np.sqrt(V * sfac * sfac + noise)
         sd = np.maximum(sd, np.maximum(p.rel_floor * np.abs(pred), 1e-9))
-        ref_t = cmp_ref[:, t]
+        ref_t = refT[t]
         if level_hist is not None and (ref_t >= 0).any():
             # same event last time, moved by how much the level changed since
             has = ref_t >= 0
             r = np.where(has, ref_t, 0)
-            ref_val, ref_lvl = y[rows, r], level_hist[rows, r]
+            ref_val, ref_lvl = yT[r, rows], level_hist[r, rows]
             with np.errstate(invalid="ignore", divide="ignore"):
                 pc = np.where(mult, ref_val * lvl / ref_lvl, ref_val + lvl - ref_lvl)
             pred = np.where(has, pc, pred)
             sd = np.where(has, np.sqrt(sd**2 + (p.compare_tolerance * pc) ** 2), sd)
         live = inited
-        expected[:, t] = np.where(live, pred, np.nan)
-        scale[:, t] = np.where(live, np.where(fam == FAM_COUNT, sd**2, sd), np.nan)
-        learning[:, t] = ~live
+        expected[t] = np.where(live, pred, np.nan)
+        scale[t] = np.where(live, np.where(fam == FAM_COUNT, sd**2, sd), np.nan)
+        learning[t] = ~live
         if level_hist is not None:
-            level_hist[:, t] = np.where(live, lvl, np.nan)
+            level_hist[t] = np.where(live, lvl, np.nan)
 
         valid = np.isfinite(x)
-        ex_t = cal_ex[:, t]
+        ex_t = exT[t]
         n_obs += valid & ~ex_t
         with np.errstate(invalid="ignore"):
             resid = x - pred
@@ -312,7 +340,7 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
             active = valid & live & ~ex_t & np.isfinite(pred)
             out = active & (np.abs(z) > p.exclude_z)
             normal = active & ~out
-        excluded[:, t] = out | ex_t
+        excluded[t] = out | ex_t
         # ---- run of out-of-band points in one direction → "new normal"
         dirn = np.sign(z)
         cont = out & (dirn == run_dir)
@@ -356,7 +384,10 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
         L = np.where(normal, new_l, L)
         S[rows, ph] = np.where(normal, new_s, s)
 
-    return EngineOut(expected, scale, fam, learning, excluded, [candidates[i] for i in prof])
+    def back(a: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(a.T)
+
+    return EngineOut(back(expected), back(scale), fam, back(learning), back(excluded), [candidates[i] for i in prof])
 
 
 def _noise_var(fam: np.ndarray, mean: np.ndarray, ratio_sc: np.ndarray, den: np.ndarray | None) -> np.ndarray:
