@@ -16,31 +16,52 @@ from metricloop.cli import app
 SECRET = "cli-s3cret-pw"
 
 
-@pytest.fixture
-def cli(monkeypatch):
-    monkeypatch.delenv("METRICLOOP_DB", raising=False)
-    monkeypatch.delenv("METRICLOOP_HOME", raising=False)
-    runner = CliRunner(env={"COLUMNS": "250", "NO_COLOR": "1"})
-
-    def run(*args: str, code: int | None = 0):
-        result = runner.invoke(app, [str(a) for a in args])
-        if code is not None:
-            assert result.exit_code == code, f"exit {result.exit_code}\n{result.output}\n{result.exception!r}"
-        return result
-
-    return run
+# METRICLOOP_* from the caller's shell must not leak in: None removes a variable for the run
+RUNNER = CliRunner(env={"NO_COLOR": "1", "METRICLOOP_DB": None, "METRICLOOP_HOME": None})
 
 
-@pytest.fixture
-def home(cli, tmp_path, helpers, data_files):
+def run_cli(*args, code: int | None = 0):
+    result = RUNNER.invoke(app, [str(a) for a in args])
+    if code is not None:
+        assert result.exit_code == code, f"exit {result.exit_code}\n{result.output}\n{result.exception!r}"
+    return result
+
+
+@pytest.fixture(scope="session")
+def cli():
+    return run_cli
+
+
+@pytest.fixture(autouse=True)
+def wide_console(monkeypatch):
+    """Rich fixes the width when the console is made (80 columns when output is not a terminal, as under
+    xdist); make it wide so that table cells and error lines are not cut or wrapped."""
+    import metricloop.cli as cli_module
+
+    for console in (cli_module.console, cli_module.err_console):
+        monkeypatch.setattr(console, "width", 1000)
+
+
+def make_home(path, helpers, data_files):
     """A workspace made with `metricloop init`, with the shop definitions applied by `metricloop apply`."""
-    ws = tmp_path / "ws"
-    cli("init", ws)
-    (ws / "defs" / "shop.yaml").write_text(
+    run_cli("init", path)
+    (path / "defs" / "shop.yaml").write_text(
         helpers.defs_yaml([helpers.duckdb_source(data_files)], helpers.shop_metrics())
     )
-    cli("-w", ws, "apply", ws / "defs", "--author", "ana")
-    return ws
+    run_cli("-w", path, "apply", path / "defs", "--author", "ana")
+    return path
+
+
+@pytest.fixture
+def home(tmp_path, helpers, data_files):
+    """A workspace of this test's own, for tests that change definitions."""
+    return make_home(tmp_path / "ws", helpers, data_files)
+
+
+@pytest.fixture(scope="module")
+def shared_home(tmp_path_factory, helpers, data_files):
+    """One workspace for the tests that only read."""
+    return make_home(tmp_path_factory.mktemp("cli") / "ws", helpers, data_files)
 
 
 def export(cli, home) -> str:
@@ -130,21 +151,22 @@ def test_history_and_rollback(cli, home, helpers):
     assert "no history for metric 'nope'" in cli("-w", home, "history", "metric", "nope", code=2).stderr
 
 
-def test_metrics_list_and_show(cli, home):
-    out = cli("-w", home, "metrics", "list").stdout
+def test_metrics_list_and_show(cli, shared_home):
+    out = cli("-w", shared_home, "metrics", "list").stdout
     for name in ("gmv", "conversion_rate", "web_return_rate"):
         assert name in out
-    listed = json.loads(cli("-w", home, "metrics", "list", "--format", "json").stdout)
+    listed = json.loads(cli("-w", shared_home, "metrics", "list", "--format", "json").stdout)
     assert {m["name"] for m in listed} >= {"gmv", "aov"}
-    traffic = json.loads(cli("-w", home, "metrics", "list", "--domain", "traffic", "--format", "json").stdout)
+    traffic = json.loads(cli("-w", shared_home, "metrics", "list", "--domain", "traffic", "--format", "json").stdout)
     assert {m["name"] for m in traffic} == {"visitors", "conversion_rate"}
-    shown = cli("-w", home, "metrics", "show", "aov").stdout
+    shown = cli("-w", shared_home, "metrics", "show", "aov").stdout
     assert "name: aov" in shown and "SQL (duckdb)" in shown and "DATE_TRUNC" in shown
-    assert "name: conversion_rate" in cli("-w", home, "metrics", "show", "conversion_rate").stdout
+    assert "name: conversion_rate" in cli("-w", shared_home, "metrics", "show", "conversion_rate").stdout
 
 
-def test_metrics_query_formats(cli, home, orders_df):
-    args = ["-w", home, "metrics", "query", "gmv", "--by", "region", "--from", "2024-01-08", "--to", "2024-01-10"]
+def test_metrics_query_formats(cli, shared_home, orders_df):
+    window = ["--from", "2024-01-08", "--to", "2024-01-10"]
+    args = ["-w", shared_home, "metrics", "query", "gmv", "--by", "region", *window]
     df = pd.read_csv(io.StringIO(cli(*args, "--format", "csv").stdout))
     assert list(df.columns) == ["time", "region", "value", "row_count", "flag"]
     assert len(df) == 8
@@ -161,8 +183,8 @@ def test_metrics_query_formats(cli, home, orders_df):
     assert "--format must be table, csv or json" in bad.stderr
 
 
-def test_metrics_query_shows_missing_and_flags(cli, home):
-    out = cli("-w", home, "metrics", "query", "web_return_rate", "--from", "2024-01-20", "--to", "2024-01-21",
+def test_metrics_query_shows_missing_and_flags(cli, shared_home):
+    out = cli("-w", shared_home, "metrics", "query", "web_return_rate", "--from", "2024-01-20", "--to", "2024-01-21",
               "--format", "csv").stdout  # fmt: skip
     df = pd.read_csv(io.StringIO(out))
     assert df["flag"].tolist() == ["zero_denominator"] and df["value"].isna().all()
@@ -181,21 +203,21 @@ def test_metrics_query_shows_missing_and_flags(cli, home):
         (["sources", "test", "nope"], "no source named 'nope'"),
     ],
 )
-def test_user_errors_exit_2_with_one_clear_line(cli, home, args, message):
-    result = cli("-w", home, *args, code=2)
+def test_user_errors_exit_2_with_one_clear_line(cli, shared_home, args, message):
+    result = cli("-w", shared_home, *args, code=2)
     assert message in result.stderr
     assert "Traceback" not in result.output
 
 
-def test_where_injection_returns_nothing(cli, home):
-    out = cli("-w", home, "metrics", "query", "gmv", "--where", "region=East' OR 1=1 --", "--from", "2024-01-08",
+def test_where_injection_returns_nothing(cli, shared_home):
+    out = cli("-w", shared_home, "metrics", "query", "gmv", "--where", "region=East' OR 1=1 --", "--from", "2024-01-08",
               "--to", "2024-01-09", "--format", "csv").stdout  # fmt: skip
     df = pd.read_csv(io.StringIO(out))
     assert df["row_count"].tolist() == [0] and df["flag"].tolist() == ["missing"]
 
 
-def test_metrics_slices(cli, home):
-    args = ["-w", home, "metrics", "slices", "orders", "--by", "region,channel", "--from", "2024-01-08", "--to",
+def test_metrics_slices(cli, shared_home):
+    args = ["-w", shared_home, "metrics", "slices", "orders", "--by", "region,channel", "--from", "2024-01-08", "--to",
             "2024-01-15"]  # fmt: skip
     out = cli(*args).stdout
     assert "20 slices × 7 buckets" in out
@@ -205,10 +227,10 @@ def test_metrics_slices(cli, home):
     assert "3 slices × 7 buckets" in top
 
 
-def test_metrics_check(cli, home):
-    ok = cli("-w", home, "metrics", "check", "gmv", "--at", "2024-02-15T12:00")
+def test_metrics_check(cli, shared_home):
+    ok = cli("-w", shared_home, "metrics", "check", "gmv", "--at", "2024-02-15T12:00")
     assert "freshness" in ok.stdout and "completeness" in ok.stdout
-    failed = cli("-w", home, "metrics", "check", "gmv", "--at", "2024-02-21T12:00", "--format", "json", code=1)
+    failed = cli("-w", shared_home, "metrics", "check", "gmv", "--at", "2024-02-21T12:00", "--format", "json", code=1)
     checks = json.loads(failed.stdout)
     assert [c["slice"] for c in checks if c["status"] == "fail"] == ["region=North"]
 

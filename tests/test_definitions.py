@@ -195,6 +195,12 @@ metrics:
 """  # 16 lines; the entry under test starts on line 17
 
 
+@pytest.fixture
+def sqlite_ws(make_ws):
+    """Parsing and checking do not depend on the state database; all-or-nothing on both is tested above."""
+    return make_ws()
+
+
 def bad_file(data_files, entry: str) -> str:
     head = GOOD_HEAD.format(orders=data_files.orders_parquet, visitors=data_files.visitors_parquet)
     return head + entry
@@ -218,25 +224,26 @@ def only_problem(err: DefinitionError, file: str = "bad.yaml"):
     return p
 
 
-def test_malformed_yaml(ws, helpers, data_files):
+def test_malformed_yaml(sqlite_ws, helpers, data_files):
     text = bad_file(data_files, "  - name: orders\n    title: {en: Orders\n    owner: x\n")
-    p = only_problem(rejected(ws, helpers, text))
+    p = only_problem(rejected(sqlite_ws, helpers, text))
     assert p.message.startswith("malformed YAML: expected ',' or '}'")
     assert p.line == 19
     assert "flow mapping that starts on line 18" in p.message  # where the unclosed { is
 
 
-def test_malformed_yaml_indentation(ws, helpers, data_files):
+def test_malformed_yaml_indentation(sqlite_ws, helpers, data_files):
     text = bad_file(data_files, "  - name: orders\n   owner: x\n    domain: y\n")
-    p = only_problem(rejected(ws, helpers, text))
+    p = only_problem(rejected(sqlite_ws, helpers, text))
     assert p.message.startswith("malformed YAML")
     assert p.line == 18  # the mis-indented "owner:"
 
 
-def test_a_bad_ratio_side_names_one_field(ws, helpers, data_files):
+def test_a_bad_ratio_side_names_one_field(sqlite_ws, helpers, data_files):
     """A ratio side is a measure or a metric reference; the error speaks about the one that was meant."""
     entry = "    ratio: {numerator: {agg: sum}, denominator: {metric: Orders}}\n"
-    err = rejected(ws, helpers, bad_file(data_files, entry).replace("    measure: {agg: sum, column: amount}\n", ""))
+    text = bad_file(data_files, entry).replace("    measure: {agg: sum, column: amount}\n", "")
+    err = rejected(sqlite_ws, helpers, text)
     found = {p.field: p.message for p in err.problems}
     assert found == {
         "metrics[0] (gmv).ratio.numerator": "agg 'sum' needs a `column`",
@@ -245,7 +252,7 @@ def test_a_bad_ratio_side_names_one_field(ws, helpers, data_files):
     assert all(p.line == 16 for p in err.problems)
 
 
-def test_unknown_column(ws, helpers, data_files):
+def test_unknown_column(sqlite_ws, helpers, data_files):
     entry = """\
   - name: aov
     title: {en: AOV}
@@ -258,35 +265,35 @@ def test_unknown_column(ws, helpers, data_files):
       numerator: {agg: sum, column: amout}
       denominator: {agg: count}
 """
-    p = only_problem(rejected(ws, helpers, bad_file(data_files, entry)))
+    p = only_problem(rejected(sqlite_ws, helpers, bad_file(data_files, entry)))
     assert (p.line, p.field) == (25, "metrics[1] (aov).ratio.numerator.column")
     assert "unknown column 'amout' in orders" in p.message
     assert "amount" in p.message  # the columns that do exist are listed
 
 
-def test_unknown_measure_column(ws, helpers, data_files):
+def test_unknown_measure_column(sqlite_ws, helpers, data_files):
     text = bad_file(data_files, "").replace("column: amount", "column: amout")
-    p = only_problem(rejected(ws, helpers, text))
+    p = only_problem(rejected(sqlite_ws, helpers, text))
     assert (p.line, p.field) == (15, "metrics[0] (gmv).measure.column")
     assert "unknown column 'amout'" in p.message
 
 
-def test_unknown_dimension_in_a_definition(ws, helpers, data_files):
+def test_unknown_dimension_in_a_definition(sqlite_ws, helpers, data_files):
     text = bad_file(data_files, "").replace("[region, channel]", "[region, chanel]")
-    p = only_problem(rejected(ws, helpers, text))
+    p = only_problem(rejected(sqlite_ws, helpers, text))
     assert (p.line, p.field) == (16, "metrics[0] (gmv).dimensions")
     assert "unknown column 'chanel'" in p.message
 
 
-def test_unknown_time_column_and_filter_column(ws, helpers, data_files):
+def test_unknown_time_column_and_filter_column(sqlite_ws, helpers, data_files):
     text = bad_file(data_files, "    filters: [\"stat <> 'cancelled'\"]\n").replace("order_time", "ordered_at")
-    err = rejected(ws, helpers, text)
+    err = rejected(sqlite_ws, helpers, text)
     found = {(p.line, p.field): p.message for p in err.problems}
     assert "unknown column 'ordered_at'" in found[(14, "metrics[0] (gmv).time_column")]
     assert "unknown column 'stat'" in found[(17, "metrics[0] (gmv).filters")]
 
 
-def test_unknown_metric_in_a_derived_ratio(ws, helpers, data_files):
+def test_unknown_metric_in_a_derived_ratio(sqlite_ws, helpers, data_files):
     entry = """\
   - name: gmv_per_order
     title: {en: GMV per order}
@@ -296,18 +303,18 @@ def test_unknown_metric_in_a_derived_ratio(ws, helpers, data_files):
       numerator: {metric: gmv}
       denominator: {metric: ordrs}
 """
-    p = only_problem(rejected(ws, helpers, bad_file(data_files, entry)))
+    p = only_problem(rejected(sqlite_ws, helpers, bad_file(data_files, entry)))
     assert (p.line, p.field) == (23, "metrics[1] (gmv_per_order).ratio.denominator.metric")
     assert p.message == "unknown metric 'ordrs'"
 
 
-def test_unknown_source(ws, helpers, data_files):
+def test_unknown_source(sqlite_ws, helpers, data_files):
     text = bad_file(data_files, "").replace("source: shop", "source: shopp")
-    p = only_problem(rejected(ws, helpers, text))
+    p = only_problem(rejected(sqlite_ws, helpers, text))
     assert (p.line, p.field, p.message) == (12, "metrics[0] (gmv).source", "unknown source 'shopp'")
 
 
-def test_duplicate_names(ws, helpers, data_files):
+def test_duplicate_names(sqlite_ws, helpers, data_files):
     entry = """\
   - name: gmv
     title: {en: GMV again}
@@ -318,34 +325,34 @@ def test_duplicate_names(ws, helpers, data_files):
     time_column: order_time
     measure: {agg: count}
 """
-    p = only_problem(rejected(ws, helpers, bad_file(data_files, entry)))
+    p = only_problem(rejected(sqlite_ws, helpers, bad_file(data_files, entry)))
     assert (p.line, p.field) == (17, "metrics[1] (gmv).name")
     assert "duplicate metric name 'gmv'" in p.message
     assert "bad.yaml:8" in p.message  # where the first one is
 
 
-def test_duplicate_names_across_files(ws, helpers, data_files):
-    a = ws.defs_dir / "a.yaml"
+def test_duplicate_names_across_files(sqlite_ws, helpers, data_files):
+    a = sqlite_ws.defs_dir / "a.yaml"
     a.write_text(bad_file(data_files, ""))
-    b = ws.defs_dir / "b.yaml"
+    b = sqlite_ws.defs_dir / "b.yaml"
     b.write_text(bad_file(data_files, "").split("metrics:\n")[1].join(["metrics:\n", ""]))
-    before = helpers.db_state(ws)
+    before = helpers.db_state(sqlite_ws)
     with pytest.raises(DefinitionError, match="duplicate metric name 'gmv'") as err:
-        helpers.apply_paths(ws, [a, b])
+        helpers.apply_paths(sqlite_ws, [a, b])
     assert err.value.problems[0].file.endswith("b.yaml")
-    assert helpers.db_state(ws) == before
+    assert helpers.db_state(sqlite_ws) == before
 
 
-def test_duplicate_keys(ws, helpers, data_files):
+def test_duplicate_keys(sqlite_ws, helpers, data_files):
     text = bad_file(data_files, "").replace("    domain: sales\n", "    domain: sales\n    owner: bo@example.com\n")
-    p = only_problem(rejected(ws, helpers, text))
+    p = only_problem(rejected(sqlite_ws, helpers, text))
     assert (p.line, p.field) == (12, "metrics[0].owner")
     assert p.message == "key 'owner' appears twice (first on line 10)"
 
 
-def test_bad_timezone(ws, helpers, data_files):
+def test_bad_timezone(sqlite_ws, helpers, data_files):
     text = bad_file(data_files, "    timezone: Asia/Shangai\n")
-    p = only_problem(rejected(ws, helpers, text))
+    p = only_problem(rejected(sqlite_ws, helpers, text))
     assert (p.line, p.field) == (17, "metrics[0] (gmv).timezone")
     assert "unknown timezone 'Asia/Shangai'" in p.message
 
@@ -360,34 +367,34 @@ def test_bad_timezone(ws, helpers, data_files):
         ("    filters: [\"region IN (SELECT 1)\"]\n", "filters", "subqueries are not allowed"),
     ],
 )
-def test_bad_field_values(ws, helpers, data_files, line, field, message):
-    p = only_problem(rejected(ws, helpers, bad_file(data_files, line)))
+def test_bad_field_values(sqlite_ws, helpers, data_files, line, field, message):
+    p = only_problem(rejected(sqlite_ws, helpers, bad_file(data_files, line)))
     assert p.line == 17
     assert p.field.startswith(f"metrics[0] (gmv).{field}")
     assert message in p.message
 
 
-def test_literal_password_in_a_source_url(ws, helpers, data_files):
+def test_literal_password_in_a_source_url(sqlite_ws, helpers, data_files):
     entry = """\
 sources:
   - name: warehouse
     type: sql
     url: postgresql+psycopg://reader:hunter2@db.example.com/sales
 """
-    p = only_problem(rejected(ws, helpers, entry))
+    p = only_problem(rejected(sqlite_ws, helpers, entry))
     assert (p.line, p.field) == (4, "sources[0] (warehouse).url")
     assert "literal password" in p.message and "${ENV_VAR}" in p.message
     assert "hunter2" not in str(p)
 
 
-def test_every_problem_is_reported_at_once(ws, helpers, data_files):
+def test_every_problem_is_reported_at_once(sqlite_ws, helpers, data_files):
     text = bad_file(data_files, "    timezone: Mars/Base\n").replace("domain: sales", "domain: sales\n    tier: gold")
-    err = rejected(ws, helpers, text)
+    err = rejected(sqlite_ws, helpers, text)
     assert {p.field.rsplit(".", 1)[-1] for p in err.problems} == {"tier", "timezone"}
 
 
-def test_not_a_mapping_and_unknown_section(ws, helpers):
-    err = rejected(ws, helpers, "- just\n- a list\n")
+def test_not_a_mapping_and_unknown_section(sqlite_ws, helpers):
+    err = rejected(sqlite_ws, helpers, "- just\n- a list\n")
     assert "expected a mapping" in err.problems[0].message
-    err = rejected(ws, helpers, "monitors: []\nmetricz: []\n")
+    err = rejected(sqlite_ws, helpers, "monitors: []\nmetricz: []\n")
     assert any("unknown section 'metricz'" in p.message and p.line == 2 for p in err.problems)
