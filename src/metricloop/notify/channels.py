@@ -177,6 +177,16 @@ def send_email(spec: Any, msg: Delivery) -> str:
 # ------------------------------------------------------------------ HTTP (webhooks and actions)
 
 
+def _caused_by(error: BaseException, kind: type) -> bool:
+    seen = 0
+    cur: BaseException | None = error
+    while cur is not None and seen < 10:
+        if isinstance(cur, kind):
+            return True
+        cur, seen = cur.__cause__ or cur.__context__, seen + 1
+    return False
+
+
 def _retry_after(response: httpx.Response) -> float | None:
     value = response.headers.get("retry-after")
     if not value:
@@ -209,6 +219,10 @@ def post_http(
     except (httpx.UnsupportedProtocol, httpx.InvalidURL) as e:
         raise DeliveryError(f"{where}: the URL '{url}' is wrong ({e})", retryable=False) from None
     except httpx.ConnectError as e:
+        if _caused_by(e, ssl.SSLCertVerificationError):
+            raise DeliveryError(
+                f"{where}: the TLS certificate of {url} is not trusted ({e})", retryable=False
+            ) from None
         raise DeliveryError(f"{where}: cannot connect to {url} ({e})", retryable=True) from None
     except httpx.TransportError as e:
         raise DeliveryError(f"{where}: {type(e).__name__} talking to {url} ({e})", retryable=True) from None
@@ -326,12 +340,18 @@ class Channels:
     def __init__(self, catalog: Any) -> None:
         self.catalog = catalog
         self._client: httpx.Client | None = None
+        self._lock = threading.Lock()
 
     @property
     def client(self) -> httpx.Client:
-        if self._client is None:
-            self._client = httpx.Client(follow_redirects=False, trust_env=False)
-        return self._client
+        with self._lock:  # deliveries run in threads; one pool for all of them
+            if self._client is None:
+                self._client = httpx.Client(
+                    follow_redirects=False,
+                    trust_env=False,
+                    limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+                )
+            return self._client
 
     def spec(self, name: str) -> Any:
         channels = self.catalog.all("channel")

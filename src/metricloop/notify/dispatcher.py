@@ -19,6 +19,7 @@ import random
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -175,9 +176,11 @@ def record(
     error: DeliveryError | None,
     backoff_base: float,
     backoff_cap: float,
-    stats: DispatchStats,
-) -> None:
-    """Write one delivery's outcome, if the row is still ours (our worker id and attempt number)."""
+) -> str:
+    """Write one delivery's outcome, if the row is still ours (our worker id and attempt number).
+
+    Returns what happened: sent, retried, dead, or lost_lease.
+    """
     with ws.db.session() as s:
         # A conditional UPDATE first: it proves the row is still ours and, on SQLite, takes the write
         # lock before anything is read (a read-then-write transaction could fail on a stale snapshot).
@@ -194,9 +197,8 @@ def record(
         ).rowcount
         if mine != 1:
             # The lease ran out and another dispatcher claimed the row; it will record its own outcome.
-            stats.lost_lease += 1
             log.warning("outbox #%s: lease lost before recording the outcome of attempt %s", msg.id, msg.attempt)
-            return
+            return "lost_lease"
         row = s.get(Notification, msg.id, populate_existing=True)
         if error is None:
             row.status, row.sent_at, row.last_error = "sent", now, ""
@@ -213,16 +215,14 @@ def record(
                 key=row.idempotency_key,
                 result=note or "",
             )
-            stats.sent += 1
-            return
+            return "sent"
         row.last_error = f"attempt {row.attempts}: {error.message}"[:4000]
         if error.retryable and row.attempts < row.max_attempts:
             delay = backoff_delay(row.attempts, base=backoff_base, cap=backoff_cap)
             if error.retry_after is not None:
                 delay = max(delay, min(error.retry_after, backoff_cap))
             row.status, row.next_attempt_at = "pending", now + timedelta(seconds=delay)
-            stats.retried += 1
-            return
+            return "retried"
         row.status = "dead"
         why = "not retryable" if not error.retryable else f"after {row.attempts} attempts"
         timeline(
@@ -234,7 +234,7 @@ def record(
             attempts=row.attempts,
             key=row.idempotency_key,
         )
-        stats.dead += 1
+        return "dead"
 
 
 def release(ws: Workspace, msgs: list[Delivery], *, worker: str, now: datetime) -> int:
@@ -272,8 +272,13 @@ def dispatch_once(
     lease_seconds: int = 60,
     backoff_base: float = 30.0,
     backoff_cap: float = 3600.0,
+    concurrency: int = 8,
 ) -> DispatchStats:
-    """One pass: claim due rows, deliver each, record each outcome. Returns what happened."""
+    """One pass: claim due rows, deliver them, record each outcome as soon as it is known.
+
+    Rows of one incident go out one after another, in queue order; different incidents go out in
+    parallel (`concurrency` at a time), so one slow receiver does not hold up the rest of the batch.
+    """
     fixed_now = now
     worker = worker or default_worker()
     stats = DispatchStats()
@@ -285,35 +290,66 @@ def dispatch_once(
         return stats
     channels = Channels(ws.catalog())
     deadline = time.monotonic() + lease_seconds
-    try:
-        for i, msg in enumerate(claimed):
+    groups: dict[object, list[Delivery]] = {}
+    for msg in claimed:
+        groups.setdefault(msg.incident_id if msg.incident_id is not None else ("row", msg.id), []).append(msg)
+
+    def send_group(msgs: list[Delivery]) -> list[str]:
+        outcomes = []
+        for i, msg in enumerate(msgs):
             # Never start a delivery that could outlive the lease: another dispatcher would send it too.
             if time.monotonic() + channels.timeout(msg) + 1 > deadline:
-                stats.released += release(ws, claimed[i:], worker=worker, now=fixed_now or datetime.now(UTC))
-                break
-            error: DeliveryError | None = None
-            note = None
-            try:
-                note = channels.deliver(msg)
-            except DeliveryError as e:
-                error = e
-            except Exception as e:  # noqa: BLE001 - a bug in a channel must not stop the others
-                log.exception("outbox #%s: unexpected error delivering via %s", msg.id, msg.channel)
-                error = DeliveryError(f"{type(e).__name__}: {e}", retryable=True)
-            record(
-                ws,
-                msg,
-                worker=worker,
-                now=fixed_now or datetime.now(UTC),
-                note=note,
-                error=error,
-                backoff_base=backoff_base,
-                backoff_cap=backoff_cap,
-                stats=stats,
+                n = release(ws, msgs[i:], worker=worker, now=fixed_now or datetime.now(UTC))
+                return outcomes + ["released"] * n
+            outcomes.append(
+                _deliver_and_record(
+                    ws, channels, msg, worker=worker, now=fixed_now, backoff_base=backoff_base, backoff_cap=backoff_cap
+                )
             )
+        return outcomes
+
+    try:
+        if concurrency <= 1 or len(groups) == 1:
+            results = [send_group(g) for g in groups.values()]
+        else:
+            with ThreadPoolExecutor(max_workers=min(concurrency, len(groups)), thread_name_prefix="outbox") as pool:
+                results = list(pool.map(send_group, groups.values()))
     finally:
         channels.close()
+    for outcome in (o for group in results for o in group):
+        setattr(stats, outcome, getattr(stats, outcome) + 1)
     return stats
+
+
+def _deliver_and_record(
+    ws: Workspace,
+    channels: Channels,
+    msg: Delivery,
+    *,
+    worker: str,
+    now: datetime | None,
+    backoff_base: float,
+    backoff_cap: float,
+) -> str:
+    error: DeliveryError | None = None
+    note = None
+    try:
+        note = channels.deliver(msg)
+    except DeliveryError as e:
+        error = e
+    except Exception as e:  # noqa: BLE001 - a bug in a channel must not stop the others
+        log.exception("outbox #%s: unexpected error delivering via %s", msg.id, msg.channel)
+        error = DeliveryError(f"{type(e).__name__}: {e}", retryable=True)
+    return record(
+        ws,
+        msg,
+        worker=worker,
+        now=now or datetime.now(UTC),
+        note=note,
+        error=error,
+        backoff_base=backoff_base,
+        backoff_cap=backoff_cap,
+    )
 
 
 def run_dispatcher(ws: Workspace, stop: threading.Event, *, interval: float = 2.0, **options) -> DispatchStats:
