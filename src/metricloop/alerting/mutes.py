@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -27,6 +27,7 @@ class Mutes:
 
     @classmethod
     def load(cls, db_session: Session, catalog: Catalog, *, now: datetime) -> Mutes:
+        now = now.astimezone(UTC) if now.tzinfo else now  # silences are stored in UTC
         rows = db_session.scalars(
             select(Silence).where(Silence.starts_at <= now, Silence.ends_at > now, Silence.expired_early_at.is_(None))
         )

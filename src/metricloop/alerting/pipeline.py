@@ -275,6 +275,7 @@ class OpenIncidents:
                 people=[inc.assignee],
                 channels=inc.channels,
                 round_=int(ctx.now.timestamp()),
+                now=ctx.now,
             )
 
     def _open(self, ctx: Context, members: list[Candidate]) -> None:

@@ -30,19 +30,22 @@ def create(
         raise MetricloopError("a silence needs at least one matcher (it would mute everything)", where="matchers")
     if not reason.strip():
         raise MetricloopError("say why (a reason is required)", where="reason")
-    start = starts_at or datetime.now(UTC)
+    start = _utc(starts_at) if starts_at is not None else datetime.now(UTC)
     if ends_at is None:
         if duration is None:
             raise MetricloopError("give ends_at or a duration", where="ends_at")
         ends_at = start + duration
-    if ends_at.tzinfo is None:
-        ends_at = ends_at.replace(tzinfo=UTC)
+    ends_at = _utc(ends_at)  # SQLite keeps only the wall-clock time: store UTC
     if ends_at <= start:
         raise MetricloopError("the silence would end before it starts", where="ends_at")
     row = Silence(matchers=matchers, reason=reason, created_by=created_by, starts_at=start, ends_at=ends_at)
     db_session.add(row)
     db_session.flush()
     return row
+
+
+def _utc(t: datetime) -> datetime:
+    return (t.replace(tzinfo=UTC) if t.tzinfo is None else t).astimezone(UTC)
 
 
 def expire(db_session: Session, *, silence_id: int) -> Silence:

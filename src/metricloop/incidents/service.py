@@ -34,6 +34,12 @@ def _aware(t: datetime | None) -> datetime | None:
     return t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t
 
 
+def as_utc(t: datetime | None) -> datetime:
+    """Now, or `t` in UTC (naive means UTC). SQLite stores the wall-clock time it is given and drops the zone,
+    so a time given as 09:00+08:00 would be read back as 09:00 UTC; every time written is UTC first."""
+    return utcnow() if t is None else _aware(t).astimezone(UTC)
+
+
 def get(db_session: Session, incident_id: int) -> Incident:
     inc = db_session.get(Incident, incident_id)
     if inc is None:
@@ -42,10 +48,9 @@ def get(db_session: Session, incident_id: int) -> Incident:
 
 
 def event(db_session: Session, incident: Incident, kind: str, actor: str, message: str = "", *, at=None, **data):
-    db_session.add(
-        IncidentEvent(incident_id=incident.id, kind=kind, actor=actor, at=at or utcnow(), message=message, data=data)
-    )
-    incident.updated_at = at or utcnow()
+    at = as_utc(at)
+    db_session.add(IncidentEvent(incident_id=incident.id, kind=kind, actor=actor, at=at, message=message, data=data))
+    incident.updated_at = at
 
 
 # ------------------------------------------------------------------ notifications
@@ -71,6 +76,7 @@ def notify(
     channels: list[str],
     level: int = 0,
     round_: int = 0,
+    now: datetime | None = None,
 ) -> int:
     """Queue one message per channel × recipient, each with an idempotency key."""
     from metricloop.notify.outbox import enqueue
@@ -110,7 +116,7 @@ def notify(
             )
             n += row is not None
     if n:
-        incident.last_notified_at = utcnow()
+        incident.last_notified_at = as_utc(now)  # the flow's clock: the repeat interval is measured on it
     return n
 
 
@@ -169,7 +175,7 @@ def open_incident(
 ) -> Incident:
     from metricloop.routing.service import resolve_route
 
-    now = now or utcnow()
+    now = as_utc(now)
     decision = resolve_route(ws, catalog, {**labels, "severity": severity}, at=now, fallback=fallback_owner)
     inc = Incident(
         title=title,
@@ -211,7 +217,9 @@ def open_incident(
     db_session.add(Timer(incident_id=inc.id, kind="sla_ack", due_at=inc.ack_due_at))
     db_session.add(Timer(incident_id=inc.id, kind="sla_resolve", due_at=inc.resolve_due_at))
     schedule_escalation(db_session, catalog, inc, start=now)
-    notify(db_session, ws, catalog, inc, event_name="created", people=[inc.assignee], channels=decision.channels)
+    notify(
+        db_session, ws, catalog, inc, event_name="created", people=[inc.assignee], channels=decision.channels, now=now
+    )
     for action in actions or []:
         if not action.severities or severity in action.severities:
             from metricloop.notify.actions import enqueue_action
@@ -237,7 +245,7 @@ def acknowledge(db_session: Session, ws, catalog: Catalog, *, incident_id: int, 
         raise StateError(f"incident #{inc.id} is already acknowledged (by {inc.assignee or 'someone'})")
     if inc.state != "triggered":
         raise StateError(f"incident #{inc.id} is {inc.state}: only a triggered incident can be acknowledged")
-    now = now or utcnow()
+    now = as_utc(now)
     inc.state, inc.acknowledged_at = "acknowledged", now
     if not inc.assignee:
         inc.assignee = actor
@@ -258,6 +266,7 @@ def assign(
     now=None,
 ) -> Incident:
     inc = get(db_session, incident_id)
+    now = as_utc(now)
     if not assignee.strip():
         raise MetricloopError("assignee must not be empty", where="assignee")
     if inc.state in ("resolved", "reviewed"):
@@ -284,7 +293,8 @@ def assign(
         event_name="reassigned",
         people=[assignee],
         channels=inc.channels,
-        round_=int((now or utcnow()).timestamp()),
+        round_=int(now.timestamp()),
+        now=now,
     )
     return inc
 
@@ -312,7 +322,7 @@ def resolve(
     inc = get(db_session, incident_id)
     if inc.state in ("resolved", "reviewed"):
         raise StateError(f"incident #{inc.id} is already {inc.state} (at {inc.resolved_at:%Y-%m-%d %H:%M} UTC)")
-    now = now or utcnow()
+    now = as_utc(now)
     inc.state, inc.resolved_at = "resolved", now
     inc.root_cause, inc.resolution = root_cause or inc.root_cause, note or inc.resolution
     due = _aware(inc.resolve_due_at)
@@ -321,7 +331,7 @@ def resolve(
     _cancel_timers(db_session, inc, ("escalate", "sla_ack", "sla_resolve", "repeat"))
     kind = "auto_resolved" if auto else "resolved"
     event(db_session, inc, kind, actor, note or root_cause or "resolved", at=now, root_cause=root_cause)
-    notify(db_session, ws, catalog, inc, event_name="resolved", people=[inc.assignee], channels=inc.channels)
+    notify(db_session, ws, catalog, inc, event_name="resolved", people=[inc.assignee], channels=inc.channels, now=now)
     return inc
 
 
@@ -329,7 +339,7 @@ def reopen(db_session: Session, ws, catalog: Catalog, *, incident_id: int, actor
     inc = get(db_session, incident_id)
     if inc.state not in ("resolved", "reviewed"):
         raise StateError(f"incident #{inc.id} is {inc.state}: only a resolved incident can be reopened")
-    now = now or utcnow()
+    now = as_utc(now)
     inc.state, inc.resolved_at, inc.acknowledged_at, inc.reviewed_at = "triggered", None, None, None
     inc.escalation_level = 0
     ack_sla, resolve_sla = sla_for(catalog, inc)
@@ -338,7 +348,7 @@ def reopen(db_session: Session, ws, catalog: Catalog, *, incident_id: int, actor
     db_session.add(Timer(incident_id=inc.id, kind="sla_resolve", due_at=inc.resolve_due_at))
     schedule_escalation(db_session, catalog, inc, start=now)
     event(db_session, inc, "reopened", actor, reason or "reopened", at=now)
-    notify(db_session, ws, catalog, inc, event_name="reopened", people=[inc.assignee], channels=inc.channels)
+    notify(db_session, ws, catalog, inc, event_name="reopened", people=[inc.assignee], channels=inc.channels, now=now)
     return inc
 
 
@@ -346,7 +356,8 @@ def review(db_session: Session, *, incident_id: int, actor: str, note: str = "",
     inc = get(db_session, incident_id)
     if inc.state != "resolved":
         raise StateError(f"incident #{inc.id} is {inc.state}: only a resolved incident can be reviewed")
-    inc.state, inc.reviewed_at = "reviewed", now or utcnow()
+    now = as_utc(now)
+    inc.state, inc.reviewed_at = "reviewed", now
     event(db_session, inc, "reviewed", actor, note or "reviewed", at=now)
     return inc
 
@@ -356,7 +367,7 @@ def review(db_session: Session, *, incident_id: int, actor: str, note: str = "",
 
 def process_timers(ws, *, now: datetime | None = None, limit: int = 500) -> dict[str, int]:
     """Fire due timers: escalate unacknowledged incidents, flag SLA breaches. Safe to run anywhere, often."""
-    now = now or utcnow()
+    now = as_utc(now)
     fired = {"escalated": 0, "sla_breached": 0, "skipped": 0}
     with ws.db.session() as s:
         catalog = ws.catalog()
@@ -416,7 +427,18 @@ def _escalate(s: Session, ws, catalog: Catalog, inc: Incident, timer: Timer, now
         round=round_,
         people=people,
     )
-    notify(s, ws, catalog, inc, event_name="escalated", people=people, channels=channels, level=index, round_=round_)
+    notify(
+        s,
+        ws,
+        catalog,
+        inc,
+        event_name="escalated",
+        people=people,
+        channels=channels,
+        level=index,
+        round_=round_,
+        now=now,
+    )
     return "escalated"
 
 
@@ -427,7 +449,7 @@ def kpis(db_session: Session, *, since: datetime | None = None) -> dict:
     """MTTA and MTTR (seconds), counts by state and SLA breaches."""
     q = select(Incident)
     if since is not None:
-        q = q.where(Incident.created_at >= since)
+        q = q.where(Incident.created_at >= as_utc(since))
     rows = list(db_session.scalars(q))
     acks = [(_aware(r.acknowledged_at) - _aware(r.created_at)).total_seconds() for r in rows if r.acknowledged_at]
     fixes = [(_aware(r.resolved_at) - _aware(r.created_at)).total_seconds() for r in rows if r.resolved_at]

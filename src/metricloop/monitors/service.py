@@ -111,7 +111,8 @@ def run_monitor(
     monitor: MonitorSpec = catalog.get("monitor", name)
     metric = catalog.metric(monitor.metric)
     grain = monitor.grain or metric.grain
-    now = now or datetime.now(UTC)
+    now = incidents.as_utc(now)
+    started = datetime.now(UTC)
     at_local = local_now(metric.timezone, at)
     with ws.db.session() as s:
         version = _version(s, name)
@@ -121,7 +122,7 @@ def run_monitor(
             monitor=name,
             monitor_version=version,
             trigger=trigger,
-            scheduled_for=scheduled_for or now,
+            scheduled_for=incidents.as_utc(scheduled_for or now),
             data_until=win.until,
             started_at=now,
             status="running",
@@ -149,7 +150,8 @@ def run_monitor(
                 )
     with ws.db.session() as s:
         run = s.get(MonitorRun, run.id)
-        run.status, run.error, run.finished_at = status, error, datetime.now(UTC)
+        # on the run's clock (a replay runs in the past): started_at plus the time it took
+        run.status, run.error, run.finished_at = status, error, now + (datetime.now(UTC) - started)
         run.details = details
         run.series_evaluated = details.get("series", 0)
         run.anomalies = details.get("anomalies", 0)
@@ -470,7 +472,7 @@ def last_slot(monitor: MonitorSpec, now: datetime) -> datetime:
 
 def run_due(ws, *, now: datetime | None = None, only: str | None = None) -> list[MonitorRun]:
     """Run every monitor whose latest slot has no run yet. After downtime that is one run, not N."""
-    now = now or datetime.now(UTC)
+    now = incidents.as_utc(now)
     catalog = ws.catalog()
     monitors = catalog.all("monitor")
     if only is not None and only not in monitors:

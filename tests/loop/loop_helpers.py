@@ -1,0 +1,456 @@
+"""Helpers for the loop tests: a small shop whose data we control, loopback receivers, clocks and counts.
+
+Everything here builds real things (Parquet files read by DuckDB, a state database, an SMTP server, an
+HTTP server); nothing of metricloop is replaced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from email import message_from_bytes, policy
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+from sqlalchemy import func, select
+
+SH = ZoneInfo("Asia/Shanghai")
+
+
+def morning(day: date | str, hour: int = 9, minute: int = 0) -> datetime:
+    """09:00 Beijing time on `day` (aware)."""
+    d = date.fromisoformat(day) if isinstance(day, str) else day
+    return datetime(d.year, d.month, d.day, hour, minute, tzinfo=SH)
+
+
+def utc(t: datetime) -> datetime:
+    return t.astimezone(UTC)
+
+
+def aware(t: datetime | None) -> datetime | None:
+    """SQLite returns naive datetimes for timezone-aware columns; they are UTC."""
+    return t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t
+
+
+# ------------------------------------------------------------------ the shop: data we control
+
+# store → (region, manager, GMV per day)
+STORES = {
+    "SH-1": ("East", "mgr.sh1@shop.test", 1200.0),
+    "SH-2": ("East", "mgr.sh2@shop.test", 800.0),
+    "BJ-1": ("North", "mgr.bj1@shop.test", 1000.0),
+    "BJ-2": ("North", "mgr.bj2@shop.test", 600.0),
+}
+WEEKLY = [1.0, 0.95, 1.0, 1.05, 1.1, 1.3, 1.25]  # Monday … Sunday
+FIRST_DAY = date(2026, 8, 3)  # a Monday
+LAST_DAY = date(2026, 11, 20)
+SOURCE_OWNER = "data.owner@shop.test"
+METRIC_OWNER = "sales.owner@shop.test"
+
+
+@dataclass
+class Effect:
+    """Multiply the amount of rows matching `where` on the days [first, last] by `factor`."""
+
+    first: date
+    last: date
+    factor: float
+    where: dict[str, str] = field(default_factory=dict)
+
+
+def write_shop_data(home: Path, *, effects: list[Effect] = (), missing: list[tuple[date, dict]] = ()) -> None:
+    """Hourly sales rows per store and channel, with no noise: a change is only ever what we injected.
+
+    `missing`: (day, where) — rows that never arrived (a late feed)."""
+    rows = []
+    day = FIRST_DAY
+    while day <= LAST_DAY:
+        for store, (region, _, per_day) in STORES.items():
+            labels = {"store": store, "region": region}
+            factor = WEEKLY[day.weekday()]
+            for e in effects:
+                if e.first <= day <= e.last and all(labels.get(k) == v for k, v in e.where.items()):
+                    factor *= e.factor
+            gone = any(d == day and all(labels.get(k) == v for k, v in w.items()) for d, w in missing)
+            if gone:
+                continue
+            for hour in range(24):
+                for channel, share in (("app", 0.6), ("store", 0.4)):
+                    rows.append(
+                        {
+                            "ts": datetime(day.year, day.month, day.day, hour, 30),
+                            "region": region,
+                            "store": store,
+                            "channel": channel,
+                            "amount": round(per_day * share * factor / 24, 4),
+                        }
+                    )
+        day += timedelta(days=1)
+    data = home / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    df = pd.DataFrame(rows)
+    df["ts"] = df["ts"].astype("datetime64[us]")
+    df.to_parquet(data / "sales.parquet", index=False)
+    pd.DataFrame([{"store": s, "region": r, "manager_email": m} for s, (r, m, _) in STORES.items()]).to_csv(
+        data / "stores.csv", index=False
+    )
+
+
+SHOP_DEFS = f"""
+sources:
+  - name: shop
+    type: duckdb
+    owner: {SOURCE_OWNER}
+    tables: {{sales: data/sales.parquet, stores: data/stores.csv}}
+metrics:
+  - name: sales
+    title: {{zh: 销售额, en: Sales}}
+    owner: {METRIC_OWNER}
+    domain: sales
+    tier: core
+    unit: CNY
+    source: shop
+    table: sales
+    time_column: ts
+    grain: day
+    measure: {{agg: sum, column: amount}}
+    dimensions: [region, store, channel]
+    quality: {{completeness_by: [region]}}
+"""
+
+MONITOR = """
+monitors:
+  - name: shop_sales
+    title: {zh: 门店销售, en: Shop sales}
+    metric: sales
+    slicing: {dimensions: [region, store], combos: [[region], [region, store]], total: true}
+    detector: {detector: change, offset: last_week, max_pct: 0.3, direction: down}
+    schedule: {cron: "0 9 * * *"}
+    calendar: {china_holidays: false}
+"""
+
+
+def monitor_yaml(**overrides) -> str:
+    """The shop monitor with fields replaced, e.g. monitor_yaml(group="monitor", auto_resolve_after=0)."""
+    import yaml
+
+    doc = yaml.safe_load(MONITOR)
+    doc["monitors"][0].update(overrides)
+    return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
+
+
+def apply_yaml(ws, text: str, *, file: str = "test.yaml", author: str = "tester"):
+    """What `metricloop apply` does: read, run every check (references, loop, columns), write all or nothing."""
+    from metricloop.definitions import service
+    from metricloop.metrics.validate import column_check, reference_check
+    from metricloop.monitors.validate import loop_check
+
+    entries, problems = service.read_text(text, file=file)
+    with ws.db.session() as s:
+        return service.apply(
+            s,
+            entries=entries,
+            problems=problems,
+            author=author,
+            checks=[reference_check, loop_check, column_check(ws)],
+        )
+
+
+# ------------------------------------------------------------------ looking at state
+
+
+def incidents(ws, **where) -> list:
+    from metricloop.incidents.models import Incident
+
+    with ws.db.session() as s:
+        q = select(Incident).order_by(Incident.id)
+        for k, v in where.items():
+            q = q.where(getattr(Incident, k) == v)
+        return list(s.scalars(q))
+
+
+def timeline(ws, incident_id: int) -> list:
+    from metricloop.incidents.models import IncidentEvent
+
+    with ws.db.session() as s:
+        return list(
+            s.scalars(
+                select(IncidentEvent)
+                .where(IncidentEvent.incident_id == incident_id)
+                .order_by(IncidentEvent.at, IncidentEvent.id)
+            )
+        )
+
+
+def outbox(ws, **where) -> list:
+    from metricloop.notify.models import Notification
+
+    with ws.db.session() as s:
+        q = select(Notification).order_by(Notification.id)
+        for k, v in where.items():
+            q = q.where(getattr(Notification, k) == v)
+        return list(s.scalars(q))
+
+
+def count(ws, model, *conditions) -> int:
+    with ws.db.session() as s:
+        return s.scalar(select(func.count()).select_from(model).where(*conditions))
+
+
+def runs(ws, monitor: str | None = None) -> list:
+    from metricloop.monitors.models import MonitorRun
+
+    with ws.db.session() as s:
+        q = select(MonitorRun).order_by(MonitorRun.id)
+        if monitor:
+            q = q.where(MonitorRun.monitor == monitor)
+        return list(s.scalars(q))
+
+
+def drain(ws, *, start: datetime | None = None, passes: int = 40, step: timedelta = timedelta(hours=1), **options):
+    """Dispatch until nothing is pending, moving the clock forward so backoffs end without waiting."""
+    from metricloop.notify.dispatcher import DispatchStats, dispatch_once
+    from metricloop.notify.outbox import counts
+
+    total = DispatchStats()
+    start = start or datetime.now(UTC)
+    for i in range(passes):
+        total += dispatch_once(ws, now=start + i * step, **options)
+        with ws.db.session() as s:
+            c = counts(s)
+        if c["pending"] == 0 and c["sending"] == 0:
+            break
+    return total
+
+
+# ------------------------------------------------------------------ the grouping ratio
+
+
+@dataclass
+class GroupingRatio:
+    mornings: int
+    runs: int
+    failed_runs: int
+    anomalies: int
+    alerts: int
+    incidents: int
+    dq_incidents: int
+    by_monitor: dict
+
+    @property
+    def ratio(self) -> float:
+        return self.anomalies / self.incidents if self.incidents else float("inf")
+
+    def __str__(self) -> str:
+        per = ", ".join(f"{m} {a}:{i}" for m, (a, i) in sorted(self.by_monitor.items()))
+        return (
+            f"grouping ratio {self.anomalies}:{self.incidents} = {self.ratio:.2f} raw anomalies per metric incident "
+            f"({self.alerts} alerts; {self.runs} runs over {self.mornings} mornings, {self.failed_runs} failed; "
+            f"{self.dq_incidents} data-quality incidents besides) — per monitor anomalies:incidents: {per}"
+        )
+
+
+def replay_mornings(ws, days: list[date], *, monitors: list[str] | None = None) -> list:
+    """Run monitors as the scheduler would have each morning at 09:00 Beijing time (hourly ones catch up)."""
+    from metricloop.monitors.service import run_monitor
+
+    names = monitors or sorted(ws.catalog().all("monitor"))
+    out = []
+    for day in days:
+        for name in names:
+            at = morning(day)
+            out.append(run_monitor(ws, name, at=at, trigger="schedule", scheduled_for=utc(at), now=utc(at)))
+    return out
+
+
+def _replay_worker(home: str, db_url: str | None, days: list[str], monitors: list[str]) -> int:
+    from metricloop.settings import Settings
+    from metricloop.workspace import Workspace
+
+    ws = Workspace(Path(home), Settings(home=Path(home), db=db_url, user="replay"))
+    try:
+        return len(replay_mornings(ws, [date.fromisoformat(d) for d in days], monitors=monitors))
+    finally:
+        ws.close()
+
+
+def replay_parallel(ws, days: list[date], *, processes: int = 2) -> None:
+    """replay_mornings with the monitors shared out over processes (each monitor's runs stay in order)."""
+    import multiprocessing as mp
+
+    names = sorted(ws.catalog().all("monitor"))
+    buckets = [names[i::processes] for i in range(processes)]
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(processes) as pool:
+        jobs = [
+            pool.apply_async(_replay_worker, (str(ws.home), ws.settings.db, [d.isoformat() for d in days], bucket))
+            for bucket in buckets
+            if bucket
+        ]
+        for j in jobs:
+            j.get(timeout=900)
+
+
+def grouping_ratio(ws, days: list[date] | None = None, *, replay: bool = True, processes: int = 2) -> GroupingRatio:
+    """Raw anomalies : metric incidents after running every monitor each morning of `days`.
+
+    With replay=False it only counts what the state already holds (e.g. after a shared replay)."""
+    from metricloop.alerting.models import Alert
+    from metricloop.incidents.models import Incident
+    from metricloop.monitors.models import Anomaly, MonitorRun
+
+    if replay:
+        replay_parallel(ws, days, processes=processes)
+    with ws.db.session() as s:
+        anomalies = s.scalar(select(func.count()).select_from(Anomaly))
+        alerts = s.scalar(select(func.count()).select_from(Alert).where(Alert.kind == "metric"))
+        n_inc = s.scalar(select(func.count()).select_from(Incident).where(Incident.kind == "metric"))
+        dq = s.scalar(select(func.count()).select_from(Incident).where(Incident.kind == "data_quality"))
+        n_runs = s.scalar(select(func.count()).select_from(MonitorRun))
+        failed = s.scalar(select(func.count()).select_from(MonitorRun).where(MonitorRun.status == "failed"))
+        per_a = dict(s.execute(select(Anomaly.monitor, func.count()).group_by(Anomaly.monitor)).all())
+        per_i = dict(
+            s.execute(
+                select(Incident.monitor, func.count()).where(Incident.kind == "metric").group_by(Incident.monitor)
+            ).all()
+        )
+    by_monitor = {m: (per_a.get(m, 0), per_i.get(m, 0)) for m in set(per_a) | set(per_i)}
+    return GroupingRatio(
+        mornings=len(days or []),
+        runs=n_runs,
+        failed_runs=failed,
+        anomalies=anomalies,
+        alerts=alerts,
+        incidents=n_inc,
+        dq_incidents=dq,
+        by_monitor=by_monitor,
+    )
+
+
+# ------------------------------------------------------------------ an HTTP receiver on loopback
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict
+    body: bytes
+    status: int
+
+    @property
+    def key(self) -> str | None:
+        return self.headers.get("x-metricloop-idempotency-key")
+
+    def json(self):
+        return json.loads(self.body)
+
+
+@dataclass
+class Receiver:
+    """Records every request. `plan` gives the answers in order (a status, or "hang"), then `status`."""
+
+    port: int = 0
+    status: int = 200
+    plan: list = field(default_factory=list)
+    hang_seconds: float = 0.0
+    requests: list[Received] = field(default_factory=list)
+    arrived: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def accepted(self) -> list[Received]:
+        with self.lock:
+            return [r for r in self.requests if 200 <= r.status < 300]
+
+    def keys(self) -> list[str]:
+        return [r.key for r in self.accepted()]
+
+
+def _handler(receiver: Receiver):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):  # noqa: N802 - http.server's hook name
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            receiver.arrived.set()
+            with receiver.lock:
+                answer = receiver.plan.pop(0) if receiver.plan else receiver.status
+            if answer == "hang":
+                time.sleep(receiver.hang_seconds)
+                answer = receiver.status
+            with receiver.lock:
+                receiver.requests.append(
+                    Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body, int(answer))
+                )
+            out = b'{"ok": true}' if 200 <= int(answer) < 300 else b'{"error": "receiver is down"}'
+            try:
+                self.send_response(int(answer))
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client went away (killed or timed out)
+
+    return Handler
+
+
+def start_receiver(receiver: Receiver):
+    server = ThreadingHTTPServer(("127.0.0.1", receiver.port), _handler(receiver))
+    server.daemon_threads = True
+    receiver.port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+
+    def stop():
+        server.shutdown()
+        server.server_close()
+
+    return stop
+
+
+def verify_signature(secret: str, request: Received, *, tolerance: int = 300) -> bool:
+    """What a receiver does, written from the documented algorithm (not with metricloop's code):
+    X-Metricloop-Signature = "sha256=" + hex HMAC-SHA256(secret, f"{X-Metricloop-Timestamp}." + raw body)."""
+    ts = request.headers.get("x-metricloop-timestamp")
+    given = request.headers.get("x-metricloop-signature", "")
+    if not ts or abs(time.time() - int(ts)) > tolerance:
+        return False
+    mac = hmac.new(secret.encode(), f"{ts}.".encode() + request.body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(given, f"sha256={mac}")
+
+
+# ------------------------------------------------------------------ an SMTP server on loopback
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Mailbox:
+    port: int = 0
+    messages: list = field(default_factory=list)  # (envelope recipients, parsed message)
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
+        msg = message_from_bytes(envelope.original_content or envelope.content, policy=policy.default)
+        self.messages.append((list(envelope.rcpt_tos), msg))
+        return "250 OK"
+
+    def to(self, address: str) -> list:
+        return [m for rcpts, m in self.messages if address in rcpts]
