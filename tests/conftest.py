@@ -360,5 +360,16 @@ def mariadb_shop(mariadb_admin, orders_df, visitors_df):
 
 
 @pytest.fixture(scope="session")
+def sqlite_shop(tmp_path_factory, orders_df, visitors_df):
+    """The shop data in an SQLite file (timestamps stored as text, as pandas writes them)."""
+    path = tmp_path_factory.mktemp("sqlite_shop") / "shop.db"
+    engine = create_engine(f"sqlite:///{path}")
+    orders_df.to_sql("orders", engine, index=False)
+    visitors_df.to_sql("visitors", engine, index=False)
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
 def server_urls():
     return {"postgres": PG_URL, "mariadb": MARIADB_URL}

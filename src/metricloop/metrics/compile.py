@@ -83,7 +83,11 @@ def where_clause(
     where: dict[str, list[str]] | None,
 ) -> list[exp.Expression]:
     conds: list[exp.Expression] = []
-    t = col(metric.time_column)
+    t: exp.Expression = col(metric.time_column)
+    if dialect == "sqlite":
+        # SQLite keeps times as text: '2024-01-08' sorts before '2024-01-08 00:00:00', and 'T' after ' '.
+        # DATETIME() gives every stored form the literal's form, so the window compares like times.
+        t = exp.Anonymous(this="DATETIME", expressions=[t])
     if start is not None:
         conds.append(exp.GTE(this=t.copy(), expression=time_literal(start, dialect)))
     if end is not None:
