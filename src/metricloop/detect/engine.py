@@ -195,7 +195,8 @@ def init_state(win: np.ndarray, phases: dict[str, np.ndarray], candidates: list[
         d = np.where(mult[rows, None], win[rows] / np.where(np.abs(prof[:, ph]) > TINY, prof[:, ph], 1.0),
                      win[rows] - prof[:, ph])
         last = min(h, max(7, min(period, 24)))
-        level[rows] = _nanmedian(d[:, -last:])
+        recent = _nanmedian(d[:, -last:])
+        level[rows] = np.where(np.isfinite(recent), recent, _nanmedian(d))  # the recent days may all be events
         if mean_level is not None and mean_level[rows].any():
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
@@ -203,8 +204,7 @@ def init_state(win: np.ndarray, phases: dict[str, np.ndarray], candidates: list[
             level[rows] = np.where(mean_level[rows], mean, level[rows])
         diffs = np.abs(np.diff(d, axis=1))
         sigma[rows] = 1.4826 * _nanmedian(diffs) / np.sqrt(2.0)
-    level = np.nan_to_num(level)
-    sigma = np.nan_to_num(sigma)
+    sigma = np.where(np.isfinite(sigma), sigma, 0.0)
     return choice, season, level, sigma
 
 
@@ -233,7 +233,7 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
     learning = np.ones((T, m), bool)
     excluded = np.zeros((T, m), bool)
     track_level = bool((masks.compare_ref >= 0).any())
-    level_hist = np.full((T, m), np.nan) if track_level else None
+    baseline = np.full((T, m), np.nan) if track_level else None  # the expectation without event lifts
 
     rows = np.arange(m)
     inited = np.zeros(m, bool)
@@ -273,7 +273,7 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
                                                   f != FAM_GAUSS)
             fam[idx], mult[idx], prof[idx] = f, mu, choice
             S[idx] = season
-            L[idx], B[idx] = lvl, 0.0
+            L[idx], B[idx] = np.nan_to_num(lvl), 0.0
             if wnum is not None and wden is not None:
                 with np.errstate(invalid="ignore", divide="ignore"):
                     sc = _nanmedian(np.where(wnum > 0, win * wden / wnum, np.nan))
@@ -294,7 +294,8 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
                 win[excluded[lo:t, idx].T] = np.nan
                 ph_win = {c: phases[c][lo:t] for c in candidates}
                 choice, season, lvl, sig = init_state(win, ph_win, candidates, mult[idx], fam[idx] != FAM_GAUSS)
-                moved = choice != prof[idx]
+                enough = np.isfinite(win).sum(axis=1) >= p.warmup // 2
+                moved = (choice != prof[idx]) & enough & np.isfinite(lvl) & ~exT[t, idx]
                 if moved.any():
                     j = idx[moved]
                     prof[j], S[j], L[j], B[j] = choice[moved], season[moved], lvl[moved], 0.0
@@ -315,21 +316,23 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
         sd = np.sqrt(V * sfac * sfac + noise)
         sd = np.maximum(sd, np.maximum(p.rel_floor * np.abs(pred), 1e-9))
         ref_t = refT[t]
-        if level_hist is not None and (ref_t >= 0).any():
-            # same event last time, moved by how much the level changed since
+        if baseline is not None:
+            baseline[t] = np.where(inited, pred, np.nan)
+        if baseline is not None and (ref_t >= 0).any():
+            # same event last time: today's baseline (level, weekday, trend) times the lift the event
+            # had over its own baseline then
             has = ref_t >= 0
             r = np.where(has, ref_t, 0)
-            ref_val, ref_lvl = yT[r, rows], level_hist[r, rows]
+            ref_val, ref_base = yT[r, rows], baseline[r, rows]
             with np.errstate(invalid="ignore", divide="ignore"):
-                pc = np.where(mult, ref_val * lvl / ref_lvl, ref_val + lvl - ref_lvl)
+                pc = np.where(mult, pred * ref_val / ref_base, pred + ref_val - ref_base)
+            has &= np.isfinite(pc)
             pred = np.where(has, pc, pred)
             sd = np.where(has, np.sqrt(sd**2 + (p.compare_tolerance * pc) ** 2), sd)
         live = inited
         expected[t] = np.where(live, pred, np.nan)
         scale[t] = np.where(live, np.where(fam == FAM_COUNT, sd**2, sd), np.nan)
         learning[t] = ~live
-        if level_hist is not None:
-            level_hist[t] = np.where(live, lvl, np.nan)
 
         valid = np.isfinite(x)
         ex_t = exT[t]
@@ -359,7 +362,7 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
         # level down, and the exclusion of out-of-band points already protects them
         cap = np.where(fam == FAM_GAUSS, p.huber, p.exclude_z) * sd
         rc = np.clip(np.nan_to_num(resid), -cap, cap)
-        inv2 = 1.0 / np.maximum(sfac * sfac, TINY)
+        inv2 = 1.0 / np.maximum(sfac * sfac, 1e-6)
         # the extra variance is clamped after averaging, not per point: clamping each point would
         # bias it upwards and widen count and ratio bands for nothing
         e2 = (rc * rc / np.where(fam == FAM_GAUSS, kappa, kappa_wide) - noise) * inv2
