@@ -398,3 +398,35 @@ def test_not_a_mapping_and_unknown_section(sqlite_ws, helpers):
     assert "expected a mapping" in err.problems[0].message
     err = rejected(sqlite_ws, helpers, "monitors: []\nmetricz: []\n")
     assert any("unknown section 'metricz'" in p.message and p.line == 2 for p in err.problems)
+
+
+def test_a_source_change_is_checked_against_the_metrics_that_use_it(sqlite_ws, helpers, data_files):
+    """Pointing `orders` at the visitors file would break every orders metric: refused, naming them."""
+    helpers.apply_text(sqlite_ws, helpers.defs_yaml([helpers.duckdb_source(data_files)], helpers.shop_metrics()))
+    before = helpers.db_state(sqlite_ws)
+    moved = helpers.duckdb_source(data_files, orders=data_files.visitors_parquet)
+    with pytest.raises(DefinitionError) as err:
+        helpers.apply_text(sqlite_ws, helpers.defs_yaml([moved]), file="source.yaml")
+    broken = {p.field for p in err.value.problems}
+    assert "metric gmv" in broken and "metric aov" in broken and "metric visitors" not in broken
+    assert any("unknown column 'amount' in orders" in p.message for p in err.value.problems)
+    assert helpers.db_state(sqlite_ws) == before
+
+
+def test_sql_source_round_trip_keeps_env_references(ws, helpers):
+    text = """\
+sources:
+  - name: warehouse
+    type: sql
+    url: postgresql+psycopg://reader:${WAREHOUSE_PASSWORD}@db.example.com:5432/sales
+    schema: mart
+    owner: data@example.com
+"""
+    assert [c[:2] for c in helpers.apply_text(ws, text, check=False).created] == [("source", "warehouse")]
+    with ws.db.session() as s:
+        exported = service.dump_yaml(service.export(s))
+    doc = yaml.safe_load(exported)
+    assert doc["sources"][0]["schema"] == "mart"
+    assert "${WAREHOUSE_PASSWORD}" in exported
+    result = helpers.apply_text(ws, exported, file="again.yaml", check=False)
+    assert (result.created, result.updated) == ([], [])

@@ -19,7 +19,7 @@ from metricloop.errors import DefinitionError, SourceError
 from metricloop.metrics.query import query_metric
 from metricloop.metrics.slices import explode
 
-PG_SECRET = "pg-s3cret-horse-battery"
+PG_SECRET = "pg-s3cret@horse/bat:tery#1?"  # characters that mean something in a URL
 MARIADB_WRONG = "wrong-s3cret-staple"
 
 
@@ -78,7 +78,7 @@ def test_duckdb_file_plus_file_views(make_ws, helpers, data_files, orders_df, tm
     helpers.apply_text(ws, helpers.defs_yaml([source], helpers.shop_metrics()))
     assert_same_series(gmv_by_region(ws), reference_gmv(orders_df))
     assert query_metric(ws, "visitors", start="2024-01-02", end="2024-01-03").df["value"].iloc[0] > 0
-    assert set(ws.source("shop").test()) == {"orders", "visitors"}
+    assert ws.source("shop").test() == ["orders", "visitors"]
 
 
 def test_relative_paths_are_inside_the_workspace(make_ws, helpers, data_files, orders_df):
@@ -321,6 +321,18 @@ def test_env_secrets_are_used_to_connect_and_never_shown(secret_ws, caplog):
     with secret_ws.db.engine.connect() as conn:  # nor in the state database
         rows = conn.execute(text("SELECT spec FROM definitions UNION ALL SELECT diff FROM definition_versions"))
         assert not any(PG_SECRET in str(r[0]) for r in rows)
+
+
+@pytest.mark.postgres
+def test_a_secret_user_name_is_masked_in_errors(make_ws, helpers, monkeypatch):
+    monkeypatch.setenv("ML_TEST_PG_USER", "no-such-r0le@x")
+    ws = make_ws()
+    url = "postgresql+psycopg://${ML_TEST_PG_USER}@127.0.0.1:5432/test"
+    helpers.apply_text(ws, helpers.defs_yaml([{"name": "wh", "type": "sql", "url": url}]))
+    with pytest.raises(SourceError, match="cannot connect") as err:
+        ws.source("wh").test()
+    assert 'role "***" does not exist' in str(err.value)  # the server was reached: the @ did not move the host
+    assert "r0le" not in str(err.value)
 
 
 @pytest.mark.postgres

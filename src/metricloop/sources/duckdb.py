@@ -151,7 +151,8 @@ class DuckDBSource(Source):
             cur.close()
 
     def test(self) -> list[str]:
-        cur, rel = self._run("SELECT table_name FROM information_schema.tables ORDER BY 1")
+        # DISTINCT: a .duckdb file's tables are listed under its attached catalog and again as views
+        cur, rel = self._run("SELECT DISTINCT table_name FROM information_schema.tables ORDER BY 1")
         try:
             return [r[0] for r in rel.fetchall()]
         finally:

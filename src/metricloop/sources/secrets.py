@@ -27,3 +27,44 @@ def mask(text: str, secrets: list[str]) -> str:
         if len(s) >= 3:
             text = text.replace(s, "***")
     return text
+
+
+def expand_url(template: str, *, where: str):
+    """Expand ${VAR} references in an SQLAlchemy URL, one part at a time.
+
+    A secret is put into the parsed URL as it is, so characters such as @ / : # in a password cannot
+    change where the URL points (nor leak as a "host name" in the error that follows). A URL that cannot
+    be parsed with its references in place (e.g. `${DATABASE_URL}`, or a port from a variable) is expanded
+    as text and then parsed.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(template)
+    except (ArgumentError, ValueError):
+        url = None
+    if url is None:
+        text, used = expand(template, where=where)
+        try:
+            return make_url(text), used
+        except (ArgumentError, ValueError):
+            # never echo the URL: it now holds the secrets
+            raise SourceError("not a valid SQLAlchemy URL once ${...} is expanded", where=where) from None
+    used: list[str] = []
+    parts: dict = {}
+    for part in ("drivername", "username", "password", "host", "database"):
+        value = getattr(url, part)
+        if value and ENV_REF.search(str(value)):
+            parts[part], secrets = expand(str(value), where=where)
+            used += secrets
+    query: dict = {}
+    for key, value in url.query.items():
+        values = value if isinstance(value, tuple) else (value,)
+        expanded = []
+        for v in values:
+            text, secrets = expand(v, where=where)
+            expanded.append(text)
+            used += secrets
+        query[key] = tuple(expanded) if isinstance(value, tuple) else expanded[0]
+    return url.set(**parts, query=query), used

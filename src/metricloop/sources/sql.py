@@ -10,7 +10,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from metricloop.definitions.schemas import SQLSourceSpec
 from metricloop.errors import SourceError
 from metricloop.sources.base import Source
-from metricloop.sources.secrets import expand, mask
+from metricloop.sources.secrets import expand_url, mask
 
 # SQLAlchemy backend name → sqlglot dialect
 DIALECTS = {
@@ -56,9 +56,8 @@ class SQLSource(Source):
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            url, self._secrets = expand(self.spec.url, where=self._where() + " url")
             try:
-                parsed = make_url(url)
+                parsed, self._secrets = expand_url(self.spec.url, where=self._where() + " url")
                 self._secrets += [parsed.password] if parsed.password else []
                 args: dict = {}
                 if parsed.get_backend_name() == "postgresql":
