@@ -124,3 +124,17 @@ def test_sources(client):
     sources = client.get("/api/sources").json()
     assert [s["name"] for s in sources] == ["shop"]
     assert sources[0]["type"] == "duckdb"
+
+
+@pytest.mark.postgres
+def test_an_unreachable_source_is_502_with_a_clear_body(make_ws, helpers, monkeypatch):
+    monkeypatch.setenv("ML_TEST_API_PASSWORD", "api-s3cret")
+    ws = make_ws()
+    source = {"name": "down", "type": "sql", "url": "postgresql+psycopg://u:${ML_TEST_API_PASSWORD}@127.0.0.1:1/test"}
+    helpers.apply_text(ws, helpers.defs_yaml([source], [helpers.shop_metrics("down")[0]]), check=False)
+    with TestClient(create_app(ws)) as c:
+        r = c.get("/api/metrics/gmv/series")
+        assert r.status_code == 502
+        assert r.json()["where"] == "source 'down'" and "cannot connect" in r.json()["error"]
+        assert "api-s3cret" not in r.text
+        assert "api-s3cret" not in c.get("/api/sources").text

@@ -262,14 +262,17 @@ def test_sql_injection_in_where_values_is_just_a_value(shared_shop_ws, value):
     assert query_metric(shared_shop_ws, "gmv", **WINDOW).df["row_count"].sum() > 800
 
 
-def test_values_with_quotes_still_match(make_ws, helpers, tmp_path):
-    """A real value that contains a quote is found (it is a literal, not escaped away)."""
-    data = pd.DataFrame({"t": pd.to_datetime(["2024-01-01 10:00"] * 3), "shop": ["O'Brien's", "Plain", "O'Brien's"]})
-    data.to_csv(tmp_path / "shops.csv", index=False)
+def test_values_with_quotes_unicode_and_nulls(make_ws, helpers, tmp_path):
+    """Real values that contain a quote or Chinese are found (literals, not escaped away); nulls get a name."""
+    shops = ["O'Brien's", "Plain", "O'Brien's", "华东一店", None]
+    data = pd.DataFrame({"t": pd.to_datetime(["2024-01-01 10:00"] * 5), "shop": shops})
+    data.to_parquet(tmp_path / "shops.parquet", index=False)
     ws = make_ws()
-    source = {"name": "files", "type": "duckdb", "tables": {"sales": str(tmp_path / "shops.csv")}}
+    source = {"name": "files", "type": "duckdb", "tables": {"sales": str(tmp_path / "shops.parquet")}}
     metric = {"name": "sales", "title": {"en": "Sales"}, "owner": "a", "domain": "d", "source": "files",
               "table": "sales", "time_column": "t", "measure": {"agg": "count"}, "dimensions": ["shop"]}  # fmt: skip
     helpers.apply_text(ws, helpers.defs_yaml([source], [metric]))
-    df = query_metric(ws, "sales", where=["shop=O'Brien's"]).df
-    assert df["value"].tolist() == [2]
+    assert query_metric(ws, "sales", where=["shop=O'Brien's"]).df["value"].tolist() == [2]
+    assert query_metric(ws, "sales", where=["shop=华东一店|Plain"]).df["value"].tolist() == [2]
+    by_shop = query_metric(ws, "sales", by=["shop"]).df.set_index("shop")["value"].to_dict()
+    assert by_shop == {"O'Brien's": 2, "Plain": 1, "华东一店": 1, "(null)": 1}

@@ -229,6 +229,18 @@ def test_servers_slices_match_duckdb(server_ws, shared_shop_ws, name, dims):
     same_frames(got, want)
 
 
+def test_servers_metric_over_a_sql_query(server_ws, shared_shop_ws, helpers):
+    """A metric defined by a SELECT runs as a subquery in each database's dialect."""
+    metric = {"name": "web_gmv", "title": {"en": "Web GMV"}, "owner": "a", "domain": "d", "source": "shop",
+              "sql": "SELECT order_time, region, amount FROM orders WHERE channel = 'web'",
+              "time_column": "order_time", "measure": {"agg": "sum", "column": "amount"},
+              "dimensions": ["region"]}  # fmt: skip
+    for ws in (server_ws, shared_shop_ws):
+        helpers.apply_text(ws, helpers.defs_yaml(metrics=[metric]), file="web_gmv.yaml")
+    kw = {"by": ["region"], "grain": "week", "start": "2024-01-08", "end": "2024-02-05"}
+    same_frames(query_metric(server_ws, "web_gmv", **kw).df, query_metric(shared_shop_ws, "web_gmv", **kw).df)
+
+
 def test_servers_zero_denominator(server_ws):
     df = query_metric(server_ws, "web_return_rate", start="2024-01-20", end="2024-01-21").df
     assert np.isnan(df["value"].iloc[0]) and df["flag"].iloc[0] == "zero_denominator"
