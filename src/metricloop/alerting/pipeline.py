@@ -1,6 +1,6 @@
 """The alert path: a chain of stages, each with one method, passing candidates on.
 
-    fingerprint → dedup → mute → severity → group → incident
+    fingerprint → dedup → severity → mute → group → incident
 
 An empty list stops the chain. Every stage's effect is a row (alerts, incidents, events), never a log line.
 """
@@ -367,7 +367,8 @@ def _new_alert(ctx: Context, c: Candidate, *, status: str) -> Alert:
     return alert
 
 
-DEFAULT_STAGES: list[Stage] = [Fingerprint(), Dedup(), Mute(), Severity(), Group(), OpenIncidents()]
+# Severity comes before Mute: `severity` is one of the labels a silence may match.
+DEFAULT_STAGES: list[Stage] = [Fingerprint(), Dedup(), Severity(), Mute(), Group(), OpenIncidents()]
 
 
 def run_pipeline(ctx: Context, items: list[Candidate], stages: list[Stage] | None = None) -> Context:

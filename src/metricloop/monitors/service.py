@@ -178,7 +178,11 @@ def _evaluate(ws, catalog, monitor, metric, grain, win: Window, run_id: int, now
     with ws.db.session() as s:
         mutes = Mutes.load(s, catalog, now=now)
         failing = []  # (base metric, check, slice)
-        for check in check_metric(ws, metric.name, at=win.until, catalog=catalog):
+        checks = check_metric(ws, metric.name, at=win.until, catalog=catalog)
+        broken = [c for c in checks if c.status == "error"]
+        if broken:  # the check could not read the data: a source failure (one alert), not a data problem per check
+            raise SourceError(broken[0].message)
+        for check in checks:
             if check.status == "ok":
                 continue
             base = catalog.metric(check.metric)  # the metric whose table holds the data

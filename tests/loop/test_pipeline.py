@@ -1,0 +1,366 @@
+"""The alert path on a shop whose data we control: dedup, grouping, silences, maintenance, inhibition, severity,
+auto-resolve (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from loop_helpers import MONITOR, SOURCE_OWNER, Effect, apply_yaml, incidents, monitor_yaml, morning, outbox, timeline
+from sqlalchemy import select
+
+from metricloop.alerting import silences
+from metricloop.alerting.models import Alert
+from metricloop.monitors.models import Anomaly
+from metricloop.monitors.service import run_monitor
+
+NORTH_DOWN = Effect(date(2026, 11, 16), date(2026, 11, 17), 0.2, {"region": "North"})
+NORTH_SLICES = ["*", "region=North", "region=North,store=BJ-1", "region=North,store=BJ-2"]
+# two unrelated stores: each store fires, no region and not the total
+TWO_STORES = [
+    Effect(date(2026, 11, 16), date(2026, 11, 16), 0.6, {"store": "SH-1"}),
+    Effect(date(2026, 11, 16), date(2026, 11, 16), 0.5, {"store": "BJ-2"}),
+]
+HOOK = """
+channels:
+  - {name: hook, type: webhook, url: "http://127.0.0.1:9/hook"}
+routes:
+  - {name: all, matchers: ["monitor=shop_sales"], channels: [hook]}
+"""
+
+
+def run(ws, day: str, monitor: str = "shop_sales", **kw):
+    at = morning(day)
+    r = run_monitor(ws, monitor, at=at, now=at, **kw)
+    assert r.status == "ok", r.error
+    return r
+
+
+def alerts(ws) -> list[Alert]:
+    with ws.db.session() as s:
+        return list(s.scalars(select(Alert).order_by(Alert.id)))
+
+
+# ------------------------------------------------------------------ dedup
+
+
+def test_an_open_incident_absorbs_repeats_and_renotifies_after_the_interval(shop):
+    ws = shop(effects=[NORTH_DOWN], extra=MONITOR + HOOK)
+    first = run(ws, "2026-11-17")
+    assert first.anomalies == 4 and first.details["incidents_opened"] == 1
+    second = run(ws, "2026-11-18")  # the drop goes on: same four series
+    assert second.anomalies == 4 and second.details["incidents_opened"] == 0
+    assert second.details["alerts_repeat"] == 4 and second.alerts == 0
+    (inc,) = incidents(ws)
+    assert inc.slices == NORTH_SLICES
+    assert {a.count for a in alerts(ws)} == {2} and len(alerts(ws)) == 4
+    assert [e.kind for e in timeline(ws, inc.id)].count("absorbed") == 1
+    # 24 h later is past the 4 h repeat interval: one reminder
+    assert [n.event for n in outbox(ws, incident_id=inc.id)] == ["created", "repeat"]
+    again = run(ws, "2026-11-18")  # the same bucket once more: nothing new at all
+    assert again.anomalies == 0
+    assert [n.event for n in outbox(ws, incident_id=inc.id)] == ["created", "repeat"]
+
+
+def test_repeats_within_the_interval_are_not_renotified(shop):
+    ws = shop(effects=[NORTH_DOWN], extra=monitor_yaml(repeat_interval="2d") + HOOK)
+    run(ws, "2026-11-17")
+    run(ws, "2026-11-18")
+    (inc,) = incidents(ws)
+    assert [n.event for n in outbox(ws, incident_id=inc.id)] == ["created"]
+    assert [e.kind for e in timeline(ws, inc.id)].count("absorbed") == 1
+
+
+# ------------------------------------------------------------------ grouping
+
+
+def test_a_total_and_its_child_slices_become_one_incident(shop):
+    ws = shop(effects=[NORTH_DOWN], extra=MONITOR)
+    run(ws, "2026-11-17")
+    (inc,) = incidents(ws)
+    assert inc.slices == NORTH_SLICES  # the parent first
+    assert inc.title.startswith("销售额 低于预期")  # led by the total
+    members = [m["slice"] for m in inc.summary["members"]]
+    assert members == NORTH_SLICES
+    assert {a.incident_id for a in alerts(ws)} == {inc.id}
+
+
+def test_unrelated_slices_are_separate_incidents_under_hierarchy(shop):
+    ws = shop(effects=TWO_STORES, extra=MONITOR)
+    run(ws, "2026-11-17")
+    assert sorted(i.slices[0] for i in incidents(ws)) == ["region=East,store=SH-1", "region=North,store=BJ-2"]
+
+
+def test_group_monitor_puts_everything_of_the_monitor_in_one_incident(shop):
+    ws = shop(effects=TWO_STORES, extra=monitor_yaml(group="monitor"))
+    run(ws, "2026-11-17")
+    (inc,) = incidents(ws)
+    assert sorted(inc.slices) == ["region=East,store=SH-1", "region=North,store=BJ-2"]
+
+
+def test_group_none_is_one_incident_per_slice(shop):
+    ws = shop(effects=[NORTH_DOWN], extra=monitor_yaml(group="none"))
+    run(ws, "2026-11-17")
+    assert sorted(i.slices[0] for i in incidents(ws)) == sorted(NORTH_SLICES)
+
+
+def test_a_child_firing_later_joins_the_open_parent_incident(shop):
+    late_child = Effect(date(2026, 11, 17), date(2026, 11, 17), 0.5, {"store": "BJ-2"})
+    ws = shop(effects=[Effect(date(2026, 11, 16), date(2026, 11, 16), 0.2, {"region": "North"}), late_child],
+              extra=MONITOR)  # fmt: skip
+    run(ws, "2026-11-17")
+    run(ws, "2026-11-18")
+    (inc,) = incidents(ws)
+    assert "region=North,store=BJ-2" in inc.slices
+
+
+# ------------------------------------------------------------------ silences
+
+
+def test_a_silence_mutes_matching_alerts_with_its_reason(shop):
+    ws = shop(effects=TWO_STORES, extra=MONITOR)
+    with ws.db.session() as s:
+        sil = silences.create(
+            s,
+            matchers=["store=~BJ-.*"],
+            reason="BJ stores are being refitted",
+            created_by="ops@shop.test",
+            starts_at=morning("2026-11-16"),
+            ends_at=morning("2026-11-20"),
+        )
+        sid = sil.id
+    r = run(ws, "2026-11-17")
+    assert r.details["muted"] == 1
+    (inc,) = incidents(ws)
+    assert inc.slices == ["region=East,store=SH-1"]
+    muted = [a for a in alerts(ws) if a.status == "muted"]
+    assert [(a.slice, a.muted_by) for a in muted] == [
+        ("region=North,store=BJ-2", f"silence #{sid}: BJ stores are being refitted")
+    ]
+    assert muted[0].incident_id is None
+
+
+def test_an_expired_or_ended_silence_mutes_nothing(shop):
+    ws = shop(effects=TWO_STORES, extra=MONITOR)
+    with ws.db.session() as s:
+        silences.create(
+            s, matchers=["store=BJ-2"], reason="over", created_by="a", starts_at=morning("2026-11-10"),
+            ends_at=morning("2026-11-12"),
+        )  # fmt: skip
+        early = silences.create(
+            s, matchers=["store=SH-1"], reason="ended early", created_by="a", starts_at=morning("2026-11-10"),
+            ends_at=morning("2026-12-01"),
+        )  # fmt: skip
+        silences.expire(s, silence_id=early.id)
+    run(ws, "2026-11-17")
+    assert len(incidents(ws)) == 2
+    assert all(a.status == "firing" for a in alerts(ws))
+
+
+def test_a_silence_can_match_the_severity(shop):
+    """Severity is one of the labels a silence may match (docs/loop.md), so it is known before muting."""
+    ws = shop(
+        effects=[Effect(date(2026, 11, 16), date(2026, 11, 16), 0.85, {"store": "SH-1"})],
+        extra=monitor_yaml(detector={"detector": "change", "offset": "last_week", "max_pct": 0.05, "direction": "down"},
+                           slicing={"dimensions": ["store"], "total": False}),
+    )  # fmt: skip
+    with ws.db.session() as s:
+        silences.create(s, matchers=["severity=P2"], reason="P2 is for business hours", created_by="a",
+                        starts_at=morning("2026-11-16"), ends_at=morning("2026-11-20"))  # fmt: skip
+    run(ws, "2026-11-17")
+    (alert,) = alerts(ws)
+    assert alert.severity == "P2" and alert.status == "muted" and "P2 is for business hours" in alert.muted_by
+    assert incidents(ws) == []
+
+
+def test_silences_need_matchers_a_reason_and_an_end(shop):
+    ws = shop(extra=MONITOR)
+    from metricloop.errors import MetricloopError
+
+    with ws.db.session() as s:
+        for kwargs, message in (
+            ({"matchers": [], "reason": "x", "duration": timedelta(hours=1)}, "at least one matcher"),
+            ({"matchers": ["store=~("], "reason": "x", "duration": timedelta(hours=1)}, "invalid regular"),
+            ({"matchers": ["store=A"], "reason": " ", "duration": timedelta(hours=1)}, "reason"),
+            ({"matchers": ["store=A"], "reason": "x"}, "ends_at or a duration"),
+            ({"matchers": ["store=A"], "reason": "x", "ends_at": datetime(2020, 1, 1, tzinfo=UTC)}, "before it starts"),
+        ):
+            with pytest.raises(MetricloopError, match=message):
+                silences.create(s, created_by="a", **kwargs)
+    with ws.db.session() as s:
+        assert silences.list_silences(s) == []
+
+
+# ------------------------------------------------------------------ maintenance
+
+
+def test_a_maintenance_window_mutes_alerts_in_its_window(shop):
+    maintenance = """
+maintenance:
+  - name: bj_refit
+    matchers: ["region=North"]
+    windows: [{start: 2026-11-16T02:00:00, end: 2026-11-16T06:00:00}]
+    reason: refit of the North tills
+"""
+    ws = shop(effects=TWO_STORES, extra=MONITOR + maintenance)
+    run(ws, "2026-11-17")
+    (inc,) = incidents(ws)
+    assert inc.slices == ["region=East,store=SH-1"]
+    (muted,) = [a for a in alerts(ws) if a.status == "muted"]
+    assert muted.slice == "region=North,store=BJ-2"
+    assert muted.muted_by == "maintenance bj_refit: refit of the North tills"
+
+
+def test_a_maintenance_window_on_another_day_mutes_nothing(shop):
+    maintenance = """
+maintenance:
+  - name: bj_refit
+    matchers: ["region=North"]
+    windows: [{start: 2026-11-17T02:00:00, end: 2026-11-17T06:00:00}]
+"""
+    ws = shop(effects=TWO_STORES, extra=MONITOR + maintenance)
+    run(ws, "2026-11-17")
+    assert len(incidents(ws)) == 2
+
+
+# ------------------------------------------------------------------ inhibition by data quality
+
+
+def test_missing_data_raises_one_data_quality_incident_and_no_metric_incident(shop):
+    """North's rows for 11-16 never arrive: the data owner hears of it once; nobody gets a sales-drop alert."""
+    ws = shop(missing=[(date(2026, 11, 16), {"region": "North"})], extra=MONITOR)
+    r = run(ws, "2026-11-17")
+    assert r.details["data_quality"] == ["sales:completeness:region=North"]
+    # North's own series have no value that day; the total dropped by North's share, and that is held back
+    (total,) = [a for a in alerts(ws) if a.kind == "metric"]
+    assert total.slice == "*" and total.status == "muted" and total.incident_id is None
+    assert total.muted_by.startswith("inhibited: data quality (completeness)")
+    for day in ("2026-11-18", "2026-11-19"):
+        run(ws, day)
+    (inc,) = incidents(ws)
+    assert inc.kind == "data_quality" and inc.assignee == SOURCE_OWNER
+    assert inc.slices == ["region=North"] and inc.labels["check"] == "completeness"
+    assert "region=North" in inc.summary["explanation_en"]
+    assert [a.incident_id for a in alerts(ws) if a.kind == "metric"] == [None]
+    (dq,) = [a for a in alerts(ws) if a.kind == "data_quality"]
+    assert dq.count == 3 and dq.incident_id == inc.id  # repeats absorbed: one alert, one incident
+
+
+def test_an_unreachable_source_fails_the_run_and_tells_the_data_owner_once(shop):
+    ws = shop(extra=MONITOR)
+    (ws.home / "data" / "sales.parquet").unlink()
+    for day in ("2026-11-17", "2026-11-18", "2026-11-19"):
+        at = morning(day)
+        r = run_monitor(ws, "shop_sales", at=at, now=at)
+        assert r.status == "failed" and "sales.parquet" in r.error
+    (inc,) = incidents(ws)
+    assert inc.kind == "data_quality" and inc.assignee == SOURCE_OWNER and inc.labels["check"] == "source"
+    (dq,) = alerts(ws)
+    assert dq.count == 3
+
+
+# ------------------------------------------------------------------ severity
+
+SEVERITY_SHOP = [
+    Effect(date(2026, 11, 16), date(2026, 11, 16), 0.3, {"store": "BJ-2"}),  # -70 %
+    Effect(date(2026, 11, 16), date(2026, 11, 16), 0.7, {"store": "SH-1"}),  # -30 %
+    Effect(date(2026, 11, 16), date(2026, 11, 16), 0.88, {"store": "SH-2"}),  # -12 %
+    Effect(date(2026, 11, 16), date(2026, 11, 16), 0.93, {"store": "BJ-1"}),  # -7 %
+]
+
+
+def severity_monitor(**overrides) -> str:
+    return monitor_yaml(
+        detector={"detector": "change", "offset": "last_week", "max_pct": 0.05, "direction": "down"},
+        slicing={"dimensions": ["store"], "total": False},
+        group="none",
+        **overrides,
+    )
+
+
+def severities(ws) -> dict[str, str]:
+    return {i.slices[0].removeprefix("store="): i.severity for i in incidents(ws)}
+
+
+@pytest.mark.parametrize(
+    ("tier", "expected"),
+    [
+        ("core", {"BJ-2": "P1", "SH-1": "P1", "SH-2": "P2", "BJ-1": "P3"}),  # P1 from 25 %, P2 from 10 %
+        ("important", {"BJ-2": "P1", "SH-1": "P2", "SH-2": "P3", "BJ-1": "P3"}),  # 40 % / 15 %
+        ("normal", {"BJ-2": "P2", "SH-1": "P3", "SH-2": "P3", "BJ-1": "P3"}),  # never P1 / 60 %
+    ],
+)
+def test_severity_from_deviation_and_tier(shop, tier, expected):
+    from loop_helpers import SHOP_DEFS
+
+    ws = shop(effects=SEVERITY_SHOP, extra=severity_monitor())
+    apply_yaml(ws, SHOP_DEFS.replace("tier: core", f"tier: {tier}"))
+    run(ws, "2026-11-17")
+    assert severities(ws) == expected
+    colours = {"P1": "red", "P2": "orange", "P3": "yellow"}
+    from metricloop.incidents.views import incident_dict
+
+    assert {incident_dict(i)["colour"] for i in incidents(ws)} == {colours[p] for p in expected.values()}
+
+
+def test_severity_rules_override_the_default(shop):
+    rules = [
+        {"matchers": ["store=BJ-1"], "severity": "P1"},
+        {"matchers": ["store=~SH-.*"], "min_deviation_pct": 20, "severity": "P2"},
+        {"matchers": [], "min_impact": 100, "severity": "P3"},
+    ]
+    ws = shop(effects=SEVERITY_SHOP, extra=severity_monitor(severity=rules))
+    run(ws, "2026-11-17")
+    # BJ-1 by name; SH-1 (-30 %) by the deviation rule; SH-2 (-12 %, 96 CNY below) by no rule: default P2;
+    # BJ-2 (-70 %, 420 CNY below) by the impact rule
+    assert severities(ws) == {"BJ-2": "P3", "SH-1": "P2", "SH-2": "P2", "BJ-1": "P1"}
+    assert {a.slice.removeprefix("store="): a.labels["severity"] for a in alerts(ws)} == severities(ws)
+
+
+# ------------------------------------------------------------------ auto-resolve
+
+
+def test_auto_resolve_after_n_normal_points_is_on_the_timeline(shop):
+    ws = shop(effects=[Effect(date(2026, 11, 16), date(2026, 11, 16), 0.6, {"store": "SH-1"})],
+              extra=monitor_yaml(auto_resolve_after=2))  # fmt: skip
+    run(ws, "2026-11-17")
+    run(ws, "2026-11-18")  # 11-17 normal: 1 point
+    (inc,) = incidents(ws)
+    assert inc.state == "triggered"
+    run(ws, "2026-11-19")  # 11-18 normal: 2 points
+    (inc,) = incidents(ws)
+    assert inc.state == "resolved"
+    last = timeline(ws, inc.id)[-1]
+    assert last.kind == "auto_resolved" and last.actor == "metricloop"
+    assert last.message == "auto-resolved: back to normal for 2 points"
+    assert {a.status for a in alerts(ws)} == {"resolved"}
+
+
+def test_auto_resolve_zero_never_resolves(shop):
+    ws = shop(effects=[Effect(date(2026, 11, 16), date(2026, 11, 16), 0.6, {"store": "SH-1"})],
+              extra=monitor_yaml(auto_resolve_after=0))  # fmt: skip
+    for day in ("2026-11-17", "2026-11-18", "2026-11-19", "2026-11-20"):
+        run(ws, day)
+    (inc,) = incidents(ws)
+    assert inc.state == "triggered"
+
+
+def test_a_resolved_incident_is_not_reused_when_the_series_fires_again(shop):
+    ws = shop(effects=[Effect(date(2026, 11, 10), date(2026, 11, 10), 0.6, {"store": "SH-1"}),
+                       Effect(date(2026, 11, 18), date(2026, 11, 18), 0.6, {"store": "SH-1"})],
+              extra=MONITOR)  # fmt: skip
+    for day in ("2026-11-11", "2026-11-12", "2026-11-13", "2026-11-19"):
+        run(ws, day)
+    first, second = incidents(ws)
+    assert first.state == "resolved" and second.state == "triggered"
+    assert first.slices == second.slices == ["region=East,store=SH-1"]
+
+
+def test_anomaly_rows_are_unique_per_series_and_time(shop):
+    ws = shop(effects=[NORTH_DOWN], extra=MONITOR)
+    run(ws, "2026-11-17")
+    run(ws, "2026-11-17", trigger="manual")
+    with ws.db.session() as s:
+        rows = list(s.scalars(select(Anomaly)))
+    assert len(rows) == 4 and all(a.alert_id is not None for a in rows)
+    assert {a.explanation_zh != "" and a.explanation_en != "" for a in rows} == {True}
