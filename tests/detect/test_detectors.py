@@ -187,7 +187,10 @@ def test_hourly_series_get_an_hour_profile():
     times = pd.date_range("2025-01-01", periods=24 * 60, freq="h")
     shape = 1 + 0.8 * np.sin((np.asarray(times.hour) - 6) / 24 * 2 * np.pi)
     v = 500 * shape * (1 + 0.03 * rng.standard_normal((3, len(times))))
-    v[:, 24 * 50 + 12] *= 0.5
+    v[:, 24 * 50 + 12: 24 * 50 + 15] *= 0.5  # a three-hour drop
+    v[:, 24 * 55 + 12] *= 0.5  # a one-hour blip: hours need two points in a row by default
     det = get_detector("auto").detect(v, times)
     assert all("hour_of" in m for m in det.scores.model)
-    assert det.is_anomaly[:, 24 * 50 + 12].all()
+    assert det.is_anomaly[:, 24 * 50 + 13].all()
+    assert not det.is_anomaly[:, 24 * 55 + 12].any()
+    assert get_detector("auto", min_duration=1).detect(v, times).is_anomaly[:, 24 * 55 + 12].all()

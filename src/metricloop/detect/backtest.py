@@ -31,6 +31,7 @@ class SeriesSet:
     numerator: np.ndarray | None = None
     denominator: np.ndarray | None = None
     volume: np.ndarray | None = None
+    ratio_scale: float | None = None
 
 
 def series_set(long: pd.DataFrame, metric: str, grain: str, *, ratio: bool) -> SeriesSet:
@@ -93,6 +94,7 @@ def run_backtest(
         denominator=sset.denominator,
         names=sset.names,
         grain=sset.grain,
+        ratio_scale=sset.ratio_scale,
     )
     from metricloop.detect.conditions import apply_conditions
 
@@ -148,6 +150,7 @@ def backtest(
     long = explode(ws, metric, dims=list(by or []), combos=combos, total=True, top_n=top_n, min_volume=min_volume,
                    start=start, end=end, grain=g, catalog=catalog)
     sset = series_set(long, metric, g, ratio=spec.ratio is not None)
+    sset.ratio_scale = spec.ratio.scale if spec.ratio is not None else None
     held = _quality_holds(ws, metric, sset, catalog) if quality_gate and len(sset.times) else None
     return run_backtest(
         sset,

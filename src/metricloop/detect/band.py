@@ -66,7 +66,7 @@ class EngineDetector(Detector):
         factor = _huge_factor(batch.values)
         if (factor != 1.0).any():
             batch = Batch(batch.values / factor[:, None], batch.times, batch.grain, batch.numerator,
-                          batch.denominator)
+                          batch.denominator, ratio_scale=batch.ratio_scale)
         out = run_engine(batch, masks, params, kind=self.config.kind)
         if (factor != 1.0).any():
             batch = Batch(batch.values * factor[:, None], batch.times, batch.grain, batch.numerator,

@@ -41,7 +41,9 @@ class DetectorConfig(BaseModel):
     )
     min_abs_change: float = Field(0.0, ge=0, description="ignore deviations smaller than this, in value units")
     min_rel_change: float = Field(0.0, ge=0, description="ignore deviations smaller than this fraction")
-    min_duration: int = Field(1, ge=1, description="alert only after N consecutive out-of-band points")
+    min_duration: int | None = Field(
+        None, ge=1, description="alert only after N consecutive out-of-band points (default: 1; 2 for hours)"
+    )
     min_volume: float | None = Field(
         None, ge=0, description="skip points whose volume (denominator, or the value itself) is below this"
     )
@@ -80,6 +82,7 @@ class Scores:
     times: pd.DatetimeIndex | None = None
     names: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    grain: str | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -171,15 +174,19 @@ class Detector:
         denominator: Any = None,
         names: list[str] | None = None,
         grain: str | None = None,
+        ratio_scale: float | None = None,
     ) -> Scores:
         """Score every point of one series (1-D) or of many aligned series (2-D, series × time).
 
         `times` is the shared time axis (regular buckets; gaps are NaN values). `numerator` and
-        `denominator` make ratio series binomial-aware. `calendar` is a `Calendar`.
+        `denominator` make ratio series binomial-aware; `ratio_scale` is the metric's unit factor
+        (value = numerator / denominator × scale), inferred from the data when not given. `calendar`
+        is a `Calendar`.
         """
         from metricloop.detect.prepare import prepare_batch
 
-        batch = prepare_batch(values, times, numerator=numerator, denominator=denominator, grain=grain)
+        batch = prepare_batch(values, times, numerator=numerator, denominator=denominator, grain=grain,
+                              ratio_scale=ratio_scale)
         n = batch.values.shape[0]
         if names is not None and len(names) != n:
             raise MetricloopError(f"{len(names)} names for {n} series", where="names")
@@ -202,6 +209,7 @@ class Detector:
             parts = [block(b) for b in bounds]
         out = _concat(parts) if len(parts) > 1 else parts[0]
         out.times = batch.times
+        out.grain = batch.grain
         out.names = list(names) if names is not None else [str(i) for i in range(n)]
         out.warnings = batch.warnings + out.warnings
         return out

@@ -21,6 +21,11 @@ def default_direction(good_direction: str | None) -> str:
     return {"up": "down", "down": "up"}.get(good_direction or "", "both")
 
 
+def default_min_duration(grain: str | None) -> int:
+    """One day out of band is news; one hour usually is not (a blip): hours need two in a row."""
+    return {"hour": 2, "minute": 5}.get(grain or "", 1)
+
+
 def run_length(flags: np.ndarray) -> np.ndarray:
     """Length of the run of True ending at each point, along the last axis."""
     f = flags.astype(np.int64)
@@ -105,8 +110,9 @@ def apply_conditions(
                 vol = np.fmax(np.abs(v), np.abs(e))
             cand &= np.nan_to_num(np.asarray(vol, dtype=float), nan=0.0) >= config.min_volume
     cand &= ~scores.learning & ~scores.suppressed & np.isfinite(v)
-    if config.min_duration > 1:
+    min_duration = config.min_duration or default_min_duration(scores.grain)
+    if min_duration > 1:
         up_run = run_length(cand & (direction > 0))
         down_run = run_length(cand & (direction < 0))
-        cand &= np.maximum(up_run, down_run) >= config.min_duration
+        cand &= np.maximum(up_run, down_run) >= min_duration
     return Detection(scores, lower, upper, cand, direction, k, want, config)

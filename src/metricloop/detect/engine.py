@@ -106,7 +106,8 @@ def _choose_family(win: np.ndarray, num: np.ndarray | None, den: np.ndarray | No
     if num is not None and den is not None:
         with np.errstate(invalid="ignore"):
             okrow = (num >= 0) & (num <= den) & (den > 0)
-            ratio_ok = (okrow | np.isnan(num) | np.isnan(den)).all(axis=1) & okrow.any(axis=1)
+            # a bucket with no denominator (no orders that day) says nothing either way
+            ratio_ok = (okrow | np.isnan(num) | np.isnan(den) | (den == 0)).all(axis=1) & okrow.any(axis=1)
     if kind == "ratio":
         fam[ratio_ok] = FAM_RATIO
         return fam
@@ -147,7 +148,7 @@ def _relative(y: np.ndarray, mult: np.ndarray) -> np.ndarray:
 
 
 def init_state(win: np.ndarray, phases: dict[str, np.ndarray], candidates: list[str], mult: np.ndarray,
-               mean_level: np.ndarray | None = None):
+               mean_level: np.ndarray | None = None, current: np.ndarray | None = None):
     """Robust start from a warm-up window (m, H): profile choice, profile, level, scale.
 
     `mean_level` marks counts and ratios: their level is a mean (the median of a sparse count is 0)."""
@@ -175,10 +176,16 @@ def init_state(win: np.ndarray, phases: dict[str, np.ndarray], candidates: list[
                 cap = _nanquantile_rows(err, 0.9)
                 errs.append(np.nanmean(np.minimum(err, cap[:, None]), axis=1))
         errs_a = np.nan_to_num(np.vstack(errs), nan=np.inf)
-        # a richer profile must beat the simpler one clearly (10 %) to be chosen
-        for j in range(1, len(candidates)):
-            better = errs_a[j] < 0.9 * errs_a[choice, np.arange(m)]
-            choice = np.where(better, j, choice)
+        if current is not None:
+            choice = current.copy()  # hysteresis: a series keeps its profile unless another is clearly better
+            best = errs_a.argmin(axis=0)
+            better = errs_a[best, np.arange(m)] < 0.9 * errs_a[choice, np.arange(m)]
+            choice = np.where(better, best, choice)
+        else:
+            # a richer profile must beat the simpler one clearly (10 %) to be chosen
+            for j in range(1, len(candidates)):
+                better = errs_a[j] < 0.9 * errs_a[choice, np.arange(m)]
+                choice = np.where(better, j, choice)
     pmax = max(PROFILES[c] for c in candidates)
     season = np.repeat(np.where(mult, 1.0, 0.0)[:, None], pmax, axis=1)
     level = np.zeros(m)
@@ -242,7 +249,8 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
     fam = np.zeros(m, np.int8)
     mult = np.zeros(m, bool)
     prof = np.zeros(m, np.int64)
-    ratio_sc = np.ones(m)
+    # the unit factor of a ratio (100 for %): given, or read off the first bucket with a numerator
+    ratio_sc = np.full(m, float(batch.ratio_scale) if batch.ratio_scale else np.nan)
     pmax = max(PROFILES[c] for c in candidates)
     S = np.zeros((m, pmax))
     L = np.zeros(m)
@@ -274,10 +282,6 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
             fam[idx], mult[idx], prof[idx] = f, mu, choice
             S[idx] = season
             L[idx], B[idx] = np.nan_to_num(lvl), 0.0
-            if wnum is not None and wden is not None:
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    sc = _nanmedian(np.where(wnum > 0, win * wden / wnum, np.nan))
-                ratio_sc[idx] = np.where(np.isfinite(sc) & (sc > 0), sc, 1.0)
             noise = _noise_var(f, lvl, ratio_sc[idx], _nanmedian(wden) if wden is not None else None)
             # a profile from a few weeks of medians is itself uncertain: start with a wider scale
             # that the first weeks of updates shrink to the real one
@@ -293,7 +297,8 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
                 win = y[idx, lo:t].copy()
                 win[excluded[lo:t, idx].T] = np.nan
                 ph_win = {c: phases[c][lo:t] for c in candidates}
-                choice, season, lvl, sig = init_state(win, ph_win, candidates, mult[idx], fam[idx] != FAM_GAUSS)
+                choice, season, lvl, sig = init_state(win, ph_win, candidates, mult[idx], fam[idx] != FAM_GAUSS,
+                                                      current=prof[idx])
                 enough = np.isfinite(win).sum(axis=1) >= p.warmup // 2
                 moved = (choice != prof[idx]) & enough & np.isfinite(lvl) & ~exT[t, idx]
                 if moved.any():
@@ -305,6 +310,10 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
         since += 1
 
         x = yT[t]
+        if num is not None and den is not None and np.isnan(ratio_sc).any():
+            with np.errstate(invalid="ignore", divide="ignore"):
+                sc = x * den[:, t] / num[:, t]
+            ratio_sc = np.where(np.isnan(ratio_sc) & np.isfinite(sc) & (sc > 0), sc, ratio_sc)
         ph = phase_tab[prof, t]
         s = S[rows, ph]
         lvl = L + p.phi * B if use_trend else L
@@ -395,6 +404,7 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
 
 def _noise_var(fam: np.ndarray, mean: np.ndarray, ratio_sc: np.ndarray, den: np.ndarray | None) -> np.ndarray:
     """Variance the data must have whatever the model: Poisson for counts, binomial for ratios."""
+    ratio_sc = np.where(np.isnan(ratio_sc), 1.0, ratio_sc)
     noise = np.where(fam == FAM_COUNT, np.maximum(mean, 0.1), 0.0)
     if den is not None:
         with np.errstate(invalid="ignore", divide="ignore"):

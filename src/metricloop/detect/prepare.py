@@ -24,12 +24,14 @@ class Batch:
     numerator: np.ndarray | None = None
     denominator: np.ndarray | None = None
     warnings: list[str] = field(default_factory=list)
+    ratio_scale: float | None = None  # value = numerator / denominator × ratio_scale (100 for %, 1000 for ‰)
 
     def slice(self, lo: int, hi: int) -> Batch:
         def cut(a: np.ndarray | None) -> np.ndarray | None:
             return None if a is None else a[lo:hi]
 
-        return Batch(self.values[lo:hi], self.times, self.grain, cut(self.numerator), cut(self.denominator))
+        return Batch(self.values[lo:hi], self.times, self.grain, cut(self.numerator), cut(self.denominator),
+                     ratio_scale=self.ratio_scale)
 
 
 def _as_2d(a: Any, what: str) -> np.ndarray:
@@ -61,6 +63,7 @@ def prepare_batch(
     numerator: Any = None,
     denominator: Any = None,
     grain: str | None = None,
+    ratio_scale: float | None = None,
 ) -> Batch:
     vals = _as_2d(values, "values")
     warnings: list[str] = []
@@ -85,7 +88,7 @@ def prepare_batch(
         den = _as_2d(denominator, "denominator")
         if num.shape != vals.shape or den.shape != vals.shape:
             raise MetricloopError("numerator and denominator must have the same shape as values")
-    return Batch(vals, tidx, grain, num, den, warnings)
+    return Batch(vals, tidx, grain, num, den, warnings, ratio_scale)
 
 
 def phase_index(times: pd.DatetimeIndex | None, n_points: int, profile: str) -> np.ndarray:
