@@ -80,6 +80,8 @@ class EngineDetector(Detector):
         suppressed = np.zeros((n, T), bool)
         if masks is not None:
             suppressed[:] = masks.suppress
+        if out.suppressed is not None:
+            suppressed |= out.suppressed
         fam_names = {0: "gauss", 1: "count", 2: "ratio"}
         model = [f"{self.name}:{fam_names[int(f)]}:{p}" for f, p in zip(out.family, out.profile, strict=True)]
         return Scores(

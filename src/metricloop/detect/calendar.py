@@ -41,6 +41,9 @@ HOLIDAY_ZH = {
 
 
 DEFAULT_PADDING = {"Spring Festival": (2, 7)}
+# the Spring Festival changes everything for weeks: compare it with last year's; any other day off
+# behaves like a weekend (see `offday_profile`), so it is judged normally against that
+DEFAULT_HOLIDAY_BEHAVIOUR: dict[str, Behaviour] = {"Spring Festival": "compare"}
 
 
 class Event(BaseModel):
@@ -54,6 +57,9 @@ class Event(BaseModel):
     behaviour: Behaviour = "compare"
     kind: Literal["holiday", "workday", "promotion", "custom"] = "custom"
     key: str | None = Field(None, description="occurrences with the same key are 'the same event' (default: name)")
+    weekday_as: int | None = Field(
+        None, ge=0, le=6, description="day-of-week profile slot to use during the event (6 = Sunday)"
+    )
     scope: dict[str, str] | None = Field(
         None, description="only slices that include these dimension values (or do not restrict them) are affected"
     )
@@ -85,18 +91,20 @@ class CalendarMasks:
     compare_ref: np.ndarray  # index of the same bucket at the previous occurrence, -1 if none
     event: np.ndarray  # event name (object array, '' outside events)
     warnings: list[str] = field(default_factory=list)
+    weekday_as: np.ndarray | None = None  # day-of-week profile slot per bucket, -1 = the real weekday
 
     def rows(self, lo: int, hi: int) -> CalendarMasks:
         """The masks for a block of series (per-series masks are 2-D, shared ones 1-D)."""
         if self.exclude.ndim == 1:
             return self
         return CalendarMasks(self.exclude[lo:hi], self.suppress[lo:hi], self.compare_ref[lo:hi], self.event,
-                             self.warnings)
+                             self.warnings, self.weekday_as)
 
     @classmethod
     def empty(cls, n: int) -> CalendarMasks:
         return cls(
-            np.zeros(n, bool), np.zeros(n, bool), np.full(n, -1, np.int64), np.full(n, "", dtype=object)
+            np.zeros(n, bool), np.zeros(n, bool), np.full(n, -1, np.int64), np.full(n, "", dtype=object),
+            weekday_as=np.full(n, -1, np.int8),
         )
 
 
@@ -106,11 +114,12 @@ class Calendar:
         events: list[Event] | None = None,
         *,
         china_holidays: bool = True,
-        holiday_behaviour: Behaviour = "compare",
-        workday_behaviour: Behaviour = "suppress",
+        holiday_behaviour: Behaviour | None = None,
+        workday_behaviour: Behaviour = "exclude",
         holiday_padding: dict[str, tuple[int, int]] | None = None,
+        offday_profile: bool = True,
     ) -> None:
-        for b in (holiday_behaviour, workday_behaviour):
+        for b in (holiday_behaviour or "exclude", workday_behaviour):
             if b not in BEHAVIOURS:
                 raise MetricloopError(f"unknown calendar behaviour {b!r}; use one of {', '.join(BEHAVIOURS)}")
         self.events = list(events or [])
@@ -120,6 +129,11 @@ class Calendar:
         # days before/after a holiday that behave like it: shops and carriers pause before the
         # Spring Festival and take about a week to get back to normal after it
         self.holiday_padding = DEFAULT_PADDING if holiday_padding is None else holiday_padding
+        # statutory days off look like a Sunday and make-up workdays like a Monday to a day-of-week profile
+        self.offday_profile = offday_profile
+
+    def holiday_behaviour_for(self, name: str) -> Behaviour:
+        return self.holiday_behaviour or DEFAULT_HOLIDAY_BEHAVIOUR.get(name, "exclude")
 
     def add(self, event: Event) -> None:
         self.events.append(event)
@@ -152,7 +166,8 @@ class Calendar:
                         kind="holiday",
                         start=dt.datetime.combine(run_start - dt.timedelta(days=before), dt.time()),
                         end=dt.datetime.combine(prev + dt.timedelta(days=1 + after), dt.time()),
-                        behaviour=self.holiday_behaviour,
+                        behaviour=self.holiday_behaviour_for(run_name),
+                        weekday_as=6 if self.offday_profile else None,
                     )
                 )
 
@@ -179,6 +194,7 @@ class Calendar:
                             start=dt.datetime.combine(day, dt.time()),
                             end=dt.datetime.combine(day + dt.timedelta(days=1), dt.time()),
                             behaviour=self.workday_behaviour,
+                            weekday_as=0 if self.offday_profile else None,
                         )
                     )
             day += dt.timedelta(days=1)
@@ -216,7 +232,7 @@ class Calendar:
                 groups.setdefault(tuple(e.applies_to(key) for e in scoped), []).append(i)
             m = len(slices)
             full = CalendarMasks(np.zeros((m, n), bool), np.zeros((m, n), bool), np.full((m, n), -1, np.int64),
-                                 shared.event, warnings)
+                                 shared.event, warnings, shared.weekday_as)
             for pattern, idx in groups.items():
                 mine = [e for e, on in zip(scoped, pattern, strict=True) if on]
                 g = self._masks(times, [e for e in events if not e.scope] + mine, events) if mine else shared
@@ -241,6 +257,11 @@ class Calendar:
                 continue
             sl = slice(lo, hi)
             out.exclude[sl] = True
+            if ev.weekday_as is not None and out.weekday_as is not None:
+                wd = np.asarray(pd.DatetimeIndex(times[sl]).day_of_week)
+                # only days whose kind changes: a holiday Saturday is a Saturday anyway
+                change = (wd < 5) if ev.weekday_as >= 5 else (wd >= 5)
+                out.weekday_as[sl] = np.where(change, ev.weekday_as, out.weekday_as[sl])
             out.event[sl] = np.where(out.event[sl] == "", ev.name, out.event[sl])
             if ev.behaviour == "suppress":
                 out.suppress[sl] = True
@@ -250,9 +271,14 @@ class Calendar:
                     out.suppress[sl] = True
                     continue
                 prev = earlier[-1]
-                offsets = tv[sl] - pd.Timestamp(ev.start).value
-                ref_t = pd.Timestamp(prev.start).value + offsets
-                ref_t = np.minimum(ref_t, pd.Timestamp(prev.end).value - 1)
+                # the first half of the event lines up with last time's start, the second half with
+                # its end: a holiday one day longer than last year still ends like last year's
+                e0, e1 = pd.Timestamp(ev.start).value, pd.Timestamp(ev.end).value
+                p0, p1 = pd.Timestamp(prev.start).value, pd.Timestamp(prev.end).value
+                from_start = tv[sl] - e0
+                to_end = e1 - tv[sl]
+                ref_t = np.where(from_start < to_end, p0 + from_start, p1 - to_end)
+                ref_t = np.clip(ref_t, p0, p1 - 1)
                 idx = np.searchsorted(tv, ref_t, side="left")
                 found = (idx < n) & (idx < lo)
                 found[found] &= tv[np.minimum(idx[found], n - 1)] == ref_t[found]

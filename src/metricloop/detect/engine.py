@@ -66,6 +66,7 @@ class EngineOut:
     learning: np.ndarray
     excluded: np.ndarray
     profile: list[str]
+    suppressed: np.ndarray | None = None  # days off of series whose profile has no weekday to judge them by
 
 
 def _nanquantile_rows(a: np.ndarray, q: float) -> np.ndarray:
@@ -224,6 +225,13 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
     cmp_ref = np.broadcast_to(masks.compare_ref, (m, T))
     candidates = candidate_profiles(batch.grain) if p.seasonality == "auto" else [p.seasonality]
     phases = {c: phase_index(times, T, c) for c in candidates}
+    if masks.weekday_as is not None and (masks.weekday_as >= 0).any() and times is not None:
+        # days off use the weekend slot, make-up workdays a weekday slot
+        wd_as = masks.weekday_as
+        if "day_of_week" in phases:
+            phases["day_of_week"] = np.where(wd_as >= 0, wd_as, phases["day_of_week"])
+        if "hour_of_week" in phases:
+            phases["hour_of_week"] = np.where(wd_as >= 0, wd_as * 24 + np.asarray(times.hour), phases["hour_of_week"])
     phase_tab = np.vstack([phases[c] for c in candidates])  # (n_profiles, T)
     num, den = batch.numerator, batch.denominator
     kappa = _winsor_kappa(p.huber)
@@ -235,6 +243,9 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
     denT = np.ascontiguousarray(den.T) if den is not None else None
     exT = np.ascontiguousarray(cal_ex.T)
     refT = np.ascontiguousarray(cmp_ref.T)
+    wd_as = masks.weekday_as if masks.weekday_as is not None else np.full(T, -1, np.int8)
+    weekly = np.array([c in ("day_of_week", "hour_of_week") for c in candidates])
+    offday_sup = np.zeros((T, m), bool)
     expected = np.full((T, m), np.nan)
     scale = np.full((T, m), np.nan)
     learning = np.ones((T, m), bool)
@@ -337,11 +348,14 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
                 pc = np.where(mult, pred * ref_val / ref_base, pred + ref_val - ref_base)
             has &= np.isfinite(pc)
             pred = np.where(has, pc, pred)
-            sd = np.where(has, np.sqrt(sd**2 + (p.compare_tolerance * pc) ** 2), sd)
+            # last time's day had its own noise too: twice the variance, plus the tolerance
+            sd = np.where(has, np.sqrt(2 * sd**2 + (p.compare_tolerance * pc) ** 2), sd)
         live = inited
         expected[t] = np.where(live, pred, np.nan)
         scale[t] = np.where(live, np.where(fam == FAM_COUNT, sd**2, sd), np.nan)
         learning[t] = ~live
+        if wd_as[t] >= 0:
+            offday_sup[t] = ~weekly[prof]
 
         valid = np.isfinite(x)
         ex_t = exT[t]
@@ -399,7 +413,8 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
     def back(a: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(a.T)
 
-    return EngineOut(back(expected), back(scale), fam, back(learning), back(excluded), [candidates[i] for i in prof])
+    return EngineOut(back(expected), back(scale), fam, back(learning), back(excluded), [candidates[i] for i in prof],
+                     back(offday_sup))
 
 
 def _noise_var(fam: np.ndarray, mean: np.ndarray, ratio_sc: np.ndarray, den: np.ndarray | None) -> np.ndarray:
