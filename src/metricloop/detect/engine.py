@@ -227,7 +227,7 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
     phases = {c: phase_index(times, T, c) for c in candidates}
     if masks.weekday_as is not None and (masks.weekday_as >= 0).any() and times is not None:
         # days off use the weekend slot, make-up workdays a weekday slot
-        wd_as = masks.weekday_as
+        wd_as = masks.weekday_as.astype(np.int64)
         if "day_of_week" in phases:
             phases["day_of_week"] = np.where(wd_as >= 0, wd_as, phases["day_of_week"])
         if "hour_of_week" in phases:
