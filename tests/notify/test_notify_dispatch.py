@@ -306,3 +306,15 @@ def test_cancel_drops_unsent_rows(ws, receiver, apply_defs, queue):
     with ws.db.session() as s:
         assert cancel(s, incident_id=row.incident_id, events=("escalated",)) == 1
     assert dispatch_once(ws).claimed == 0 and rows(ws)[0].status == "cancelled"
+
+
+def test_a_clock_in_another_timezone_means_the_same_instant(ws, receiver, apply_defs, queue):
+    from zoneinfo import ZoneInfo
+
+    apply_defs(ws, hook(receiver.url + "/hook"))
+    receiver.plan = [500]
+    queue(ws, channel="ops_hook")
+    assert dispatch_once(ws).retried == 1  # next attempt 15-30 s from now
+    shanghai = datetime.now(ZoneInfo("Asia/Shanghai"))  # its wall clock reads 8 hours later
+    assert dispatch_once(ws, now=shanghai).claimed == 0
+    assert dispatch_once(ws, now=shanghai + timedelta(seconds=31)).sent == 1

@@ -12,7 +12,7 @@ the incident but not reach into Python.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError
@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from metricloop.errors import MetricloopError
 from metricloop.notify.channels import ACTION_PREFIX
 from metricloop.notify.models import Notification
-from metricloop.notify.outbox import enqueue, get, timeline
+from metricloop.notify.outbox import as_utc, enqueue, get, timeline
 from metricloop.notify.render import fmt_number, incident_fields
 
 SYSTEM = "metricloop"
@@ -207,7 +207,7 @@ def approve_action(
     db_session: Session, *, notification_id: int, actor: str, now: datetime | None = None
 ) -> Notification:
     """Let a waiting action go out: awaiting_approval → pending, with the approver recorded."""
-    now = now or datetime.now(UTC)
+    now = as_utc(now)
     row = _action_row(db_session, notification_id, actor, "approve")
     _transition(db_session, row, "approve", {"status": "pending", "approved_by": actor, "next_attempt_at": now})
     name = row.channel.removeprefix(ACTION_PREFIX)
@@ -219,7 +219,7 @@ def reject_action(
     db_session: Session, *, notification_id: int, actor: str, reason: str = "", now: datetime | None = None
 ) -> Notification:
     """Refuse a waiting action: awaiting_approval → rejected. It is never sent."""
-    now = now or datetime.now(UTC)
+    now = as_utc(now)
     row = _action_row(db_session, notification_id, actor, "reject")
     why = f"rejected by {actor}" + (f": {reason}" if reason else "")
     _transition(db_session, row, "reject", {"status": "rejected", "last_error": why})

@@ -28,7 +28,7 @@ from sqlalchemy import and_, or_, select, update
 
 from metricloop.notify.channels import ACTION_PREFIX, Channels, Delivery, DeliveryError
 from metricloop.notify.models import Notification
-from metricloop.notify.outbox import timeline
+from metricloop.notify.outbox import as_utc, timeline
 
 if TYPE_CHECKING:
     from metricloop.workspace import Workspace
@@ -279,7 +279,7 @@ def dispatch_once(
     Rows of one incident go out one after another, in queue order; different incidents go out in
     parallel (`concurrency` at a time), so one slow receiver does not hold up the rest of the batch.
     """
-    fixed_now = now
+    fixed_now = as_utc(now) if now is not None else None
     worker = worker or default_worker()
     stats = DispatchStats()
     start = fixed_now or datetime.now(UTC)

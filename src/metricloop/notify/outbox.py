@@ -32,6 +32,11 @@ def aware(t: datetime | None) -> datetime | None:
     return t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t
 
 
+def as_utc(t: datetime | None) -> datetime:
+    """A time to compare with stored ones: UTC (SQLite compares the text, without the offset)."""
+    return datetime.now(UTC) if t is None else aware(t).astimezone(UTC)
+
+
 def _insert_ignoring_duplicate(db_session: Session, values: dict[str, Any]) -> int | None:
     """INSERT … ON CONFLICT DO NOTHING where the database has it; a savepoint elsewhere.
 
@@ -177,7 +182,7 @@ def timeline(
 
 def retry(db_session: Session, *, notification_id: int, actor: str, now: datetime | None = None) -> Notification:
     """Send a dead-lettered row again: dead → pending, with a fresh set of attempts."""
-    now = now or utcnow()
+    now = as_utc(now)
     row = get(db_session, notification_id)
     result = db_session.execute(
         update(Notification)
