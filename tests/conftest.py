@@ -305,8 +305,10 @@ def make_ws(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def ws(make_ws, db_url) -> Workspace:
-    """An empty workspace whose state lives in `db_url` (SQLite and PostgreSQL)."""
+def ws(db_url, make_ws) -> Workspace:
+    """An empty workspace whose state lives in `db_url` (SQLite and PostgreSQL).
+
+    db_url comes first so that it is torn down last: the workspace's connections close before the schema goes."""
     return make_ws(db_url)
 
 
