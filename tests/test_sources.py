@@ -444,7 +444,7 @@ def aware_source(request, tmp_path):
     ("timezone", "days"),
     [("Asia/Shanghai", {"2024-01-01": 1, "2024-01-02": 6}), ("UTC", {"2024-01-01": 7})],
 )
-def test_a_time_column_with_a_zone_is_bucketed_in_the_metric_zone(make_ws, helpers, aware_source, timezone, days):
+def test_a_time_column_with_a_zone_is_bucketed_in_the_metric_zone(aware_source, make_ws, helpers, timezone, days):
     ws = make_ws()
     metric = {"name": "v", "title": {"en": "v"}, "owner": "a", "domain": "d", "source": "s", "table": "ev",
               "time_column": "t", "timezone": timezone, "measure": {"agg": "sum", "column": "v"}}  # fmt: skip
