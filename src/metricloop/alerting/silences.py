@@ -70,7 +70,7 @@ def silence_dict(s: Silence) -> dict:
         "matchers": s.matchers,
         "reason": s.reason,
         "created_by": s.created_by,
-        "starts_at": s.starts_at.isoformat(),
-        "ends_at": s.ends_at.isoformat(),
-        "expired_early_at": s.expired_early_at.isoformat() if s.expired_early_at else None,
+        "starts_at": _utc(s.starts_at).isoformat(),
+        "ends_at": _utc(s.ends_at).isoformat(),
+        "expired_early_at": _utc(s.expired_early_at).isoformat() if s.expired_early_at else None,
     }

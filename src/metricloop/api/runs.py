@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from metricloop.api.deps import Actor, db_session, operator, workspace
 from metricloop.errors import NotFound
+from metricloop.incidents.views import utc_iso
 from metricloop.monitors.models import Anomaly, MonitorRun
 
 router = APIRouter(tags=["monitors"])
@@ -23,10 +24,10 @@ def run_dict(r: MonitorRun) -> dict:
         "monitor": r.monitor,
         "monitor_version": r.monitor_version,
         "trigger": r.trigger,
-        "scheduled_for": r.scheduled_for.isoformat() if r.scheduled_for else None,
+        "scheduled_for": utc_iso(r.scheduled_for),
         "data_until": r.data_until.isoformat() if r.data_until else None,
-        "started_at": r.started_at.isoformat() if r.started_at else None,
-        "finished_at": r.finished_at.isoformat() if r.finished_at else None,
+        "started_at": utc_iso(r.started_at),
+        "finished_at": utc_iso(r.finished_at),
         "status": r.status,
         "series_evaluated": r.series_evaluated,
         "anomalies": r.anomalies,

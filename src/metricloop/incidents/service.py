@@ -80,9 +80,11 @@ def notify(
 ) -> int:
     """Queue one message per channel × recipient, each with an idempotency key."""
     from metricloop.notify.outbox import enqueue
-    from metricloop.notify.render import render_incident
+    from metricloop.notify.render import EVENTS, render_incident
     from metricloop.notify.signing import secret_key_for
 
+    # The templates know a fixed set of events; a new owner (reassigned) gets the incident as new to them.
+    template = event_name if event_name in EVENTS else "created"
     n = 0
     key_secret = secret_key_for(ws)
     stamp = int((incident.updated_at or utcnow()).timestamp()) if event_name in ("repeat", "reopened") else 0
@@ -92,7 +94,7 @@ def notify(
             continue
         subject, body, payload = render_incident(
             incident,
-            event=event_name,
+            event=template,
             language=spec.language,
             base_url=ws.settings.base_url,
             secret_key=key_secret,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -14,7 +14,15 @@ SEVERITY_COLOURS = {"P1": "red", "P2": "orange", "P3": "yellow"}
 
 
 def _iso(t: datetime | None) -> str | None:
+    """A metric-local time (bucket times): naive, as stored."""
     return t.isoformat() if t is not None else None
+
+
+def utc_iso(t: datetime | None) -> str | None:
+    """A moment, with its offset. SQLite returns naive datetimes for timezone-aware columns; they are UTC."""
+    if t is None:
+        return None
+    return (t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)).isoformat()
 
 
 def incident_dict(inc: Incident) -> dict:
@@ -38,19 +46,19 @@ def incident_dict(inc: Incident) -> dict:
         "escalation_level": inc.escalation_level,
         "root_cause": inc.root_cause,
         "resolution": inc.resolution,
-        "created_at": _iso(inc.created_at),
-        "acknowledged_at": _iso(inc.acknowledged_at),
-        "resolved_at": _iso(inc.resolved_at),
-        "reviewed_at": _iso(inc.reviewed_at),
-        "ack_due_at": _iso(inc.ack_due_at),
-        "resolve_due_at": _iso(inc.resolve_due_at),
+        "created_at": utc_iso(inc.created_at),
+        "acknowledged_at": utc_iso(inc.acknowledged_at),
+        "resolved_at": utc_iso(inc.resolved_at),
+        "reviewed_at": utc_iso(inc.reviewed_at),
+        "ack_due_at": utc_iso(inc.ack_due_at),
+        "resolve_due_at": utc_iso(inc.resolve_due_at),
         "ack_breached": inc.ack_breached,
         "resolve_breached": inc.resolve_breached,
     }
 
 
 def event_dict(e: IncidentEvent) -> dict:
-    return {"id": e.id, "kind": e.kind, "actor": e.actor, "at": _iso(e.at), "message": e.message, "data": e.data}
+    return {"id": e.id, "kind": e.kind, "actor": e.actor, "at": utc_iso(e.at), "message": e.message, "data": e.data}
 
 
 def alert_dict(a: Alert) -> dict:
