@@ -42,7 +42,8 @@ def series_set(long: pd.DataFrame, metric: str, grain: str, *, ratio: bool) -> S
     names = list(dict.fromkeys(sorted(df["slice"].unique(), key=lambda s: (s.count("="), s))))
 
     def wide(col: str) -> np.ndarray:
-        w = df.pivot_table(index="slice", columns="time", values=col, aggfunc="sum", dropna=False)
+        # mean, not sum: the sum of nothing is 0, and a store that did not exist yet had no value, not 0
+        w = df.pivot_table(index="slice", columns="time", values=col, aggfunc="mean", dropna=False)
         return w.reindex(index=names, columns=times).to_numpy(dtype=float)
 
     values = wide("value")

@@ -106,9 +106,11 @@ def _choose_family(win: np.ndarray, num: np.ndarray | None, den: np.ndarray | No
     ratio_ok = np.zeros(m, bool)
     if num is not None and den is not None:
         with np.errstate(invalid="ignore"):
-            okrow = (num >= 0) & (num <= den) & (den > 0)
-            # a bucket with no denominator (no orders that day) says nothing either way
-            ratio_ok = (okrow | np.isnan(num) | np.isnan(den) | (den == 0)).all(axis=1) & okrow.any(axis=1)
+            # a proportion: the numerator is (nearly always) part of the denominator; buckets with no
+            # denominator say nothing, and a complaint about yesterday's order may exceed today's orders
+            usable = np.isfinite(num) & np.isfinite(den) & (den > 0)
+            part = usable & (num >= 0) & (num <= den)
+            ratio_ok = (part.sum(axis=1) >= 0.9 * usable.sum(axis=1)) & part.any(axis=1)
     if kind == "ratio":
         fam[ratio_ok] = FAM_RATIO
         return fam
@@ -183,9 +185,11 @@ def init_state(win: np.ndarray, phases: dict[str, np.ndarray], candidates: list[
             better = errs_a[best, np.arange(m)] < 0.9 * errs_a[choice, np.arange(m)]
             choice = np.where(better, best, choice)
         else:
-            # a richer profile must beat the simpler one clearly (10 %) to be chosen
+            # business series nearly always have a weekly or daily rhythm: the first profile only has
+            # to predict no worse than none; a richer one must beat it clearly (10 %)
             for j in range(1, len(candidates)):
-                better = errs_a[j] < 0.9 * errs_a[choice, np.arange(m)]
+                margin = 1.0 if j == 1 else 0.9
+                better = errs_a[j] < margin * errs_a[choice, np.arange(m)]
                 choice = np.where(better, j, choice)
     pmax = max(PROFILES[c] for c in candidates)
     season = np.repeat(np.where(mult, 1.0, 0.0)[:, None], pmax, axis=1)
