@@ -44,6 +44,10 @@ class DetectorConfig(BaseModel):
     min_duration: int | None = Field(
         None, ge=1, description="alert only after N consecutive out-of-band points (default: 1; 2 for hours)"
     )
+    sustained: int | None = Field(
+        None, ge=1, le=24, description="also alert when the last 2..N points, each ≥1 sd off on the same side, "
+        "are together beyond the band (a stock-out); 1 or unset = off"
+    )
     min_volume: float | None = Field(
         None, ge=0, description="skip points whose volume (denominator, or the value itself) is below this"
     )

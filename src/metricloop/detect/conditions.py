@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from metricloop.detect.base import DetectorConfig, Scores
+from metricloop.detect.base import COUNT, FIXED, DetectorConfig, Scores
 from metricloop.detect.stats import band, sensitivity_to_k
 
 
@@ -24,6 +24,46 @@ def default_direction(good_direction: str | None) -> str:
 def default_min_duration(grain: str | None) -> int:
     """One day out of band is news; one hour usually is not (a blip): hours need two in a row."""
     return {"hour": 2, "minute": 5}.get(grain or "", 1)
+
+
+def standardised(scores: Scores) -> np.ndarray | None:
+    """(value − expected) / sd for every point (None for fixed-band detectors)."""
+    fam = np.asarray(scores.family)
+    if (fam == FIXED).all():
+        return None
+    sd = np.where((fam == COUNT)[:, None], np.sqrt(np.maximum(scores.scale, 0.0)), scores.scale)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = (scores.values - scores.expected) / sd
+    z[(fam == FIXED)] = np.nan
+    # a z-score means little for a count of a few: one complaint against an expected 0.1 is "3 sd"
+    z[(fam == COUNT)[:, None] & ~(scores.expected >= 20)] = np.nan
+    return z
+
+
+def sustained_runs(scores: Scores, k: float, longest: int) -> np.ndarray | None:
+    """Signed length of the shortest run of 2..`longest` points ending here whose sum of z-scores is
+    beyond k·√n, each point ≥ 1 sd off on that side (0 where none). A stock-out that takes 40 % off
+    a noisy store is 2–3 sd a day, never 3.75, but four such days in a row are not noise."""
+    if longest < 2:
+        return None
+    z = standardised(scores)
+    if z is None:
+        return None
+    usable = np.isfinite(z) & ~scores.learning & ~scores.suppressed
+    out = np.zeros(z.shape, np.int16)
+    for side in (1, -1):
+        zs = np.where(usable, side * z, 0.0)
+        ok = usable & (zs >= 1.0)
+        run = run_length(ok)
+        csum = np.cumsum(np.where(ok, zs, 0.0), axis=-1)
+        hit = np.zeros(z.shape, np.int16)
+        for w in range(longest, 1, -1):
+            prev = np.zeros_like(csum)
+            prev[:, w:] = csum[:, :-w]
+            total = csum - prev
+            hit = np.where((run >= w) & (total > k * np.sqrt(w)), w, hit)
+        out = np.where(hit > 0, side * hit, out)
+    return out
 
 
 def run_length(flags: np.ndarray) -> np.ndarray:
@@ -44,7 +84,7 @@ class Detection:
     k: float
     alert_direction: str
     config: DetectorConfig
-
+    sustained: np.ndarray | None = None  # >1: flagged as the end of a run of that many points together
     @property
     def values(self) -> np.ndarray:
         return self.scores.values
@@ -90,6 +130,11 @@ def apply_conditions(
     with np.errstate(invalid="ignore"):
         above = v > upper
         below = v < lower
+    longest = config.sustained if config.sustained is not None else 1
+    sustained = sustained_runs(scores, k, longest)
+    if sustained is not None:
+        above |= sustained > 0
+        below |= sustained < 0
     direction = np.where(above, 1, np.where(below, -1, 0)).astype(np.int8)
     want = config.direction or default_direction(good_direction)
     if want == "up":
@@ -115,4 +160,5 @@ def apply_conditions(
         up_run = run_length(cand & (direction > 0))
         down_run = run_length(cand & (direction < 0))
         cand &= np.maximum(up_run, down_run) >= min_duration
-    return Detection(scores, lower, upper, cand, direction, k, want, config)
+    return Detection(scores, lower, upper, cand, direction, k, want, config,
+                     np.abs(sustained) if sustained is not None else None)
