@@ -48,6 +48,7 @@ def engine_params(cfg: BandConfig, grain: str | None, warmup: int) -> EnginePara
         adapt_after=cfg.adapt_after or (week if grain in ("day", None) else min(week, 24)),
         warmup=warmup,
         reselect_every=8 * week if grain in ("day", None) else week,
+        compare_halfwidth={"hour": 12, "minute": 12 * 60}.get(grain or "", 0),
     )
 
 

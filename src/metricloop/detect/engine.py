@@ -56,6 +56,7 @@ class EngineParams:
     count_max_median: float = 100.0  # auto: integer series with a smaller median are counts
     init_inflation: float = 2.0  # variance multiplier at the end of warm-up
     reselect_every: int = 28  # steps between looks at the seasonal profile choice
+    compare_halfwidth: int = 0  # buckets either side of last time's bucket that the event lift is averaged over
 
 
 @dataclass
@@ -346,10 +347,11 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
             # same event last time: today's baseline (level, weekday, trend) times the lift the event
             # had over its own baseline then
             has = ref_t >= 0
-            r = np.where(has, ref_t, 0)
-            ref_val, ref_base = yT[r, rows], baseline[r, rows]
+            ref_val, ref_base = _event_reference(yT, baseline, ref_t, p.compare_halfwidth)
             with np.errstate(invalid="ignore", divide="ignore"):
                 pc = np.where(mult, pred * ref_val / ref_base, pred + ref_val - ref_base)
+            # no value for this series last time (a newer store): nothing to compare with, so no alert
+            offday_sup[t] |= has & ~np.isfinite(pc)
             has &= np.isfinite(pc)
             pred = np.where(has, pc, pred)
             # last time's day had its own noise too: twice the variance, plus the tolerance
@@ -419,6 +421,28 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
 
     return EngineOut(back(expected), back(scale), fam, back(learning), back(excluded), [candidates[i] for i in prof],
                      back(offday_sup))
+
+
+def _event_reference(yT: np.ndarray, baseline: np.ndarray, ref: np.ndarray, half: int):
+    """Last time's value and baseline around each series' reference bucket (-1 = none), summed over
+    ±`half` buckets so that an hourly lift is a day's lift, not one noisy night hour's."""
+    m = len(ref)
+    val = np.full(m, np.nan)
+    base = np.full(m, np.nan)
+    for r in np.unique(ref[ref >= 0]):
+        cols = np.flatnonzero(ref == r)
+        lo, hi = max(0, r - half), min(len(yT), r + half + 1)
+        y, b = yT[lo:hi, cols], baseline[lo:hi, cols]
+        both = np.isfinite(y) & np.isfinite(b)
+        ys, bs = np.where(both, y, 0.0).sum(axis=0), np.where(both, b, 0.0).sum(axis=0)
+        n = both.sum(axis=0)
+        centre = np.isfinite(yT[r, cols]) & np.isfinite(baseline[r, cols])
+        ok = (n > 0) & centre
+        # keep the centre bucket's own baseline level: only the ratio (or difference) is averaged
+        with np.errstate(invalid="ignore", divide="ignore"):
+            val[cols] = np.where(ok, baseline[r, cols] * ys / bs, np.nan)
+        base[cols] = np.where(ok, baseline[r, cols], np.nan)
+    return val, base
 
 
 def _noise_var(fam: np.ndarray, mean: np.ndarray, ratio_sc: np.ndarray, den: np.ndarray | None) -> np.ndarray:
