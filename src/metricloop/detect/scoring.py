@@ -5,8 +5,9 @@
 - A label row (incident × metric × slice × grain, `is_anomaly` true) is *detected* when an alert
   event of exactly that series overlaps [start, end + tolerance).
 - An alert event is a *true alert* when it overlaps a true label of the same metric and grain
-  whose slice is the same, a parent or a child (a regional incident explains an alert on the
-  total). Anything else is a false alert, including alerts during labels with `is_anomaly` false
+  whose slice overlaps the alert's (a regional incident explains an alert on the
+  total; an app outage explains a dip in region=South, whose app orders it contains). Anything
+  else is a false alert, including alerts during labels with `is_anomaly` false
   (planned promotions, a late data feed), which are exactly what must not page anyone.
 """
 
@@ -45,10 +46,11 @@ def canonical_slice(key: Any) -> str:
 
 
 def related(a: str, b: str) -> bool:
-    """Same slice, or one is a parent of the other."""
+    """The slices overlap: no dimension is set to two different values. region=South overlaps
+    channel=app (the South's app orders), and the total overlaps everything; region=South and
+    region=East do not."""
     da, db = parse_slice(a), parse_slice(b)
-    small, big = (da, db) if len(da) <= len(db) else (db, da)
-    return all(big.get(k) == v for k, v in small.items())
+    return all(db[k] == v for k, v in da.items() if k in db)
 
 
 def read_labels(path: Path | str) -> pd.DataFrame:
