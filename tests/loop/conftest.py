@@ -79,7 +79,7 @@ def open_ws(monkeypatch):
 
 
 @pytest.fixture
-def shop(tmp_path, open_ws, state_url):
+def shop(tmp_path, state_url, open_ws):
     """A factory: shop(effects=[...], missing=[...], extra="yaml") → a workspace with the shop's data and
     definitions applied, its state on SQLite or PostgreSQL (the test runs on both)."""
     n = [0]
