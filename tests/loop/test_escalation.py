@@ -217,3 +217,24 @@ def test_acknowledging_twice_or_after_resolve_is_refused(shop):
     assert e.value.status_code == 409
     (after,) = incidents(ws)
     assert after.state == "acknowledged" and aware(after.acknowledged_at) is not None
+
+
+def test_a_level_can_name_the_owner_and_its_own_channels(shop):
+    from loop_helpers import METRIC_OWNER
+
+    policy = ROUTING.replace(
+        "      - {after: 2h, notify: [head@shop.test]}",
+        "      - {after: 2h, notify: [owner], channels: [boss_mail]}",
+    ).replace(
+        "channels:\n",
+        "channels:\n  - {name: boss_mail, type: email, host: 127.0.0.1, port: 9, to: [cc@shop.test]}\n",
+        1,
+    )
+    ws = shop(effects=[DROP], extra=MONITOR + policy)
+    run_monitor(ws, "shop_sales", at=OPENED, now=OPENED)
+    (inc,) = incidents(ws)
+    service.process_timers(ws, now=OPENED + timedelta(hours=2, minutes=1))
+    last = [e for e in timeline(ws, inc.id) if e.kind == "escalated"][-1]
+    assert last.data["people"] == [METRIC_OWNER]
+    rows = [(n.channel, n.recipient) for n in escalation_rows(ws, inc.id) if n.channel == "boss_mail"]
+    assert rows == [("boss_mail", METRIC_OWNER), ("boss_mail", "cc@shop.test")]

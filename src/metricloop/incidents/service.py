@@ -394,6 +394,18 @@ def process_timers(ws, *, now: datetime | None = None, limit: int = 500) -> dict
     return fired
 
 
+def owner_of(catalog: Catalog, inc: Incident) -> str:
+    """Who owns what an incident is about: the data's owner (the source's) for data problems, else the metric's."""
+    metric = catalog.metrics.get(inc.metric)
+    if metric is None:
+        return ""
+    if inc.kind == "data_quality":
+        source = catalog.sources.get(metric.source) if metric.source else None
+        if source is not None and source.owner:
+            return source.owner
+    return metric.owner
+
+
 def _escalate(s: Session, ws, catalog: Catalog, inc: Incident, timer: Timer, now: datetime) -> str:
     if inc.state != "triggered":
         return "skipped"
@@ -414,6 +426,8 @@ def _escalate(s: Session, ws, catalog: Catalog, inc: Incident, timer: Timer, now
             rotation = catalog.all("rotation").get(who.split(":", 1)[1])
             if rotation is not None:
                 people.append(on_call(rotation, now))
+        elif who == "owner":
+            people.append(owner_of(catalog, inc))
         else:
             people.append(who)
     inc.escalation_level = index
