@@ -226,3 +226,57 @@ def test_a_wrong_url_is_dead_at_once_with_a_clear_error(open_incident, receiver)
     (row,) = [r for r in outbox(ws, incident_id=inc.id) if r.channel == "hook"]
     assert row.status == "dead" and row.attempts == 1  # a 404 will not get better by retrying
     assert "answered HTTP 404" in row.last_error
+
+
+def test_an_action_waits_for_approval_then_is_called_and_retried(shop, receiver, monkeypatch):
+    from metricloop.auth.service import create_token
+
+    monkeypatch.setenv("LOOP_HOOK_SECRET", SECRET)
+    action = {
+        "name": "restock",
+        "url": receiver.url + "/restock",
+        "severities": ["P1"],
+        "secret": "${LOOP_HOOK_SECRET}",
+        "payload": {"store": "{{ labels.store }}", "reason": "{{ incident.title }}", "incident": "{{ incident_url }}"},
+        "require_approval": True,
+        "approvers": ["zhang.wei@shop.test"],
+    }
+    monitor = monitor_yaml(slicing={"dimensions": ["store"], "total": False}, actions=[action])
+    ws = shop(effects=[SH1_DOWN], extra=monitor)
+    run_monitor(ws, "shop_sales", at=morning("2026-11-17"))
+    (inc,) = incidents(ws)
+    (row,) = outbox(ws, incident_id=inc.id)
+    assert row.kind == "action" and row.status == "awaiting_approval" and row.channel == "action:restock"
+    assert "action_requested" in [e.kind for e in timeline(ws, inc.id)]
+    drain(ws)
+    assert receiver.requests == []  # nothing goes out before someone approves
+
+    with ws.db.session() as s:
+        approver = create_token(s, name="zw", user="zhang.wei@shop.test")
+        other = create_token(s, name="li", user="li.lei@shop.test")
+    client = TestClient(create_app(ws))
+    refused = client.post(f"/api/outbox/{row.id}/approve", headers={"Authorization": f"Bearer {other}"})
+    assert refused.status_code == 403 and "may not approve" in refused.json()["error"]
+    ok = client.post(f"/api/outbox/{row.id}/approve", headers={"Authorization": f"Bearer {approver}"})
+    assert (
+        ok.status_code == 200 and ok.json()["status"] == "pending" and ok.json()["approved_by"] == "zhang.wei@shop.test"
+    )
+
+    receiver.plan = [502]  # the purchasing system hiccups once
+    drain(ws)
+    (row,) = outbox(ws, incident_id=inc.id)
+    assert row.status == "sent" and row.attempts == 2
+    assert [r.status for r in receiver.requests] == [502, 200]
+    call = receiver.accepted()[0]
+    assert call.path == "/restock" and verify_signature(SECRET, call)
+    assert call.json() == {
+        "store": "SH-1",
+        "reason": inc.title,
+        "incident": f"http://metricloop.test/incidents/{inc.id}",
+    }
+    kinds = [(e.kind, e.actor) for e in timeline(ws, inc.id) if e.kind.startswith("action")]
+    assert kinds == [
+        ("action_requested", "metricloop"),
+        ("action_approved", "zhang.wei@shop.test"),
+        ("action_run", "metricloop"),
+    ]

@@ -226,7 +226,13 @@ def open_incident(
         if not action.severities or severity in action.severities:
             from metricloop.notify.actions import enqueue_action
 
-            enqueue_action(db_session, incident=inc, action=action)
+            enqueue_action(
+                db_session,
+                incident=inc,
+                action=action,
+                base_url=ws.settings.base_url,  # the payload's incident_url must be a link that works
+                language=ws.config.get("language", "zh"),
+            )
     return inc
 
 
