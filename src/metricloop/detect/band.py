@@ -73,7 +73,8 @@ class EngineDetector(Detector):
             batch = Batch(batch.values * factor[:, None], batch.times, batch.grain, batch.numerator,
                           batch.denominator)
             out.expected *= factor[:, None]
-            out.scale *= np.where(out.family == FAM_COUNT, factor**2, factor)[:, None]
+            with np.errstate(over="ignore"):
+                out.scale *= np.where(out.family == FAM_COUNT, factor * factor, factor)[:, None]
         family = np.where(out.family == FAM_COUNT, COUNT, GAUSS).astype(np.int8)
         score = score_points(batch.values, out.expected, out.scale, family)
         score[out.learning] = 0.0
