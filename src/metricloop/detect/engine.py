@@ -127,16 +127,24 @@ def _choose_family(win: np.ndarray, num: np.ndarray | None, den: np.ndarray | No
     return fam
 
 
-def _profile_fit(r: np.ndarray, ph: np.ndarray, period: int, mult: np.ndarray) -> np.ndarray:
-    """Median of r per phase slot → (m, period); unseen slots are neutral; centred."""
+def _profile_fit(r: np.ndarray, ph: np.ndarray, period: int, mult: np.ndarray,
+                 seen: np.ndarray | None = None) -> np.ndarray:
+    """Median of r per phase slot → (m, period), centred. A slot never seen in the window (an hour of
+    the week that fell in a holiday) takes the median of the same hour on the other days, or is
+    neutral; `seen`, when given, is filled with which slots were actually observed."""
     m = r.shape[0]
     neutral = np.where(mult, 1.0, 0.0)
-    prof = np.repeat(neutral[:, None], period, axis=1)
+    prof = np.full((m, period), np.nan)
     for k in range(period):
         cols = ph == k
         if cols.any():
-            med = _nanmedian(r[:, cols])
-            prof[:, k] = np.where(np.isnan(med), neutral, med)
+            prof[:, k] = _nanmedian(r[:, cols])
+    if seen is not None:
+        seen[:] = np.isfinite(prof)
+    if period == 168:
+        by_hour = _nanmedian(np.transpose(prof.reshape(m, 7, 24), (0, 2, 1)).reshape(m * 24, 7)).reshape(m, 24)
+        prof = np.where(np.isfinite(prof), prof, np.tile(by_hour, 7))
+    prof = np.where(np.isfinite(prof), prof, neutral[:, None])
     centre = prof.mean(axis=1)
     prof = np.where(mult[:, None], prof / np.where(np.abs(centre) > TINY, centre, 1.0)[:, None],
                     prof - centre[:, None])
@@ -196,6 +204,7 @@ def init_state(win: np.ndarray, phases: dict[str, np.ndarray], candidates: list[
     season = np.repeat(np.where(mult, 1.0, 0.0)[:, None], pmax, axis=1)
     level = np.zeros(m)
     sigma = np.zeros(m)
+    complete = np.ones(m, bool)  # every slot of the chosen profile was observed
     rel_all = _relative(win, mult)
     for j, name in enumerate(candidates):
         rows = choice == j
@@ -203,7 +212,9 @@ def init_state(win: np.ndarray, phases: dict[str, np.ndarray], candidates: list[
             continue
         ph = phases[name]
         period = PROFILES[name]
-        prof = _profile_fit(rel_all[rows], ph, period, mult[rows])
+        seen = np.zeros((int(rows.sum()), period), bool)
+        prof = _profile_fit(rel_all[rows], ph, period, mult[rows], seen)
+        complete[rows] = seen.all(axis=1)
         season[rows, :period] = prof
         d = np.where(mult[rows, None], win[rows] / np.where(np.abs(prof[:, ph]) > TINY, prof[:, ph], 1.0),
                      win[rows] - prof[:, ph])
@@ -218,6 +229,11 @@ def init_state(win: np.ndarray, phases: dict[str, np.ndarray], candidates: list[
         diffs = np.abs(np.diff(d, axis=1))
         sigma[rows] = 1.4826 * _nanmedian(diffs) / np.sqrt(2.0)
     sigma = np.where(np.isfinite(sigma), sigma, 0.0)
+    if current is not None:
+        # never switch to a profile with slots the window did not see (they would be guesses)
+        keep = ~complete & (choice != current)
+        if keep.any():
+            choice = np.where(keep, current, choice)
     return choice, season, level, sigma
 
 
