@@ -39,7 +39,8 @@ def wide_console(monkeypatch):
     import metricloop.cli as cli_module
 
     for console in (cli_module.console, cli_module.err_console):
-        monkeypatch.setattr(console, "width", 1000)
+        # the private field, so that the original (usually None: size found at each print) comes back after
+        monkeypatch.setattr(console, "_width", 1000)
 
 
 def make_home(path, helpers, data_files):
