@@ -227,3 +227,39 @@ def test_cli_run_drives_due_monitors_timers_and_outbox(shop, monkeypatch):
     result = runner.invoke(app, ["run", "--at", "2026-11-17 09:35"])
     assert result.exit_code != 0 and "offset" in result.output
     assert len(runs(ws)) == 1 and len(incidents(ws)) == 1
+
+
+def test_instances_sharing_the_state_run_each_slot_once(shop):
+    """Several `serve` instances on one database: one runs the slot, the others see it taken (no failed run)."""
+    import threading
+
+    from metricloop.settings import Settings
+    from metricloop.workspace import Workspace
+
+    ws = shop(effects=[Effect(date(2026, 11, 16), date(2026, 11, 16), 0.2, {"region": "North"})], extra=MONITOR)
+    instances = [Workspace(ws.home, Settings(home=ws.home, db=ws.settings.db)) for _ in range(3)]
+    for w in instances:
+        _ = w.db  # each with its own engine, as separate processes would have
+    start = threading.Barrier(len(instances))
+    results, errors = [], []
+
+    def serve(w):
+        try:
+            start.wait()
+            results.append(run_due(w, now=morning("2026-11-17", 9, 1)))
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=serve, args=(w,)) for w in instances]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+    finally:
+        for w in instances:
+            w.close()
+    assert errors == []
+    assert sorted(len(r) for r in results) == [0, 0, 1]
+    assert [(r.status, r.anomalies) for r in runs(ws)] == [("ok", 4)]
+    assert len(incidents(ws)) == 1

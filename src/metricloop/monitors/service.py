@@ -6,6 +6,7 @@ and raises one data-quality alert to the data owner; it never raises out of `run
 
 from __future__ import annotations
 
+import hashlib
 import traceback
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -14,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from metricloop.alerting.models import Alert
 from metricloop.alerting.mutes import Mutes
@@ -105,8 +106,12 @@ def run_monitor(
     trigger: str = "manual",
     scheduled_for: datetime | None = None,
     now: datetime | None = None,
-) -> MonitorRun:
-    """Evaluate one monitor as of `at` (aware, or naive in the metric's timezone). Never raises for data problems."""
+    claim: bool = False,
+) -> MonitorRun | None:
+    """Evaluate one monitor as of `at` (aware, or naive in the metric's timezone). Never raises for data problems.
+
+    With `claim`, the run first claims its slot (`scheduled_for`) and returns None when another instance already
+    has: several instances may share one state database."""
     catalog = ws.catalog()
     monitor: MonitorSpec = catalog.get("monitor", name)
     metric = catalog.metric(monitor.metric)
@@ -114,20 +119,16 @@ def run_monitor(
     now = incidents.as_utc(now)
     started = datetime.now(UTC)
     at_local = local_now(metric.timezone, at)
+    slot = incidents.as_utc(scheduled_for or now)
+    run_id = _claim_slot(ws, name, slot, trigger=trigger, now=now, exclusive=claim)
+    if run_id is None:
+        return None
     with ws.db.session() as s:
         version = _version(s, name)
         last_until = _last_until(s, name)
         win = window_for(monitor, metric, grain, at_local, last_until)
-        run = MonitorRun(
-            monitor=name,
-            monitor_version=version,
-            trigger=trigger,
-            scheduled_for=incidents.as_utc(scheduled_for or now),
-            data_until=win.until,
-            started_at=now,
-            status="running",
-        )
-        s.add(run)
+        run = s.get(MonitorRun, run_id)
+        run.monitor_version, run.data_until = version, win.until
     try:
         details = _evaluate(ws, catalog, monitor, metric, grain, win, run.id, now)
         status, error = "ok", ""
@@ -157,6 +158,30 @@ def run_monitor(
         run.anomalies = details.get("anomalies", 0)
         run.alerts = details.get("alerts_new", 0)
     return run
+
+
+def _claim_slot(ws, name: str, slot: datetime, *, trigger: str, now: datetime, exclusive: bool) -> int | None:
+    """Write the run's row; when `exclusive`, only if no other run has this slot (or a later one).
+
+    The check and the insert are serialized across processes and hosts: on PostgreSQL by an advisory lock per
+    monitor, on SQLite by the database's write lock, which the INSERT (the transaction's first statement) takes."""
+    with ws.db.session() as s:
+        if exclusive and s.get_bind().dialect.name == "postgresql":
+            key = int.from_bytes(hashlib.sha256(f"metricloop:run:{name}".encode()).digest()[:8], "big", signed=True)
+            s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+        run = MonitorRun(monitor=name, trigger=trigger, scheduled_for=slot, started_at=now, status="running")
+        s.add(run)
+        s.flush()
+        if exclusive:
+            other = s.scalar(
+                select(MonitorRun.id)
+                .where(MonitorRun.monitor == name, MonitorRun.scheduled_for >= slot, MonitorRun.id != run.id)
+                .limit(1)
+            )
+            if other is not None:  # another instance has run (or is running) this slot
+                s.rollback()
+                return None
+        return run.id
 
 
 def _version(s, name: str) -> int:
@@ -501,7 +526,9 @@ def run_due(ws, *, now: datetime | None = None, only: str | None = None) -> list
         trigger = "schedule"
         if previous is not None and _missed(monitor, incidents._aware(previous), slot):
             trigger = "catchup"
-        runs.append(run_monitor(ws, name, at=slot, trigger=trigger, scheduled_for=slot, now=now))
+        run = run_monitor(ws, name, at=slot, trigger=trigger, scheduled_for=slot, now=now, claim=True)
+        if run is not None:
+            runs.append(run)
     return runs
 
 
