@@ -73,7 +73,9 @@ def run(ws, home: Path, detector: str, sensitivity: float, verbose: bool = False
         series += [(metric, s, grain) for s in r.series]
         months = max(months, r.months)
     events = pd.concat(all_events, ignore_index=True)
-    score = score_events(events, labels, series=series, months=months)
+    from metricloop.detect.backtest import related_metrics
+
+    score = score_events(events, labels, series=series, months=months, related_metrics=related_metrics(ws.catalog()))
     if verbose:
         print(f"--- {detector}: missed labels")
         print(score.missed[["incident_id", "kind", "metric", "slice", "grain", "start"]].to_string())

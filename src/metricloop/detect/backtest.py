@@ -66,6 +66,20 @@ class BacktestResult:
     score: EventScore | None = None
 
 
+def related_metrics(catalog: Any) -> dict[str, set[str]]:
+    """Each derived ratio → the metrics it is computed from (conversion_rate → orders, visitors)."""
+    out: dict[str, set[str]] = {}
+    for spec in catalog.metrics.values():
+        ratio = getattr(spec, "ratio", None)
+        if ratio is None:
+            continue
+        sides = {getattr(side, "metric", None) for side in (ratio.numerator, ratio.denominator)}
+        sides.discard(None)
+        if sides:
+            out[spec.name] = {str(s) for s in sides}
+    return out
+
+
 def months_between(times: pd.DatetimeIndex) -> float:
     if len(times) < 2:
         return 1e-9
@@ -84,6 +98,7 @@ def run_backtest(
     title_en: str | None = None,
     unit: str = "",
     held: pd.DataFrame | None = None,
+    related_to: dict[str, set[str]] | None = None,
 ) -> BacktestResult:
     """Detect over prepared series; optionally hold back data-quality points and score against labels."""
     det_obj = get_detector(detector, config or {})
@@ -119,9 +134,10 @@ def run_backtest(
     result = BacktestResult(sset.metric, sset.grain, sset.names, det, anomalies, events, months,
                             pd.DataFrame(held_rows))
     if labels is not None:
-        lab = labels[(labels["metric"] == sset.metric) & (labels["grain"] == sset.grain)]
+        explaining = {sset.metric} | set((related_to or {}).get(sset.metric, ()))
+        lab = labels[labels["metric"].isin(explaining) & (labels["grain"] == sset.grain)]
         result.score = score_events(events, lab, series=[(sset.metric, s, sset.grain) for s in sset.names],
-                                    months=months)
+                                    months=months, related_metrics=related_to)
     return result
 
 
@@ -164,6 +180,7 @@ def backtest(
         title_en=spec.title.en,
         unit=spec.unit,
         held=held,
+        related_to=related_metrics(catalog),
     )
 
 

@@ -377,7 +377,7 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
         scale[t] = np.where(live, np.where(fam == FAM_COUNT, sd**2, sd), np.nan)
         learning[t] = ~live
         if wd_as[t] >= 0:
-            offday_sup[t] = ~weekly[prof]
+            offday_sup[t] |= ~weekly[prof]
 
         valid = np.isfinite(x)
         ex_t = exT[t]

@@ -7,7 +7,8 @@
 - An alert event is a *true alert* when it overlaps a true label of the same metric and grain
   whose slice overlaps the alert's (a regional incident explains an alert on the
   total; an app outage explains a dip in region=South, whose app orders it contains). Anything
-  else is a false alert, including alerts during labels with `is_anomaly` false
+  else is a false alert (with `related_metrics`, an alert on a ratio during an incident of the
+  metric it is computed from also counts as explained), including alerts during labels with `is_anomaly` false
   (planned promotions, a late data feed), which are exactly what must not page anyone.
 """
 
@@ -133,11 +134,14 @@ def score_events(
     series: list[tuple[str, str, str]] | None = None,
     months: float = 1.0,
     tolerance: int = 1,
+    related_metrics: dict[str, set[str]] | None = None,
 ) -> EventScore:
     """Event-level precision, recall, F1 and alert rates.
 
     `series` lists the monitored (metric, slice, grain): only labels on them count for recall, and
-    their number is the denominator of the alert rates.
+    their number is the denominator of the alert rates. `related_metrics` maps a metric to the
+    metrics it is computed from (conversion_rate → orders, visitors): an alert on it during a labelled
+    incident of one of those, on an overlapping slice, is explained by that incident.
     """
     labels = normalise_labels(labels) if len(labels) else labels
     ev = events.copy()
@@ -162,8 +166,9 @@ def score_events(
         detected.append(hit)
     true_flags = []
     for e in ev.itertuples():
+        explains = {e.metric} | set((related_metrics or {}).get(e.metric, ()))
         ok = any(
-            e.metric == lab.metric and e.grain == lab.grain and related(e.slice, lab.slice) and overlaps(e, lab)
+            lab.metric in explains and e.grain == lab.grain and related(e.slice, lab.slice) and overlaps(e, lab)
             for lab in labels[labels["is_anomaly"]].itertuples()
         ) if len(labels) else False
         true_flags.append(ok)
