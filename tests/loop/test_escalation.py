@@ -238,3 +238,30 @@ def test_a_level_can_name_the_owner_and_its_own_channels(shop):
     assert last.data["people"] == [METRIC_OWNER]
     rows = [(n.channel, n.recipient) for n in escalation_rows(ws, inc.id) if n.channel == "boss_mail"]
     assert rows == [("boss_mail", METRIC_OWNER), ("boss_mail", "cc@shop.test")]
+
+
+def test_a_reopened_incident_escalates_and_notifies_again(shop):
+    ws, inc = open_one(shop)
+    service.process_timers(ws, now=OPENED + timedelta(minutes=31))
+    c = ws.catalog()
+    with ws.db.session() as s:
+        service.resolve(
+            s, ws, c, incident_id=inc.id, actor="a@shop.test", root_cause="x", now=OPENED + timedelta(hours=1)
+        )
+    later = OPENED + timedelta(days=1)
+    with ws.db.session() as s:
+        service.reopen(s, ws, c, incident_id=inc.id, actor="a@shop.test", reason="again", now=later)
+    assert service.process_timers(ws, now=later + timedelta(minutes=31))["escalated"] == 1
+    with ws.db.session() as s:
+        service.resolve(
+            s, ws, c, incident_id=inc.id, actor="a@shop.test", root_cause="y", now=later + timedelta(hours=1)
+        )
+    events = [(n.event, n.recipient) for n in outbox(ws, incident_id=inc.id)]
+    assert events == [
+        ("created", "owner@shop.test"),
+        ("escalated", "lead@shop.test"),
+        ("resolved", "owner@shop.test"),
+        ("reopened", "owner@shop.test"),
+        ("escalated", "lead@shop.test"),  # the same level again, after the reopen: a new message
+        ("resolved", "owner@shop.test"),
+    ]

@@ -87,7 +87,9 @@ def notify(
     template = event_name if event_name in EVENTS else "created"
     n = 0
     key_secret = secret_key_for(ws)
-    stamp = int((incident.updated_at or utcnow()).timestamp()) if event_name in ("repeat", "reopened") else 0
+    # The key is what makes a message unique: an incident is created once, but it can be escalated, resolved
+    # and reopened again after a reopen, and each time is a new message (the moment tells them apart).
+    stamp = 0 if event_name == "created" else int(as_utc(now).timestamp())
     for channel in channels:
         spec = catalog.all("channel").get(channel)
         if spec is None:
