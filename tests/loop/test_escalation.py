@@ -265,3 +265,17 @@ def test_a_reopened_incident_escalates_and_notifies_again(shop):
         ("escalated", "lead@shop.test"),  # the same level again, after the reopen: a new message
         ("resolved", "owner@shop.test"),
     ]
+
+
+def test_an_escalation_queued_but_not_yet_sent_is_cancelled_by_the_ack(shop):
+    ws, inc = open_one(shop)
+    service.process_timers(ws, now=OPENED + timedelta(minutes=31))
+    (queued,) = escalation_rows(ws, inc.id)
+    assert queued.status == "pending"  # the dispatcher has not come round yet
+    with ws.db.session() as s:
+        service.acknowledge(
+            s, ws, ws.catalog(), incident_id=inc.id, actor="a@shop.test", now=OPENED + timedelta(minutes=32)
+        )
+    (row,) = escalation_rows(ws, inc.id)
+    assert row.status == "cancelled"  # nobody is paged after someone said "I'm on it"
+    assert [n.status for n in outbox(ws, incident_id=inc.id) if n.event == "created"] == ["pending"]

@@ -249,6 +249,12 @@ def _cancel_timers(db_session: Session, incident: Incident, kinds: tuple[str, ..
     )
 
 
+def _cancel_queued(db_session: Session, incident: Incident, events: tuple[str, ...]) -> None:
+    from metricloop.notify.outbox import cancel
+
+    cancel(db_session, incident_id=incident.id, events=events)
+
+
 def acknowledge(db_session: Session, ws, catalog: Catalog, *, incident_id: int, actor: str, now=None) -> Incident:
     inc = get(db_session, incident_id)
     if inc.state == "acknowledged":
@@ -259,7 +265,8 @@ def acknowledge(db_session: Session, ws, catalog: Catalog, *, incident_id: int, 
     inc.state, inc.acknowledged_at = "acknowledged", now
     if not inc.assignee:
         inc.assignee = actor
-    _cancel_timers(db_session, inc, ("escalate", "sla_ack"))  # an ack stops escalation at once
+    _cancel_timers(db_session, inc, ("escalate", "sla_ack"))  # an ack stops escalation at once,
+    _cancel_queued(db_session, inc, ("escalated", "repeat"))  # including pages queued but not yet sent
     event(db_session, inc, "acknowledged", actor, f"{actor} is on it", at=now)
     return inc
 
@@ -339,6 +346,7 @@ def resolve(
     if due and now > due:
         inc.resolve_breached = True
     _cancel_timers(db_session, inc, ("escalate", "sla_ack", "sla_resolve", "repeat"))
+    _cancel_queued(db_session, inc, ("escalated", "repeat"))
     kind = "auto_resolved" if auto else "resolved"
     event(db_session, inc, kind, actor, note or root_cause or "resolved", at=now, root_cause=root_cause)
     notify(db_session, ws, catalog, inc, event_name="resolved", people=[inc.assignee], channels=inc.channels, now=now)
