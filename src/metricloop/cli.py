@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import UTC
 from pathlib import Path
 from typing import Annotated
 
@@ -14,8 +15,18 @@ from rich.table import Table
 from metricloop.errors import MetricloopError
 from metricloop.settings import Settings
 
-console = Console()
-err_console = Console(stderr=True)
+
+def _console(stderr: bool = False) -> Console:
+    """Rich sizes to the terminal; in logs and pipes (no terminal, no COLUMNS) use a wide page, not 80 columns."""
+    import os
+
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() or "COLUMNS" in os.environ else 160
+    return Console(stderr=stderr, width=width)
+
+
+console = _console()
+err_console = _console(stderr=True)
 
 
 class _Group(typer.core.TyperGroup):
@@ -25,7 +36,7 @@ class _Group(typer.core.TyperGroup):
         try:
             return super().invoke(ctx)
         except MetricloopError as e:
-            err_console.print(f"[bold red]error:[/] {e}", highlight=False)
+            err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
             ctx.exit(2)
 
 
@@ -202,11 +213,11 @@ def apply(
             checks=_checks(ws, no_check),
             dry_run=dry_run,
         )
-    verb = "would be" if dry_run else ""
+    verb = "would be " if dry_run else ""
     for kind, name, version in result.created:
-        console.print(f"[green]+[/] {kind} {name} {verb} created (v{version})")
+        console.print(f"[green]+[/] {kind} {name} {verb}created (v{version})")
     for kind, name, version in result.updated:
-        console.print(f"[yellow]~[/] {kind} {name} {verb} updated (v{version})")
+        console.print(f"[yellow]~[/] {kind} {name} {verb}updated (v{version})")
     console.print(
         f"{len(result.created)} created, {len(result.updated)} updated, {len(result.unchanged)} unchanged"
         + (" (dry run: nothing written)" if dry_run else "")
@@ -244,10 +255,11 @@ def history(
     with ws.db.session() as s:
         rows = service.history(s, kind=kind, name=name)
     table = Table(title=f"{kind} {name}")
-    for c in ("version", "change", "author", "time", "comment"):
+    for c in ("version", "change", "author", "time (UTC)", "comment"):
         table.add_column(c)
     for r in rows:
-        table.add_row(str(r.version), r.change, r.author, f"{r.created_at:%Y-%m-%d %H:%M:%S}", r.comment)
+        when = r.created_at.replace(tzinfo=UTC) if r.created_at.tzinfo is None else r.created_at.astimezone(UTC)
+        table.add_row(str(r.version), r.change, r.author, f"{when:%Y-%m-%d %H:%M:%S}", r.comment)
     console.print(table)
     if diff:
         for r in rows:
@@ -314,6 +326,8 @@ def metrics_list(
 ) -> None:
     """List metrics with owner, domain and tier."""
     ws = open_ws()
+    if fmt not in ("table", "json"):
+        raise MetricloopError(f"--format must be table or json, not '{fmt}'", where="--format")
     metrics = [m for m in ws.catalog().metrics.values() if not domain or m.domain == domain]
     if fmt == "json":
         sys.stdout.write(json.dumps([m.normalized() for m in metrics], ensure_ascii=False, indent=2) + "\n")
@@ -339,18 +353,10 @@ def metrics_show(name: Annotated[str, typer.Argument()]) -> None:
     m = catalog.metric(name)
     console.print(yaml.safe_dump(m.normalized(), allow_unicode=True, sort_keys=False), markup=False, highlight=False)
     if not m.derived and m.source in catalog.sources:
-        from metricloop.sources.sql import DIALECTS, SQLSource
-
-        spec = catalog.source(m.source)
-        if spec.type == "duckdb":
-            src = ws.source(m.source, catalog)
-            rel, dialect = src.relation(table=m.table, sql=m.sql), src.dialect
-        else:
-            dialect = SQLSource(spec).dialect
-            rel = SQLSource(spec).relation(table=m.table, sql=m.sql)
-        _ = DIALECTS
-        console.rule(f"SQL ({dialect})")
-        console.print(aggregate_query(m, rel, dialect, by=[], grain=m.grain), markup=False, highlight=False)
+        src = ws.source(m.source, catalog)  # sources connect lazily: building SQL needs no connection
+        console.rule(f"SQL ({src.dialect})")
+        sql = aggregate_query(m, src.relation(table=m.table, sql=m.sql), src.dialect, by=[], grain=m.grain)
+        console.print(sql, markup=False, highlight=False)
 
 
 def _print_frame(df, fmt: str, limit: int | None) -> None:
