@@ -192,7 +192,10 @@ def init_state(win: np.ndarray, phases: dict[str, np.ndarray], candidates: list[
             choice = current.copy()  # hysteresis: a series keeps its profile unless another is clearly better
             best = errs_a.argmin(axis=0)
             better = errs_a[best, np.arange(m)] < 0.9 * errs_a[choice, np.arange(m)]
-            choice = np.where(better, best, choice)
+            # a window mostly taken by events (a festival, the Spring Festival) cannot overrule the profile
+            full = (np.isfinite(win[:, :half]).sum(axis=1) >= 0.6 * half) & (
+                np.isfinite(win[:, half:]).sum(axis=1) >= 0.6 * (h - half))
+            choice = np.where(better & full, best, choice)
         else:
             # business series nearly always have a weekly or daily rhythm: the first profile only has
             # to predict no worse than none; a richer one must beat it clearly (10 %)
