@@ -56,6 +56,7 @@ class EngineParams:
     count_max_median: float = 100.0  # auto: integer series with a smaller median are counts
     init_inflation: float = 2.0  # variance multiplier at the end of warm-up
     reselect_every: int = 28  # steps between looks at the seasonal profile choice
+    noise_power: float = 1.0  # sd ∝ seasonal factor ** noise_power
     compare_halfwidth: int = 0  # buckets either side of last time's bucket that the event lift is averaged over
 
 
@@ -355,8 +356,10 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
         pred = np.where(mult, lvl * s, lvl + s)
         dent = denT[t] if denT is not None else None
         noise = _noise_var(fam, pred, ratio_sc, dent)
-        # multiplicative series: the model's own noise scales with the seasonal factor
-        sfac = np.where(mult, np.abs(s), 1.0)
+        # multiplicative series: the model's own noise scales with the seasonal factor — in
+        # proportion for days (a whole day runs high or low), as its square root for hours (a quiet
+        # night hour is a small count: its noise is Poisson-like, not 20 % of nothing)
+        sfac = np.where(mult, np.abs(s) ** p.noise_power, 1.0)
         sd = np.sqrt(V * sfac * sfac + noise)
         sd = np.maximum(sd, np.maximum(p.rel_floor * np.abs(pred), 1e-9))
         ref_t = refT[t]
