@@ -176,3 +176,12 @@ def mailbox():
 def closed_port() -> int:
     """A loopback port nothing listens on."""
     return free_port()
+
+
+@pytest.fixture(autouse=True)
+def wide_console(monkeypatch):
+    """Rich fixes the console's width when it is made (80 columns under xdist); make it wide for CLI output."""
+    import metricloop.cli as cli_module
+
+    for console in (cli_module.console, cli_module.err_console):
+        monkeypatch.setattr(console, "_width", 1000)

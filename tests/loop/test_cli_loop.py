@@ -21,7 +21,6 @@ def cli(shop, monkeypatch):
     if ws.settings.db:
         monkeypatch.setenv("METRICLOOP_DB", ws.settings.db)
     monkeypatch.setenv("METRICLOOP_USER", "wang.fang@shop.test")
-    monkeypatch.setenv("COLUMNS", "200")
     runner = CliRunner()
 
     def run(*args: str):

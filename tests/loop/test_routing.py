@@ -176,7 +176,6 @@ def test_routes_test_cli_on_the_demo(demo, monkeypatch):
 
     ws = demo()
     monkeypatch.setenv("METRICLOOP_HOME", str(ws.home))
-    monkeypatch.setenv("COLUMNS", "200")
     with (ws.home / "data" / "stores.csv").open(encoding="utf-8") as f:
         manager = next(r["manager_email"] for r in csv.DictReader(f) if r["store"] == "SH-003")
     result = CliRunner().invoke(app, ["routes", "test", "--labels", "monitor=store_sales,store=SH-003,severity=P1"])

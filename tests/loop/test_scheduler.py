@@ -217,7 +217,6 @@ def test_cli_run_drives_due_monitors_timers_and_outbox(shop, monkeypatch):
     monkeypatch.setenv("METRICLOOP_HOME", str(ws.home))
     if ws.settings.db:
         monkeypatch.setenv("METRICLOOP_DB", ws.settings.db)
-    monkeypatch.setenv("COLUMNS", "200")
     runner = CliRunner()
     result = runner.invoke(app, ["run", "--at", "2026-11-17T09:05+08:00"])
     assert result.exit_code == 0, result.output
