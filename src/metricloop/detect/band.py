@@ -49,7 +49,7 @@ def engine_params(cfg: BandConfig, grain: str | None, warmup: int) -> EnginePara
         warmup=warmup,
         reselect_every=8 * week if grain in ("day", None) else week,
         compare_halfwidth={"hour": 12, "minute": 12 * 60}.get(grain or "", 0),
-        noise_power=0.5 if grain in ("hour", "minute") else 1.0,
+        noise_power=0.75 if grain in ("hour", "minute") else 1.0,
     )
 
 

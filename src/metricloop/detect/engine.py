@@ -357,8 +357,8 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
         dent = denT[t] if denT is not None else None
         noise = _noise_var(fam, pred, ratio_sc, dent)
         # multiplicative series: the model's own noise scales with the seasonal factor — in
-        # proportion for days (a whole day runs high or low), as its square root for hours (a quiet
-        # night hour is a small count: its noise is Poisson-like, not 20 % of nothing)
+        # proportion for days (a whole day runs high or low), less than that for hours (a quiet night
+        # hour is a small count: its noise is partly Poisson-like, not 20 % of nothing)
         sfac = np.where(mult, np.abs(s) ** p.noise_power, 1.0)
         sd = np.sqrt(V * sfac * sfac + noise)
         sd = np.maximum(sd, np.maximum(p.rel_floor * np.abs(pred), 1e-9))
