@@ -279,3 +279,40 @@ def test_an_escalation_queued_but_not_yet_sent_is_cancelled_by_the_ack(shop):
     (row,) = escalation_rows(ws, inc.id)
     assert row.status == "cancelled"  # nobody is paged after someone said "I'm on it"
     assert [n.status for n in outbox(ws, incident_id=inc.id) if n.event == "created"] == ["pending"]
+
+
+def test_concurrent_acknowledgements_one_wins_the_others_are_refused(shop):
+    """Two people click "I'm on it" at the same moment, through different instances."""
+    import threading
+
+    from metricloop.incidents.service import StateError
+
+    ws, inc = open_one(shop)
+    instances = [Workspace(ws.home, Settings(home=ws.home, db=ws.settings.db)) for _ in range(4)]
+    for w in instances:
+        _ = w.db
+    start = threading.Barrier(len(instances))
+    outcomes = []
+
+    def click(w, who):
+        start.wait()
+        try:
+            with w.db.session() as s:
+                service.acknowledge(s, w, w.catalog(), incident_id=inc.id, actor=who)
+            outcomes.append("ok")
+        except StateError:
+            outcomes.append("409")
+        except Exception as e:  # noqa: BLE001 - anything else is the failure this test looks for
+            outcomes.append(f"{type(e).__name__}: {e}")
+
+    threads = [threading.Thread(target=click, args=(w, f"p{i}@shop.test")) for i, w in enumerate(instances)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+    finally:
+        for w in instances:
+            w.close()
+    assert sorted(outcomes) == ["409", "409", "409", "ok"]
+    assert [e.kind for e in timeline(ws, inc.id)].count("acknowledged") == 1

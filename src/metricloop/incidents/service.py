@@ -47,6 +47,22 @@ def get(db_session: Session, incident_id: int) -> Incident:
     return inc
 
 
+def get_for_change(db_session: Session, incident_id: int) -> Incident:
+    """The incident, locked until the caller's transaction ends, so two people acting at once are serialized
+    (the second sees what the first did, e.g. "already acknowledged"). A no-op UPDATE takes the lock: the row's
+    lock on PostgreSQL, the database's write lock on SQLite (a SELECT first could not be upgraded there)."""
+    db_session.execute(
+        update(Incident)
+        .where(Incident.id == incident_id)
+        .values(updated_at=Incident.updated_at)  # not the key: rows referring to it stay insertable
+        .execution_options(synchronize_session=False)
+    )
+    inc = db_session.get(Incident, incident_id, populate_existing=True)
+    if inc is None:
+        raise NotFound(f"no incident #{incident_id}")
+    return inc
+
+
 def event(db_session: Session, incident: Incident, kind: str, actor: str, message: str = "", *, at=None, **data):
     at = as_utc(at)
     db_session.add(IncidentEvent(incident_id=incident.id, kind=kind, actor=actor, at=at, message=message, data=data))
@@ -256,7 +272,7 @@ def _cancel_queued(db_session: Session, incident: Incident, events: tuple[str, .
 
 
 def acknowledge(db_session: Session, ws, catalog: Catalog, *, incident_id: int, actor: str, now=None) -> Incident:
-    inc = get(db_session, incident_id)
+    inc = get_for_change(db_session, incident_id)
     if inc.state == "acknowledged":
         raise StateError(f"incident #{inc.id} is already acknowledged (by {inc.assignee or 'someone'})")
     if inc.state != "triggered":
@@ -282,7 +298,7 @@ def assign(
     team: str | None = None,
     now=None,
 ) -> Incident:
-    inc = get(db_session, incident_id)
+    inc = get_for_change(db_session, incident_id)
     now = as_utc(now)
     if not assignee.strip():
         raise MetricloopError("assignee must not be empty", where="assignee")
@@ -317,7 +333,7 @@ def assign(
 
 
 def comment(db_session: Session, *, incident_id: int, actor: str, text: str, now=None) -> Incident:
-    inc = get(db_session, incident_id)
+    inc = get_for_change(db_session, incident_id)
     if not text.strip():
         raise MetricloopError("a comment needs text", where="text")
     event(db_session, inc, "commented", actor, text, at=now)
@@ -336,7 +352,7 @@ def resolve(
     auto: bool = False,
     now=None,
 ) -> Incident:
-    inc = get(db_session, incident_id)
+    inc = get_for_change(db_session, incident_id)
     if inc.state in ("resolved", "reviewed"):
         raise StateError(f"incident #{inc.id} is already {inc.state} (at {inc.resolved_at:%Y-%m-%d %H:%M} UTC)")
     now = as_utc(now)
@@ -354,7 +370,7 @@ def resolve(
 
 
 def reopen(db_session: Session, ws, catalog: Catalog, *, incident_id: int, actor: str, reason: str = "", now=None):
-    inc = get(db_session, incident_id)
+    inc = get_for_change(db_session, incident_id)
     if inc.state not in ("resolved", "reviewed"):
         raise StateError(f"incident #{inc.id} is {inc.state}: only a resolved incident can be reopened")
     now = as_utc(now)
@@ -371,7 +387,7 @@ def reopen(db_session: Session, ws, catalog: Catalog, *, incident_id: int, actor
 
 
 def review(db_session: Session, *, incident_id: int, actor: str, note: str = "", now=None) -> Incident:
-    inc = get(db_session, incident_id)
+    inc = get_for_change(db_session, incident_id)
     if inc.state != "resolved":
         raise StateError(f"incident #{inc.id} is {inc.state}: only a resolved incident can be reviewed")
     now = as_utc(now)
