@@ -112,6 +112,8 @@ def backtest_command(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write every anomaly to this CSV.")] = None,
 ) -> None:
     """Walk-forward detection over a metric's history: what would have been raised. Never notifies."""
+    import pandas as pd
+
     from metricloop.cli import open_ws
     from metricloop.detect.backtest import backtest
     from metricloop.detect.base import get_detector
@@ -132,10 +134,10 @@ def backtest_command(
     console.print(f"[bold]{metric}[/] {res.grain}: {len(res.series)} series, {len(an)} anomalous points in "
                   f"{len(res.events)} events over {res.months:.1f} months (backtest: nothing was sent)")
     if len(an):
-        table = Table("time", "slice", "actual", "expected", "band", "score", "detector", "explanation")
+        table = Table("time", "slice", "score", "explanation (--output has every field)")
+        fmt = "%Y-%m-%d %H:%M" if res.grain in ("hour", "minute") else "%Y-%m-%d"
         for r in an.sort_values("time", ascending=False).head(top).itertuples():
-            table.add_row(str(r.time), r.slice or "*", f"{r.actual:.4g}", f"{r.expected:.4g}",
-                          f"{r.lower:.4g}–{r.upper:.4g}", f"{r.score:.3f}", r.detector, r.explanation_en)
+            table.add_row(pd.Timestamp(r.time).strftime(fmt), r.slice or "*", f"{r.score:.4f}", r.explanation_en)
         console.print(table)
     if len(res.held):
         console.print(f"{len(res.held)} point(s) held back by a data-quality check (late or incomplete data)")

@@ -119,6 +119,7 @@ def test_ratio_aware_band_uses_the_denominator():
     assert all(":ratio:" in m for m in det.scores.model)
     assert not det.is_anomaly[0, 150], "a 2 % drop on 30 orders is noise"
     assert det.is_anomaly[1, 150], "a 2 % drop on 30,000 orders is not"
+    assert np.nanmax(det.upper) <= 100 and np.nanmin(det.lower) >= 0  # a rate in % stays within 0–100 %
 
 
 def test_sensitivity_mapping_and_monotonic_alert_count(daily):

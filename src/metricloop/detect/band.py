@@ -9,7 +9,7 @@ from pydantic import Field
 
 from metricloop.detect.base import COUNT, GAUSS, Detector, DetectorConfig, Scores, register
 from metricloop.detect.calendar import CalendarMasks
-from metricloop.detect.engine import FAM_COUNT, EngineParams, run_engine
+from metricloop.detect.engine import FAM_COUNT, FAM_RATIO, EngineParams, run_engine
 from metricloop.detect.prepare import Batch, default_warmup
 from metricloop.detect.stats import score_points
 
@@ -99,6 +99,8 @@ class EngineDetector(Detector):
             detector=self.name,
             model=model,
             volume=batch.denominator,
+            floor=np.where((out.family == FAM_COUNT) | (out.family == FAM_RATIO), 0.0, -np.inf),
+            ceiling=out.ceiling,
         )
 
 

@@ -87,6 +87,8 @@ class Scores:
     names: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     grain: str | None = None
+    floor: np.ndarray | None = None  # per series: bands never go below / above these (0 for counts and
+    ceiling: np.ndarray | None = None  # rates, 100 % for a proportion in %)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -254,5 +256,7 @@ def _concat(parts: list[Scores]) -> Scores:
         fixed_lower=cat("fixed_lower"),
         fixed_upper=cat("fixed_upper"),
         volume=cat("volume"),
+        floor=cat("floor"),
+        ceiling=cat("ceiling"),
         warnings=[w for p in parts for w in p.warnings],
     )

@@ -69,6 +69,7 @@ class EngineOut:
     excluded: np.ndarray
     profile: list[str]
     suppressed: np.ndarray | None = None  # days off of series whose profile has no weekday to judge them by
+    ceiling: np.ndarray | None = None  # per series: the largest possible value (a proportion's scale), else inf
 
 
 def _nanquantile_rows(a: np.ndarray, q: float) -> np.ndarray:
@@ -441,8 +442,9 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
     def back(a: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(a.T)
 
+    ceiling = np.where(fam == FAM_RATIO, np.where(np.isnan(ratio_sc), 1.0, ratio_sc), np.inf)
     return EngineOut(back(expected), back(scale), fam, back(learning), back(excluded), [candidates[i] for i in prof],
-                     back(offday_sup))
+                     back(offday_sup), ceiling)
 
 
 LIFT_PRIOR_SD = 0.3  # how far event lifts usually are from 1 (a +30 % promotion day is ordinary)

@@ -82,7 +82,7 @@ def band(scores: Scores, k: float) -> tuple[np.ndarray, np.ndarray]:
     g = fam == GAUSS
     if g.all():
         width = k * scores.scale
-        return scores.expected - width, scores.expected + width
+        return _clamp(scores, scores.expected - width, scores.expected + width)
     if g.any():
         lower[g] = scores.expected[g] - k * scores.scale[g]
         upper[g] = scores.expected[g] + k * scores.scale[g]
@@ -102,4 +102,13 @@ def band(scores: Scores, k: float) -> tuple[np.ndarray, np.ndarray]:
     if f.any() and scores.fixed_lower is not None and scores.fixed_upper is not None:
         lower[f] = scores.fixed_lower[f]
         upper[f] = scores.fixed_upper[f]
+    return _clamp(scores, lower, upper)
+
+
+def _clamp(scores: Scores, lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A band never claims values the metric cannot take (a rate above 100 %, a negative count)."""
+    if scores.floor is not None:
+        lower = np.maximum(lower, scores.floor[:, None])
+    if scores.ceiling is not None:
+        upper = np.minimum(upper, scores.ceiling[:, None])
     return lower, upper
