@@ -19,16 +19,21 @@ series is "learning".
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from metricloop.detect.calendar import CalendarMasks
 from metricloop.detect.prepare import PROFILES, Batch, candidate_profiles, phase_index
-
-FAM_GAUSS, FAM_COUNT, FAM_RATIO = 0, 1, 2
-TINY = 1e-12
+from metricloop.detect.profiles import (  # noqa: F401 - FAM_* and TINY are part of this module's interface
+    FAM_COUNT,
+    FAM_GAUSS,
+    FAM_RATIO,
+    TINY,
+    _choose_family,
+    _nanmedian,
+    init_state,
+)
 
 
 def _winsor_kappa(c: float) -> float:
@@ -70,176 +75,6 @@ class EngineOut:
     profile: list[str]
     suppressed: np.ndarray | None = None  # days off of series whose profile has no weekday to judge them by
     ceiling: np.ndarray | None = None  # per series: the largest possible value (a proportion's scale), else inf
-
-
-def _nanquantile_rows(a: np.ndarray, q: float) -> np.ndarray:
-    """Per-row quantile ignoring NaN (lower/upper average at the median), NaN for an all-NaN row.
-
-    np.nanmedian / np.nanpercentile fall back to a Python loop per row on 2-D input; sorting the
-    rows once (NaN sorts last) and indexing is two orders of magnitude faster here."""
-    a = np.asarray(a, dtype=float)
-    if a.ndim == 1:
-        a = a[None, :]
-    if a.shape[1] == 0:
-        return np.full(a.shape[0], np.nan)
-    srt = np.sort(a, axis=1)
-    k = np.isfinite(srt).sum(axis=1)
-    pos = q * np.maximum(k - 1, 0)
-    lo = np.floor(pos).astype(np.int64)
-    hi = np.ceil(pos).astype(np.int64)
-    rows = np.arange(a.shape[0])
-    frac = pos - lo
-    out = srt[rows, lo] * (1 - frac) + srt[rows, hi] * frac
-    return np.where(k > 0, out, np.nan)
-
-
-def _nanmedian(a: np.ndarray, axis: int = 1) -> np.ndarray:
-    if np.ndim(a) == 2 and axis == 1:
-        return _nanquantile_rows(a, 0.5)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmedian(a, axis=axis)
-
-
-def _choose_family(win: np.ndarray, num: np.ndarray | None, den: np.ndarray | None, kind: str, p: EngineParams):
-    m = win.shape[0]
-    fam = np.full(m, FAM_GAUSS, np.int8)
-    if kind == "gauss":
-        return fam
-    ratio_ok = np.zeros(m, bool)
-    if num is not None and den is not None:
-        with np.errstate(invalid="ignore"):
-            # a proportion: the numerator is (nearly always) part of the denominator; buckets with no
-            # denominator say nothing, and a complaint about yesterday's order may exceed today's orders
-            usable = np.isfinite(num) & np.isfinite(den) & (den > 0)
-            part = usable & (num >= 0) & (num <= den)
-            ratio_ok = (part.sum(axis=1) >= 0.9 * usable.sum(axis=1)) & part.any(axis=1)
-    if kind == "ratio":
-        fam[ratio_ok] = FAM_RATIO
-        return fam
-    with np.errstate(invalid="ignore"):
-        finite = np.isfinite(win)
-        integer = np.where(finite, (win >= 0) & (np.abs(win - np.round(win)) < 1e-9), True).all(axis=1)
-    small = _nanmedian(win) <= p.count_max_median
-    if kind == "count":
-        fam[integer] = FAM_COUNT
-        return fam
-    fam[integer & small] = FAM_COUNT
-    fam[ratio_ok] = FAM_RATIO
-    return fam
-
-
-def _profile_fit(r: np.ndarray, ph: np.ndarray, period: int, mult: np.ndarray,
-                 seen: np.ndarray | None = None) -> np.ndarray:
-    """Median of r per phase slot → (m, period), centred. A slot never seen in the window (an hour of
-    the week that fell in a holiday) takes the median of the same hour on the other days, or is
-    neutral; `seen`, when given, is filled with which slots were actually observed."""
-    m = r.shape[0]
-    neutral = np.where(mult, 1.0, 0.0)
-    prof = np.full((m, period), np.nan)
-    for k in range(period):
-        cols = ph == k
-        if cols.any():
-            prof[:, k] = _nanmedian(r[:, cols])
-    if seen is not None:
-        seen[:] = np.isfinite(prof)
-    if period == 168:
-        by_hour = _nanmedian(np.transpose(prof.reshape(m, 7, 24), (0, 2, 1)).reshape(m * 24, 7)).reshape(m, 24)
-        prof = np.where(np.isfinite(prof), prof, np.tile(by_hour, 7))
-    prof = np.where(np.isfinite(prof), prof, neutral[:, None])
-    centre = prof.mean(axis=1)
-    prof = np.where(mult[:, None], prof / np.where(np.abs(centre) > TINY, centre, 1.0)[:, None],
-                    prof - centre[:, None])
-    if m and period == 1:
-        prof[:] = neutral[:, None]
-    return prof
-
-
-def _relative(y: np.ndarray, mult: np.ndarray) -> np.ndarray:
-    med = _nanmedian(y)
-    safe = np.where(np.abs(med) > TINY, med, 1.0)
-    return np.where(mult[:, None], y / safe[:, None], y - med[:, None])
-
-
-def init_state(win: np.ndarray, phases: dict[str, np.ndarray], candidates: list[str], mult: np.ndarray,
-               mean_level: np.ndarray | None = None, current: np.ndarray | None = None):
-    """Robust start from a warm-up window (m, H): profile choice, profile, level, scale.
-
-    `mean_level` marks counts and ratios: their level is a mean (the median of a sparse count is 0)."""
-    m, h = win.shape
-    choice = np.zeros(m, np.int64)  # index into candidates
-    if len(candidates) > 1 and h >= 8:
-        half = h // 2
-        r1, r2 = _relative(win[:, :half], mult), _relative(win[:, half:], mult)
-        errs = []
-        for name in candidates:
-            ph = phases[name]
-            prof = _profile_fit(r1, ph[:half], PROFILES[name], mult)
-            pred = prof[:, ph[half:]]
-            # compare shapes, not levels: re-level the profile to the second half before measuring
-            with np.errstate(invalid="ignore", divide="ignore"):
-                lvl = np.where(mult, _nanmedian(r2 / np.where(np.abs(pred) > TINY, pred, np.nan)),
-                               _nanmedian(r2 - pred))
-            lvl = np.where(np.isfinite(lvl), lvl, np.where(mult, 1.0, 0.0))
-            pred = np.where(mult[:, None], pred * lvl[:, None], pred + lvl[:, None])
-            # a winsorised mean, not a median: a weekend pattern touches only 2 days in 7, which a
-            # median of the errors would never see; winsorising keeps an odd day from deciding
-            err = np.abs(r2 - pred)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                cap = _nanquantile_rows(err, 0.9)
-                errs.append(np.nanmean(np.minimum(err, cap[:, None]), axis=1))
-        errs_a = np.nan_to_num(np.vstack(errs), nan=np.inf)
-        if current is not None:
-            choice = current.copy()  # hysteresis: a series keeps its profile unless another is clearly better
-            best = errs_a.argmin(axis=0)
-            better = errs_a[best, np.arange(m)] < 0.9 * errs_a[choice, np.arange(m)]
-            # a window mostly taken by events (a festival, the Spring Festival) cannot overrule the profile
-            full = (np.isfinite(win[:, :half]).sum(axis=1) >= 0.6 * half) & (
-                np.isfinite(win[:, half:]).sum(axis=1) >= 0.6 * (h - half))
-            choice = np.where(better & full, best, choice)
-        else:
-            # business series nearly always have a weekly or daily rhythm: the first profile only has
-            # to predict no worse than none; a richer one must beat it clearly (10 %)
-            for j in range(1, len(candidates)):
-                margin = 1.0 if j == 1 else 0.9
-                better = errs_a[j] < margin * errs_a[choice, np.arange(m)]
-                choice = np.where(better, j, choice)
-    pmax = max(PROFILES[c] for c in candidates)
-    season = np.repeat(np.where(mult, 1.0, 0.0)[:, None], pmax, axis=1)
-    level = np.zeros(m)
-    sigma = np.zeros(m)
-    complete = np.ones(m, bool)  # every slot of the chosen profile was observed
-    rel_all = _relative(win, mult)
-    for j, name in enumerate(candidates):
-        rows = choice == j
-        if not rows.any():
-            continue
-        ph = phases[name]
-        period = PROFILES[name]
-        seen = np.zeros((int(rows.sum()), period), bool)
-        prof = _profile_fit(rel_all[rows], ph, period, mult[rows], seen)
-        complete[rows] = seen.all(axis=1)
-        season[rows, :period] = prof
-        d = np.where(mult[rows, None], win[rows] / np.where(np.abs(prof[:, ph]) > TINY, prof[:, ph], 1.0),
-                     win[rows] - prof[:, ph])
-        last = min(h, max(7, min(period, 24)))
-        recent = _nanmedian(d[:, -last:])
-        level[rows] = np.where(np.isfinite(recent), recent, _nanmedian(d))  # the recent days may all be events
-        if mean_level is not None and mean_level[rows].any():
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                mean = np.nanmean(d[:, -max(last, 14):], axis=1)
-            level[rows] = np.where(mean_level[rows], mean, level[rows])
-        diffs = np.abs(np.diff(d, axis=1))
-        sigma[rows] = 1.4826 * _nanmedian(diffs) / np.sqrt(2.0)
-    sigma = np.where(np.isfinite(sigma), sigma, 0.0)
-    if current is not None:
-        # never switch to a profile with slots the window did not see (they would be guesses)
-        keep = ~complete & (choice != current)
-        if keep.any():
-            choice = np.where(keep, current, choice)
-    return choice, season, level, sigma
 
 
 def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind: str = "auto") -> EngineOut:
