@@ -364,3 +364,25 @@ def test_anomaly_rows_are_unique_per_series_and_time(shop):
         rows = list(s.scalars(select(Anomaly)))
     assert len(rows) == 4 and all(a.alert_id is not None for a in rows)
     assert {a.explanation_zh != "" and a.explanation_en != "" for a in rows} == {True}
+
+
+def test_auto_resolve_counts_points_not_runs(shop):
+    """Running the same bucket again (a manual run) is not a second normal point; a catch-up run of two normal
+    buckets is two."""
+    drop = Effect(date(2026, 11, 16), date(2026, 11, 16), 0.6, {"store": "SH-1"})
+    ws = shop(effects=[drop], extra=monitor_yaml(auto_resolve_after=2))
+    run(ws, "2026-11-17")
+    run(ws, "2026-11-18")  # 11-17 normal: 1 point
+    run(ws, "2026-11-18", trigger="manual")  # the same point again
+    assert incidents(ws)[0].state == "triggered"
+    (alert,) = alerts(ws)
+    assert alert.normal_streak == 1
+
+    ws2 = shop(effects=[drop], extra=monitor_yaml(name="catch_up", auto_resolve_after=2))
+    from metricloop.monitors.service import run_due
+
+    run_due(ws2, now=morning("2026-11-17", 9, 1), only="catch_up")
+    (caught,) = run_due(ws2, now=morning("2026-11-19", 9, 1), only="catch_up")  # judges 11-17 and 11-18
+    assert caught.trigger == "catchup"
+    (inc,) = [i for i in incidents(ws2) if i.monitor == "catch_up"]
+    assert inc.state == "resolved"

@@ -310,15 +310,7 @@ def _evaluate(ws, catalog, monitor, metric, grain, win: Window, run_id: int, now
         s.flush()
         run_pipeline(ctx, candidates)
         # 4. alerts back to normal for long enough resolve themselves (and their incident)
-        latest = det.is_anomaly[:, -1] if det.is_anomaly.size else np.zeros(len(names), bool)
-        learning = det.scores.learning[:, -1] if det.scores.learning.size else np.ones(len(names), bool)
-        # a bucket without data says nothing about being back to normal
-        learning = learning | ~np.isfinite(det.values[:, -1]) if det.values.size else learning
-        auto_resolve(
-            ctx,
-            dict(zip(names, latest, strict=True)),
-            dict(zip(names, learning, strict=True)),
-        )
+        auto_resolve(ctx, names, times, det)
         details.update(ctx.stats)
         details["incidents"] = ctx.incidents
     return details
@@ -328,19 +320,34 @@ def _f(x) -> float | None:
     return None if x is None or (isinstance(x, float) and not np.isfinite(x)) else float(x)
 
 
-def auto_resolve(ctx: Context, firing_now: dict[str, bool], learning: dict[str, bool]) -> None:
+def normal_points(times: pd.DatetimeIndex, flagged, learning, values, *, after: datetime) -> int:
+    """Consecutive normal points at the end of a series, after its last anomalous bucket. Counted from the data,
+    not per run: judging the same bucket twice is one point, a catch-up over three normal buckets is three. A
+    bucket without data (or still learning) says nothing either way."""
+    streak = 0
+    for j in range(len(times) - 1, -1, -1):
+        if times[j] <= pd.Timestamp(after) or flagged[j]:
+            break
+        if learning[j] or not np.isfinite(values[j]):
+            continue
+        streak += 1
+    return streak
+
+
+def auto_resolve(ctx: Context, names: list[str], times: pd.DatetimeIndex, det) -> None:
     n = ctx.monitor.auto_resolve_after
+    index = {name: i for i, name in enumerate(names)}
     alerts = ctx.session.scalars(
         select(Alert).where(Alert.monitor == ctx.monitor.name, Alert.kind == "metric", Alert.status.in_(OPEN_ALERT))
     ).all()
     touched_incidents = set()
     for alert in alerts:
-        if alert.slice not in firing_now or learning.get(alert.slice, False):
+        i = index.get(alert.slice)
+        if i is None:
             continue
-        if firing_now[alert.slice]:
-            alert.normal_streak = 0
-            continue
-        alert.normal_streak += 1
+        alert.normal_streak = normal_points(
+            times, det.is_anomaly[i], det.scores.learning[i], det.values[i], after=alert.last_seen
+        )
         if n and alert.normal_streak >= n:
             alert.status, alert.updated_at = "resolved", ctx.now
             if alert.incident_id:
