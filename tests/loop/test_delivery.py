@@ -23,6 +23,7 @@ from loop_helpers import (
     monitor_yaml,
     morning,
     outbox,
+    runs,
     timeline,
     verify_signature,
 )
@@ -280,3 +281,20 @@ def test_an_action_waits_for_approval_then_is_called_and_retried(shop, receiver,
         ("action_approved", "zhang.wei@shop.test"),
         ("action_run", "metricloop"),
     ]
+
+
+def test_serve_runs_the_scheduler_and_the_dispatcher_in_the_background(open_incident, mailbox, receiver):
+    ws, inc = open_incident()
+    keys = {r.idempotency_key for r in outbox(ws, incident_id=inc.id)}
+    app = create_app(ws, background=True)
+    with TestClient(app) as client:
+        assert client.get("/api/health").json()["status"] == "ok"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if keys <= {r.idempotency_key for r in outbox(ws, incident_id=inc.id) if r.status == "sent"}:
+                break
+            time.sleep(0.1)
+    assert not any(t.is_alive() for t in app.state.background.threads)  # stopped with the app
+    assert keys <= set(receiver.keys()) | {m["X-Metricloop-Idempotency-Key"] for _, m in mailbox.messages}
+    scheduled = [r for r in runs(ws) if r.trigger != "manual"]
+    assert scheduled and scheduled[0].monitor == "shop_sales"  # the scheduler ran today's slot too

@@ -262,3 +262,10 @@ def test_instances_sharing_the_state_run_each_slot_once(shop):
     assert sorted(len(r) for r in results) == [0, 0, 1]
     assert [(r.status, r.anomalies) for r in runs(ws)] == [("ok", 4)]
     assert len(incidents(ws)) == 1
+
+
+def test_a_manual_run_leaves_the_slot_to_the_scheduler(shop):
+    ws = shop(extra=MONITOR)
+    run_monitor(ws, "shop_sales", at=morning("2026-11-10"), now=morning("2026-11-17", 9, 30))  # looking at an old day
+    (scheduled,) = run_due(ws, now=morning("2026-11-17", 9, 31))
+    assert scheduled.trigger == "schedule" and scheduled.data_until == datetime(2026, 11, 17)

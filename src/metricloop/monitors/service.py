@@ -34,6 +34,9 @@ from metricloop.monitors.schemas import MonitorSpec
 
 DEFAULT_HISTORY = {"minute": "3d", "hour": "35d", "day": "400d", "week": "730d", "month": "1460d"}
 MAX_CATCHUP_BUCKETS = 200
+# Runs that take a schedule slot. A manual run (or a replay of an old day) judges what it was asked to and
+# leaves the slot to the scheduler.
+SCHEDULED = ("schedule", "catchup")
 
 
 @dataclass
@@ -175,7 +178,12 @@ def _claim_slot(ws, name: str, slot: datetime, *, trigger: str, now: datetime, e
         if exclusive:
             other = s.scalar(
                 select(MonitorRun.id)
-                .where(MonitorRun.monitor == name, MonitorRun.scheduled_for >= slot, MonitorRun.id != run.id)
+                .where(
+                    MonitorRun.monitor == name,
+                    MonitorRun.trigger.in_(SCHEDULED),
+                    MonitorRun.scheduled_for >= slot,
+                    MonitorRun.id != run.id,
+                )
                 .limit(1)
             )
             if other is not None:  # another instance has run (or is running) this slot
@@ -520,11 +528,13 @@ def run_due(ws, *, now: datetime | None = None, only: str | None = None) -> list
         slot = last_slot(monitor, now)
         with ws.db.session() as s:
             done = s.scalar(
-                select(MonitorRun.id).where(MonitorRun.monitor == name, MonitorRun.scheduled_for >= slot).limit(1)
+                select(MonitorRun.id)
+                .where(MonitorRun.monitor == name, MonitorRun.trigger.in_(SCHEDULED), MonitorRun.scheduled_for >= slot)
+                .limit(1)
             )
             previous = s.scalar(
                 select(MonitorRun.scheduled_for)
-                .where(MonitorRun.monitor == name)
+                .where(MonitorRun.monitor == name, MonitorRun.trigger.in_(SCHEDULED))
                 .order_by(MonitorRun.scheduled_for.desc())
                 .limit(1)
             )
