@@ -229,7 +229,13 @@ def _evaluate(ws, catalog, monitor, metric, grain, win: Window, run_id: int, now
                 s, ws, catalog, monitor, base, now=now, failing=[(c, sl) for b, c, sl in failing if b == base.name]
             )
         details["data_quality"] = [f"{b}:{c}:{sl}" for b, c, sl in failing]
-    # 2. slices and detection
+    # 2. only buckets the data has reached: a zero-filled count must not read "0 orders" for an hour whose
+    #    rows have not arrived yet (lateness itself is the freshness check's business, at the metric's grain)
+    until = _data_reached(checks, grain, win.until)
+    if until <= win.evaluate_from:
+        details.update(series=0, anomalies=0, waiting_for_data=until.isoformat())
+        return details
+    details["judged_until"] = until.isoformat()
     sl = monitor.slicing
     df = explode(
         ws,
@@ -240,7 +246,7 @@ def _evaluate(ws, catalog, monitor, metric, grain, win: Window, run_id: int, now
         top_n=sl.top_n,
         min_volume=sl.min_volume,
         start=win.start,
-        end=win.until,
+        end=until,
         grain=grain,
         catalog=catalog,
     )
@@ -322,6 +328,18 @@ def _evaluate(ws, catalog, monitor, metric, grain, win: Window, run_id: int, now
         details.update(ctx.stats)
         details["incidents"] = ctx.incidents
     return details
+
+
+def _data_reached(checks, grain: str, until: datetime) -> datetime:
+    """The end (exclusive) of the last bucket the newest row reaches, give or take a tenth of a bucket."""
+    latest = [c.time for c in checks if c.check == "freshness" and c.time is not None]
+    if not latest:
+        return until
+    step = pd.tseries.frequencies.to_offset(FREQ[grain])
+    start = pd.Timestamp(until) - step
+    tolerance = (pd.Timestamp(until) - start) / 10
+    reached = floor(pd.Timestamp(min(latest)) + tolerance, grain).to_pydatetime()
+    return min(until, reached)
 
 
 def _f(x) -> float | None:
