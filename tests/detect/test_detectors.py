@@ -120,6 +120,9 @@ def test_ratio_aware_band_uses_the_denominator():
     assert not det.is_anomaly[0, 150], "a 2 % drop on 30 orders is noise"
     assert det.is_anomaly[1, 150], "a 2 % drop on 30,000 orders is not"
     assert np.nanmax(det.upper) <= 100 and np.nanmin(det.lower) >= 0  # a rate in % stays within 0–100 %
+    full = np.full((1, 200), 138.0)
+    perfect = get_detector("auto").detect(full / full * 100 + 1e-14, times, numerator=full, denominator=full)
+    assert not perfect.is_anomaly.any(), "100 % (give or take rounding) is on the ceiling, not above it"
 
 
 def test_sensitivity_mapping_and_monotonic_alert_count(daily):

@@ -128,8 +128,9 @@ def apply_conditions(
     lower, upper = band(scores, k)
     v, e = scores.values, scores.expected
     with np.errstate(invalid="ignore"):
-        above = v > upper
-        below = v < lower
+        # a value on the edge is not out of it, whatever rounding did (138/138 × 100 vs a 100 % ceiling)
+        above = (v > upper) & ~np.isclose(v, upper, rtol=1e-9, atol=0.0)
+        below = (v < lower) & ~np.isclose(v, lower, rtol=1e-9, atol=0.0)
     longest = config.sustained if config.sustained is not None else 1
     sustained = sustained_runs(scores, k, longest)
     if sustained is not None:

@@ -174,8 +174,10 @@ def detect_csv(
     learning = scores.learning[0, pos]
     row_score = np.where(learning | ~np.isfinite(vals_ok), 0.0, row_score)
     with np.errstate(invalid="ignore"):
-        outside = np.where(det.alert_direction == "up", vals_ok > hi,
-                           np.where(det.alert_direction == "down", vals_ok < lo, (vals_ok > hi) | (vals_ok < lo)))
+        over = (vals_ok > hi) & ~np.isclose(vals_ok, hi, rtol=1e-9, atol=0.0)
+        under = (vals_ok < lo) & ~np.isclose(vals_ok, lo, rtol=1e-9, atol=0.0)
+        outside = np.where(det.alert_direction == "up", over,
+                           np.where(det.alert_direction == "down", under, over | under))
     dup = counts[pos] > 1
     flag = np.where(dup, outside & ~learning & ~scores.suppressed[0, pos], det.is_anomaly[0, pos])
     out.loc[rows, "expected"] = exp
