@@ -3,7 +3,7 @@ PostgreSQL state)."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
 import pytest
@@ -269,3 +269,69 @@ def test_a_manual_run_leaves_the_slot_to_the_scheduler(shop):
     run_monitor(ws, "shop_sales", at=morning("2026-11-10"), now=morning("2026-11-17", 9, 30))  # looking at an old day
     (scheduled,) = run_due(ws, now=morning("2026-11-17", 9, 31))
     assert scheduled.trigger == "schedule" and scheduled.data_until == datetime(2026, 11, 17)
+
+
+def test_buckets_held_back_for_late_data_are_judged_when_it_arrives(shop):
+    """The feed stops after 11-17: the 11-20 run judges only what the data reached and the data owner hears of it;
+    once the rows arrive, the next run catches up on 11-18 and 11-19 (where a store dropped)."""
+    from loop_helpers import write_shop_data
+
+    drop = Effect(date(2026, 11, 19), date(2026, 11, 19), 0.5, {"store": "SH-1"})
+    late = [(date(2026, 11, d), {}) for d in (18, 19, 20)]
+    ws = shop(effects=[drop], missing=late, extra=MONITOR)
+    run_due(ws, now=morning("2026-11-17", 9, 1))
+    (held,) = run_due(ws, now=morning("2026-11-20", 9, 1))
+    assert held.status == "ok" and held.anomalies == 0
+    assert held.data_until == datetime(2026, 11, 18)  # judged up to what the data reached
+    (dq,) = incidents(ws)
+    assert dq.kind == "data_quality" and dq.labels["check"] == "freshness"
+    write_shop_data(ws.home, effects=[drop])  # the rows arrive
+    (caught,) = run_due(ws, now=morning("2026-11-21", 9, 1))  # the next slot: no slot missed, buckets were
+    assert caught.trigger == "schedule" and caught.details["evaluate_from"] == "2026-11-18T00:00:00"
+    metric = [i for i in incidents(ws) if i.kind == "metric"]
+    assert [i.slices for i in metric] == [["region=East,store=SH-1"]]
+    assert incidents(ws)[0].state == "resolved"  # the data is on time again
+
+
+def test_sparse_events_are_judged_on_days_without_rows(shop):
+    """Complaints, refunds: no row yesterday means zero, not late data (the freshness check says what is late)."""
+    refunds = [datetime(2026, 8, 3) + timedelta(days=k, hours=10) for k in range(0, 105, 5)]
+    refunds += [datetime(2026, 11, 16, 10, m) for m in range(15)]  # a surge on 11-16
+    events = """
+sources:
+  - name: crm
+    type: duckdb
+    owner: crm.owner@shop.test
+    tables: {refunds: data/refunds.parquet}
+metrics:
+  - name: refunds
+    title: {en: Refunds}
+    owner: service@shop.test
+    domain: service
+    source: crm
+    table: refunds
+    time_column: ts
+    measure: {agg: count}
+    fill: zero
+    quality: {max_lag: 7d}
+monitors:
+  - name: refund_surge
+    metric: refunds
+    slicing: {total: true}
+    detector: {detector: change, offset: last_week, max_abs: 5, direction: up}
+    schedule: {cron: "0 9 * * *"}
+    calendar: {china_holidays: false}
+"""
+    ws = shop(extra=MONITOR)
+    pd.DataFrame({"ts": pd.to_datetime(refunds), "id": range(len(refunds))}).to_parquet(
+        ws.home / "data" / "refunds.parquet", index=False
+    )
+    apply_yaml(ws, events)
+    run_due(ws, now=morning("2026-11-16", 9, 1), only="refund_surge")
+    (run,) = run_due(ws, now=morning("2026-11-17", 9, 1), only="refund_surge")
+    assert run.status == "ok" and run.series_evaluated == 1 and run.anomalies == 1
+    (inc,) = [i for i in incidents(ws) if i.monitor == "refund_surge"]
+    assert inc.summary["actual"] == 15
+    for day in ("2026-11-18", "2026-11-19"):  # days without a single refund: judged, and normal
+        (quiet,) = run_due(ws, now=morning(day, 9, 1), only="refund_surge")
+        assert quiet.series_evaluated == 1 and quiet.data_until == datetime.fromisoformat(day)

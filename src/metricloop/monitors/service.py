@@ -157,6 +157,9 @@ def run_monitor(
         # on the run's clock (a replay runs in the past): started_at plus the time it took
         run.status, run.error, run.finished_at = status, error, now + (datetime.now(UTC) - started)
         run.details = details
+        reached = details.get("judged_until") or details.get("waiting_for_data")
+        if reached:  # buckets the data has not reached are left for a later run: it catches up from here
+            run.data_until = min(run.data_until, datetime.fromisoformat(reached))
         run.series_evaluated = details.get("series", 0)
         run.anomalies = details.get("anomalies", 0)
         run.alerts = details.get("alerts_new", 0)
@@ -331,8 +334,10 @@ def _evaluate(ws, catalog, monitor, metric, grain, win: Window, run_id: int, now
 
 
 def _data_reached(checks, grain: str, until: datetime) -> datetime:
-    """The end (exclusive) of the last bucket the newest row reaches, give or take a tenth of a bucket."""
-    latest = [c.time for c in checks if c.check == "freshness" and c.time is not None]
+    """The end (exclusive) of the last bucket the newest row reaches, give or take a tenth of a bucket, when the
+    data is late. Data on time (the freshness check passes) is complete up to `until`: a day without a complaint
+    has no row, and that is a zero, not a gap."""
+    latest = [c.time for c in checks if c.check == "freshness" and c.status != "ok" and c.time is not None]
     if not latest:
         return until
     step = pd.tseries.frequencies.to_offset(FREQ[grain])
