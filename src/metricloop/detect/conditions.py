@@ -129,8 +129,10 @@ def apply_conditions(
     v, e = scores.values, scores.expected
     with np.errstate(invalid="ignore"):
         # a value on the edge is not out of it, whatever rounding did (138/138 × 100 vs a 100 % ceiling)
-        above = (v > upper) & ~np.isclose(v, upper, rtol=1e-9, atol=0.0)
-        below = (v < lower) & ~np.isclose(v, lower, rtol=1e-9, atol=0.0)
+        above = v > upper
+        below = v < lower
+        above[above] = ~np.isclose(v[above], upper[above], rtol=1e-9, atol=0.0)
+        below[below] = ~np.isclose(v[below], lower[below], rtol=1e-9, atol=0.0)
     longest = config.sustained if config.sustained is not None else 1
     sustained = sustained_runs(scores, k, longest)
     if sustained is not None:
