@@ -335,3 +335,24 @@ monitors:
     for day in ("2026-11-18", "2026-11-19"):  # days without a single refund: judged, and normal
         (quiet,) = run_due(ws, now=morning(day, 9, 1), only="refund_surge")
         assert quiet.series_evaluated == 1 and quiet.data_until == datetime.fromisoformat(day)
+
+
+def test_an_hourly_monitor_does_not_read_hours_without_rows_yet_as_zero(shop):
+    """The morning after the feed's last row, the hours of today are late data, not '0 sales' (an hourly monitor
+    allows 2 h of lateness, a daily one 30 h, unless the metric says otherwise)."""
+    hourly = monitor_yaml(
+        grain="hour",
+        schedule={"every": "1h"},
+        history="20d",
+        slicing={"dimensions": ["region"], "total": True},
+        detector={"detector": "change", "offset": "last_week", "max_pct": 0.3, "direction": "down"},
+    )
+    ws = shop(extra=hourly)
+    from loop_helpers import SHOP_DEFS
+
+    apply_yaml(ws, SHOP_DEFS.replace("    grain: day\n", "    grain: day\n    fill: zero\n"))  # no row: 0
+    run_due(ws, now=morning("2026-11-20", 23, 50))
+    (run,) = run_due(ws, now=morning("2026-11-21", 10, 1))  # the data ends 11-20 23:30
+    assert run.status == "ok" and run.anomalies == 0
+    assert run.data_until == datetime(2026, 11, 20, 23)  # the last row (23:30) may not be the hour's last
+    assert incidents(ws) == []  # the hours wait for their rows (the daily feed is not late yet: no data alert)

@@ -234,7 +234,7 @@ def _evaluate(ws, catalog, monitor, metric, grain, win: Window, run_id: int, now
         details["data_quality"] = [f"{b}:{c}:{sl}" for b, c, sl in failing]
     # 2. only buckets the data has reached: a zero-filled count must not read "0 orders" for an hour whose
     #    rows have not arrived yet (lateness itself is the freshness check's business, at the metric's grain)
-    until = _data_reached(checks, grain, win.until)
+    until = _data_reached(checks, metric, grain, win.until)
     if until <= win.evaluate_from:
         details.update(series=0, anomalies=0, waiting_for_data=until.isoformat())
         return details
@@ -333,17 +333,24 @@ def _evaluate(ws, catalog, monitor, metric, grain, win: Window, run_id: int, now
     return details
 
 
-def _data_reached(checks, grain: str, until: datetime) -> datetime:
-    """The end (exclusive) of the last bucket the newest row reaches, give or take a tenth of a bucket, when the
-    data is late. Data on time (the freshness check passes) is complete up to `until`: a day without a complaint
-    has no row, and that is a zero, not a gap."""
-    latest = [c.time for c in checks if c.check == "freshness" and c.status != "ok" and c.time is not None]
+def _data_reached(checks, metric: MetricSpec, grain: str, until: datetime) -> datetime:
+    """Where judging stops: `until` when the data is on time, else the end (exclusive) of the last bucket the
+    newest row reaches, give or take a tenth of a bucket. On time means the newest row is no older than the
+    lateness allowed at the monitor's grain (the metric's `quality.max_lag`, else 2 h for hours, 30 h for days):
+    a day without a complaint has no row, and that is a zero, not a gap; an hour after the feed stopped is a gap."""
+    from metricloop.metrics.quality import DEFAULT_LAG
+
+    latest = [c.time for c in checks if c.check == "freshness" and c.time is not None]
     if not latest:
+        return until
+    newest = min(latest)
+    allowed = parse_duration(metric.quality.max_lag) if metric.quality.max_lag else DEFAULT_LAG[grain]
+    if until - newest <= allowed:
         return until
     step = pd.tseries.frequencies.to_offset(FREQ[grain])
     start = pd.Timestamp(until) - step
     tolerance = (pd.Timestamp(until) - start) / 10
-    reached = floor(pd.Timestamp(min(latest)) + tolerance, grain).to_pydatetime()
+    reached = floor(pd.Timestamp(newest) + tolerance, grain).to_pydatetime()
     return min(until, reached)
 
 
