@@ -244,6 +244,7 @@ def test_missing_data_raises_one_data_quality_incident_and_no_metric_incident(sh
     assert [a.incident_id for a in alerts(ws) if a.kind == "metric"] == [None]
     (dq,) = [a for a in alerts(ws) if a.kind == "data_quality"]
     assert dq.count == 3 and dq.incident_id == inc.id  # repeats absorbed: one alert, one incident
+    assert (dq.first_seen, dq.last_seen) == (datetime(2026, 11, 17, 9), datetime(2026, 11, 19, 9))  # run clock
 
 
 def test_an_unreachable_source_fails_the_run_and_tells_the_data_owner_once(shop):

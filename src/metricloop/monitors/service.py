@@ -425,7 +425,7 @@ def raise_data_quality(
     data = _data_key(metric)
     fp = fingerprint("dq", data, check, slice_)
     alert = s.scalar(select(Alert).where(Alert.fingerprint == fp, Alert.status.in_(OPEN_ALERT)))
-    today = datetime.now(ZoneInfo(metric.timezone)).replace(tzinfo=None)
+    today = now.astimezone(ZoneInfo(metric.timezone)).replace(tzinfo=None)  # the run's clock, in metric time
     if alert is not None:
         alert.count += 1
         alert.last_seen, alert.updated_at, alert.summary_en = today, now, message
