@@ -277,6 +277,7 @@ def _evaluate(ws, catalog, monitor, metric, grain, win: Window, run_id: int, now
         names=names,
         grain=grain,
         good_direction=metric.good_direction,
+        ratio_scale=metric.ratio.scale if metric.ratio is not None else None,
     )
     frame = det.anomalies(
         explain=True,
