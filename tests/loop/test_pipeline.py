@@ -6,7 +6,19 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from loop_helpers import MONITOR, SOURCE_OWNER, Effect, apply_yaml, incidents, monitor_yaml, morning, outbox, timeline
+from loop_helpers import (
+    MONITOR,
+    SOURCE_OWNER,
+    Effect,
+    apply_yaml,
+    aware,
+    incidents,
+    monitor_yaml,
+    morning,
+    outbox,
+    timeline,
+    utc,
+)
 from sqlalchemy import select
 
 from metricloop.alerting import silences
@@ -271,12 +283,12 @@ SEVERITY_SHOP = [
 
 
 def severity_monitor(**overrides) -> str:
-    return monitor_yaml(
-        detector={"detector": "change", "offset": "last_week", "max_pct": 0.05, "direction": "down"},
-        slicing={"dimensions": ["store"], "total": False},
-        group="none",
-        **overrides,
-    )
+    fields = {
+        "detector": {"detector": "change", "offset": "last_week", "max_pct": 0.05, "direction": "down"},
+        "slicing": {"dimensions": ["store"], "total": False},
+        "group": "none",
+    }
+    return monitor_yaml(**(fields | overrides))
 
 
 def severities(ws) -> dict[str, str]:
@@ -387,3 +399,27 @@ def test_auto_resolve_counts_points_not_runs(shop):
     assert caught.trigger == "catchup"
     (inc,) = [i for i in incidents(ws2) if i.monitor == "catch_up"]
     assert inc.state == "resolved"
+
+
+def test_an_open_incident_that_grows_worse_takes_the_worse_severity_once(shop):
+    from metricloop.incidents import service
+
+    effects = [
+        Effect(date(2026, 11, 16), date(2026, 11, 16), 0.88, {"store": "SH-2"}),  # -12 %: P2
+        Effect(date(2026, 11, 17), date(2026, 11, 17), 0.3, {"store": "BJ-2"}),  # -70 %: P1, the next day
+    ]
+    ws = shop(effects=effects, extra=severity_monitor(group="monitor") + HOOK)
+    run(ws, "2026-11-17")
+    (inc,) = incidents(ws)
+    assert inc.severity == "P2"
+    run(ws, "2026-11-18")
+    (inc,) = incidents(ws)
+    assert inc.severity == "P1" and inc.slices == ["store=SH-2", "store=BJ-2"]
+    raised = [e for e in timeline(ws, inc.id) if e.kind == "severity_raised"]
+    assert [(e.data["before"], e.data["after"]) for e in raised] == [("P2", "P1")]
+    assert [n.event for n in outbox(ws, incident_id=inc.id)] == ["created", "repeat"]  # people hear it is worse
+    opened = morning("2026-11-17")
+    assert aware(inc.ack_due_at) == utc(opened + timedelta(minutes=15))  # P1's SLA from when it opened
+    fired = service.process_timers(ws, now=morning("2026-11-18", 10))
+    assert fired["sla_breached"] == 2  # once each, though the P2 and the P1 timers were all due
+    assert [e.data["sla"] for e in timeline(ws, inc.id) if e.kind == "sla_breached"] == ["ack", "resolve"]

@@ -264,8 +264,12 @@ class OpenIncidents:
             at=ctx.now,
             anomalies=[c.anomaly.id for c in members],
         )
+        worst = min((c.severity for c in members), key=SEVERITY_RANK.__getitem__)
+        raised = incidents.raise_severity(
+            ctx.session, ctx.catalog, inc, worst, now=ctx.now, reason=f"{', '.join(c.anomaly.slice for c in members)}"
+        )
         last = incidents._aware(inc.last_notified_at) or incidents._aware(inc.created_at)
-        if ctx.now - last >= parse_duration(ctx.monitor.repeat_interval):
+        if raised or ctx.now - last >= parse_duration(ctx.monitor.repeat_interval):
             incidents.notify(
                 ctx.session,
                 ctx.ws,

@@ -19,6 +19,7 @@ from metricloop.incidents.models import Incident, IncidentEvent, Timer
 from metricloop.routing.schemas import DEFAULT_SLA
 
 SYSTEM = "metricloop"
+OPEN_STATES = ("triggered", "acknowledged")
 
 
 class StateError(MetricloopError):
@@ -254,6 +255,30 @@ def open_incident(
     return inc
 
 
+def raise_severity(
+    db_session: Session, catalog: Catalog, incident: Incident, severity: str, *, now: datetime, reason: str
+) -> bool:
+    """An open incident that grows worse (a P3 that now has a P1 slice) takes the worse severity and its tighter
+    SLA; it never gets milder by itself. True when it changed."""
+    rank = {"P1": 1, "P2": 2, "P3": 3}
+    if rank[severity] >= rank[incident.severity]:
+        return False
+    now = as_utc(now)
+    before, incident.severity = incident.severity, severity
+    ack_sla, resolve_sla = sla_for(catalog, incident)
+    start = _aware(incident.created_at)
+    targets = [("sla_ack", "ack_due_at", start + ack_sla, incident.state == "triggered")]
+    targets.append(("sla_resolve", "resolve_due_at", start + resolve_sla, incident.state in OPEN_STATES))
+    for kind, field_name, due, applies in targets:
+        current = _aware(getattr(incident, field_name))
+        if applies and (current is None or due < current):
+            setattr(incident, field_name, due)
+            db_session.add(Timer(incident_id=incident.id, kind=kind, due_at=due))
+    message = f"{before} → {severity}: {reason}"
+    event(db_session, incident, "severity_raised", SYSTEM, message, at=now, before=before, after=severity)
+    return True
+
+
 # ------------------------------------------------------------------ flows
 
 
@@ -415,11 +440,11 @@ def process_timers(ws, *, now: datetime | None = None, limit: int = 500) -> dict
                 continue
             if timer.kind == "escalate":
                 fired[_escalate(s, ws, catalog, inc, timer, now)] += 1
-            elif timer.kind == "sla_ack" and inc.state == "triggered":
+            elif timer.kind == "sla_ack" and inc.state == "triggered" and not inc.ack_breached:
                 inc.ack_breached = True
                 event(s, inc, "sla_breached", SYSTEM, "not acknowledged within the SLA", at=now, sla="ack")
                 fired["sla_breached"] += 1
-            elif timer.kind == "sla_resolve" and inc.state in ("triggered", "acknowledged"):
+            elif timer.kind == "sla_resolve" and inc.state in OPEN_STATES and not inc.resolve_breached:
                 inc.resolve_breached = True
                 event(s, inc, "sla_breached", SYSTEM, "not resolved within the SLA", at=now, sla="resolve")
                 fired["sla_breached"] += 1
