@@ -94,6 +94,7 @@ def notify(
     level: int = 0,
     round_: int = 0,
     now: datetime | None = None,
+    stamp: int | None = None,
 ) -> int:
     """Queue one message per channel × recipient, each with an idempotency key."""
     from metricloop.notify.outbox import enqueue
@@ -106,7 +107,8 @@ def notify(
     key_secret = secret_key_for(ws)
     # The key is what makes a message unique: an incident is created once, but it can be escalated, resolved
     # and reopened again after a reopen, and each time is a new message (the moment tells them apart).
-    stamp = 0 if event_name == "created" else int(as_utc(now).timestamp())
+    if stamp is None:
+        stamp = 0 if event_name == "created" else int(as_utc(now).timestamp())
     for channel in channels:
         spec = catalog.all("channel").get(channel)
         if spec is None:
@@ -511,6 +513,7 @@ def _escalate(s: Session, ws, catalog: Catalog, inc: Incident, timer: Timer, now
         level=index,
         round_=round_,
         now=now,
+        stamp=timer.id,  # one message per timer, whichever instance fires it and when
     )
     return "escalated"
 
