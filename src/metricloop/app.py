@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 
 from metricloop import __version__
 from metricloop.errors import DefinitionError, MetricloopError
@@ -18,7 +22,21 @@ def create_app(ws, *, background: bool = False) -> FastAPI:
         title="metricloop",
         version=__version__,
         description="Governed metrics, detection, incidents and feedback. 指标预警闭环。",
+        docs_url=None,  # served below from vendored assets: no CDN, works offline
+        redoc_url=None,
     )
+    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "api" / "static"), name="static")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url,
+            title="metricloop API",
+            swagger_js_url="/static/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url="/static/swagger-ui/swagger-ui.css",
+            swagger_favicon_url="/static/swagger-ui/favicon.png",
+        )
+
     app.state.workspace = ws
 
     @app.exception_handler(MetricloopError)
