@@ -9,15 +9,23 @@ import shutil
 import uuid
 
 import pytest
-from loop_helpers import SHOP_DEFS, Mailbox, Receiver, apply_yaml, free_port, start_receiver, write_shop_data
+from loop_helpers import (
+    BASE_URL,
+    PG_URL,
+    SHOP_DEFS,
+    Mailbox,
+    Receiver,
+    apply_yaml,
+    free_port,
+    start_receiver,
+    write_shop_data,
+)
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from metricloop.settings import Settings
 from metricloop.workspace import Workspace
 
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-BASE_URL = "http://metricloop.test"
 DEMO_END = "2026-11-20"
 
 

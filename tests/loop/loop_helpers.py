@@ -23,6 +23,8 @@ import pandas as pd
 from sqlalchemy import func, select
 
 SH = ZoneInfo("Asia/Shanghai")
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+BASE_URL = "http://metricloop.test"
 
 
 def morning(day: date | str, hour: int = 9, minute: int = 0) -> datetime:

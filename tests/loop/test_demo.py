@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from loop_helpers import (
+    BASE_URL,
     apply_yaml,
     aware,
     drain,
@@ -28,7 +29,6 @@ from loop_helpers import (
 )
 from sqlalchemy import select
 
-from conftest import BASE_URL
 from metricloop.monitors.models import Anomaly
 from metricloop.monitors.service import run_monitor
 from metricloop.settings import Settings

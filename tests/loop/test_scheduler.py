@@ -164,7 +164,7 @@ def pg_sales(pg_engine, tmp_path):
 
 @pytest.mark.postgres
 def test_a_database_source_on_a_closed_port_fails_cleanly(shop, pg_sales, closed_port):
-    from conftest import PG_URL
+    from loop_helpers import PG_URL
 
     def defs(url: str) -> str:
         return f"""
