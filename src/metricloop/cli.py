@@ -15,24 +15,29 @@ from rich.table import Table
 from metricloop.errors import MetricloopError
 from metricloop.settings import Settings
 
+console = Console()
+err_console = Console(stderr=True)
+PAGE_WIDTH = 160
 
-def _console(stderr: bool = False) -> Console:
-    """Rich sizes to the terminal; in logs and pipes (no terminal, no COLUMNS) use a wide page, not 80 columns."""
+
+def _fit(c: Console, stream) -> None:
+    """On a terminal Rich follows it. In logs and pipes (CI, `| less`, test runners) Rich would settle on 80
+    columns, or on COLUMNS as it was when the console was made; use a wide page instead, or COLUMNS now."""
     import os
 
-    stream = sys.stderr if stderr else sys.stdout
-    width = None if stream.isatty() or "COLUMNS" in os.environ else 160
-    return Console(stderr=stderr, width=width)
-
-
-console = _console()
-err_console = _console(stderr=True)
+    if stream.isatty():
+        return
+    columns = os.environ.get("COLUMNS", "")
+    wanted = max(PAGE_WIDTH, int(columns) if columns.isdigit() else 0)
+    c.width = max(wanted, c._width or 0)
 
 
 class _Group(typer.core.TyperGroup):
     """Print user errors (MetricloopError) as one clear line and exit 2, for every command."""
 
     def invoke(self, ctx):
+        _fit(console, sys.stdout)
+        _fit(err_console, sys.stderr)
         try:
             return super().invoke(ctx)
         except MetricloopError as e:

@@ -251,14 +251,16 @@ def test_a_missing_secret_is_dead_and_secrets_never_appear_in_errors(ws, receive
 
 
 def test_concurrent_dispatchers_never_send_the_same_row(ws, receiver, apply_defs, queue):
-    apply_defs(ws, hook(receiver.url + "/hook"))
+    # A generous timeout and quick retries: this test is about claims, and a loaded CI machine must not
+    # turn a slow loopback answer into a retry that lands after the workers have stopped.
+    apply_defs(ws, hook(receiver.url + "/hook", timeout=30))
     keys = {queue(ws, channel="ops_hook") for _ in range(40)}
     errors = []
 
     def work(name):
         try:
-            for _ in range(20):
-                if dispatch_once(ws, worker=name, batch=5).claimed == 0:
+            for _ in range(200):
+                if dispatch_once(ws, worker=name, batch=5, backoff_base=0.01, backoff_cap=0.05).claimed == 0:
                     with ws.db.session() as s:
                         if counts(s)["pending"] == 0:
                             return
