@@ -22,6 +22,8 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 from sqlalchemy import func, select
 
+from metricloop.db.times import aware as aware  # re-exported: the tests read stored times with it
+
 SH = ZoneInfo("Asia/Shanghai")
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 BASE_URL = "http://metricloop.test"
@@ -35,11 +37,6 @@ def morning(day: date | str, hour: int = 9, minute: int = 0) -> datetime:
 
 def utc(t: datetime) -> datetime:
     return t.astimezone(UTC)
-
-
-def aware(t: datetime | None) -> datetime | None:
-    """SQLite returns naive datetimes for timezone-aware columns; they are UTC."""
-    return t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t
 
 
 # ------------------------------------------------------------------ the shop: data we control

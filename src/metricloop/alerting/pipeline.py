@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Protocol
 
 from sqlalchemy import select
@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from metricloop.alerting.models import Alert
 from metricloop.alerting.mutes import Mutes
+from metricloop.db.times import aware
 from metricloop.definitions.durations import parse_duration
 from metricloop.definitions.kinds import Catalog
 from metricloop.definitions.schemas import MetricSpec
@@ -268,7 +269,7 @@ class OpenIncidents:
         raised = incidents.raise_severity(
             ctx.session, ctx.catalog, inc, worst, now=ctx.now, reason=f"{', '.join(c.anomaly.slice for c in members)}"
         )
-        last = incidents._aware(inc.last_notified_at) or incidents._aware(inc.created_at)
+        last = aware(inc.last_notified_at) or aware(inc.created_at)
         if raised or ctx.now - last >= parse_duration(ctx.monitor.repeat_interval):
             incidents.notify(
                 ctx.session,
@@ -382,7 +383,3 @@ def run_pipeline(ctx: Context, items: list[Candidate], stages: list[Stage] | Non
             break
         items = stage.process(ctx, items)
     return ctx
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)

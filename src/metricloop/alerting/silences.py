@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from metricloop.alerting.matchers import parse_matchers
 from metricloop.alerting.models import Silence
+from metricloop.db.times import as_utc
 from metricloop.errors import MetricloopError, NotFound
 
 
@@ -30,22 +31,18 @@ def create(
         raise MetricloopError("a silence needs at least one matcher (it would mute everything)", where="matchers")
     if not reason.strip():
         raise MetricloopError("say why (a reason is required)", where="reason")
-    start = _utc(starts_at) if starts_at is not None else datetime.now(UTC)
+    start = as_utc(starts_at) if starts_at is not None else datetime.now(UTC)
     if ends_at is None:
         if duration is None:
             raise MetricloopError("give ends_at or a duration", where="ends_at")
         ends_at = start + duration
-    ends_at = _utc(ends_at)  # SQLite keeps only the wall-clock time: store UTC
+    ends_at = as_utc(ends_at)  # SQLite keeps only the wall-clock time: store UTC
     if ends_at <= start:
         raise MetricloopError("the silence would end before it starts", where="ends_at")
     row = Silence(matchers=matchers, reason=reason, created_by=created_by, starts_at=start, ends_at=ends_at)
     db_session.add(row)
     db_session.flush()
     return row
-
-
-def _utc(t: datetime) -> datetime:
-    return (t.replace(tzinfo=UTC) if t.tzinfo is None else t).astimezone(UTC)
 
 
 def expire(db_session: Session, *, silence_id: int) -> Silence:
@@ -70,7 +67,7 @@ def silence_dict(s: Silence) -> dict:
         "matchers": s.matchers,
         "reason": s.reason,
         "created_by": s.created_by,
-        "starts_at": _utc(s.starts_at).isoformat(),
-        "ends_at": _utc(s.ends_at).isoformat(),
-        "expired_early_at": _utc(s.expired_early_at).isoformat() if s.expired_early_at else None,
+        "starts_at": as_utc(s.starts_at).isoformat(),
+        "ends_at": as_utc(s.ends_at).isoformat(),
+        "expired_early_at": as_utc(s.expired_early_at).isoformat() if s.expired_early_at else None,
     }

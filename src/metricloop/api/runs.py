@@ -11,8 +11,8 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
 from metricloop.api.deps import Actor, db_session, operator, workspace
+from metricloop.db.times import utc_iso
 from metricloop.errors import NotFound
-from metricloop.incidents.views import utc_iso
 from metricloop.monitors.models import Anomaly, MonitorRun
 
 router = APIRouter(tags=["monitors"])

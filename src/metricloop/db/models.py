@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import JSON, DateTime, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from metricloop.db.times import utcnow
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+__all__ = ["Base", "Definition", "DefinitionVersion", "utcnow"]
 
 
 class Base(DeclarativeBase):

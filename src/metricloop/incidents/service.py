@@ -7,11 +7,12 @@ Service functions take the session first and keyword-only arguments after it.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from metricloop.db.times import as_utc, aware
 from metricloop.definitions.durations import parse_duration
 from metricloop.definitions.kinds import Catalog
 from metricloop.errors import MetricloopError, NotFound
@@ -24,21 +25,6 @@ OPEN_STATES = ("triggered", "acknowledged")
 
 class StateError(MetricloopError):
     status_code = 409
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def _aware(t: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes for timezone-aware columns; they are UTC."""
-    return t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t
-
-
-def as_utc(t: datetime | None) -> datetime:
-    """Now, or `t` in UTC (naive means UTC). SQLite stores the wall-clock time it is given and drops the zone,
-    so a time given as 09:00+08:00 would be read back as 09:00 UTC; every time written is UTC first."""
-    return utcnow() if t is None else _aware(t).astimezone(UTC)
 
 
 def get(db_session: Session, incident_id: int) -> Incident:
@@ -268,11 +254,11 @@ def raise_severity(
     now = as_utc(now)
     before, incident.severity = incident.severity, severity
     ack_sla, resolve_sla = sla_for(catalog, incident)
-    start = _aware(incident.created_at)
+    start = aware(incident.created_at)
     targets = [("sla_ack", "ack_due_at", start + ack_sla, incident.state == "triggered")]
     targets.append(("sla_resolve", "resolve_due_at", start + resolve_sla, incident.state in OPEN_STATES))
     for kind, field_name, due, applies in targets:
-        current = _aware(getattr(incident, field_name))
+        current = aware(getattr(incident, field_name))
         if applies and (current is None or due < current):
             setattr(incident, field_name, due)
             db_session.add(Timer(incident_id=incident.id, kind=kind, due_at=due))
@@ -385,7 +371,7 @@ def resolve(
     now = as_utc(now)
     inc.state, inc.resolved_at = "resolved", now
     inc.root_cause, inc.resolution = root_cause or inc.root_cause, note or inc.resolution
-    due = _aware(inc.resolve_due_at)
+    due = aware(inc.resolve_due_at)
     if due and now > due:
         inc.resolve_breached = True
     _cancel_timers(db_session, inc, ("escalate", "sla_ack", "sla_resolve", "repeat"))
@@ -527,8 +513,8 @@ def kpis(db_session: Session, *, since: datetime | None = None) -> dict:
     if since is not None:
         q = q.where(Incident.created_at >= as_utc(since))
     rows = list(db_session.scalars(q))
-    acks = [(_aware(r.acknowledged_at) - _aware(r.created_at)).total_seconds() for r in rows if r.acknowledged_at]
-    fixes = [(_aware(r.resolved_at) - _aware(r.created_at)).total_seconds() for r in rows if r.resolved_at]
+    acks = [(aware(r.acknowledged_at) - aware(r.created_at)).total_seconds() for r in rows if r.acknowledged_at]
+    fixes = [(aware(r.resolved_at) - aware(r.created_at)).total_seconds() for r in rows if r.resolved_at]
     by_state: dict[str, int] = {}
     for r in rows:
         by_state[r.state] = by_state.get(r.state, 0) + 1

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from metricloop.alerting.models import Alert
+from metricloop.db.times import utc_iso
 from metricloop.incidents.models import Incident, IncidentEvent
 
 SEVERITY_COLOURS = {"P1": "red", "P2": "orange", "P3": "yellow"}
@@ -16,13 +17,6 @@ SEVERITY_COLOURS = {"P1": "red", "P2": "orange", "P3": "yellow"}
 def _iso(t: datetime | None) -> str | None:
     """A metric-local time (bucket times): naive, as stored."""
     return t.isoformat() if t is not None else None
-
-
-def utc_iso(t: datetime | None) -> str | None:
-    """A moment, with its offset. SQLite returns naive datetimes for timezone-aware columns; they are UTC."""
-    if t is None:
-        return None
-    return (t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)).isoformat()
 
 
 def incident_dict(inc: Incident) -> dict:

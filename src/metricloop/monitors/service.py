@@ -20,6 +20,7 @@ from sqlalchemy import select, text
 from metricloop.alerting.models import Alert
 from metricloop.alerting.mutes import Mutes
 from metricloop.alerting.pipeline import OPEN_ALERT, OPEN_INCIDENT, Candidate, Context, fingerprint, run_pipeline
+from metricloop.db.times import as_utc, aware
 from metricloop.definitions.durations import parse_duration
 from metricloop.definitions.kinds import Catalog
 from metricloop.definitions.schemas import MetricSpec
@@ -119,10 +120,10 @@ def run_monitor(
     monitor: MonitorSpec = catalog.get("monitor", name)
     metric = catalog.metric(monitor.metric)
     grain = monitor.grain or metric.grain
-    now = incidents.as_utc(now)
+    now = as_utc(now)
     started = datetime.now(UTC)
     at_local = local_now(metric.timezone, at)
-    slot = incidents.as_utc(scheduled_for or now)
+    slot = as_utc(scheduled_for or now)
     run_id = _claim_slot(ws, name, slot, trigger=trigger, now=now, exclusive=claim)
     if run_id is None:
         return None
@@ -547,7 +548,7 @@ def last_slot(monitor: MonitorSpec, now: datetime) -> datetime:
 
 def run_due(ws, *, now: datetime | None = None, only: str | None = None) -> list[MonitorRun]:
     """Run every monitor whose latest slot has no run yet. After downtime that is one run, not N."""
-    now = incidents.as_utc(now)
+    now = as_utc(now)
     catalog = ws.catalog()
     monitors = catalog.all("monitor")
     if only is not None and only not in monitors:
@@ -572,7 +573,7 @@ def run_due(ws, *, now: datetime | None = None, only: str | None = None) -> list
         if done is not None:
             continue
         trigger = "schedule"
-        if previous is not None and _missed(monitor, incidents._aware(previous), slot):
+        if previous is not None and _missed(monitor, aware(previous), slot):
             trigger = "catchup"
         run = run_monitor(ws, name, at=slot, trigger=trigger, scheduled_for=slot, now=now, claim=True)
         if run is not None:

@@ -8,33 +8,20 @@ that a receiver can drop the duplicates that at-least-once delivery can produce.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from metricloop.db.times import as_utc, aware, utcnow
 from metricloop.errors import MetricloopError, NotFound
 from metricloop.incidents.models import IncidentEvent
 from metricloop.notify.models import OUTBOX_STATES, Notification
 
 SYSTEM = "metricloop"
 KINDS = ("notify", "action")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def aware(t: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes for timezone-aware columns; they are UTC."""
-    return t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t
-
-
-def as_utc(t: datetime | None) -> datetime:
-    """A time to compare with stored ones: UTC (SQLite compares the text, without the offset)."""
-    return datetime.now(UTC) if t is None else aware(t).astimezone(UTC)
 
 
 def _insert_ignoring_duplicate(db_session: Session, values: dict[str, Any]) -> int | None:
