@@ -357,6 +357,14 @@ def test_bad_timezone(sqlite_ws, helpers, data_files):
     assert "unknown timezone 'Asia/Shangai'" in p.message
 
 
+def test_bad_timezone_in_a_monitor_schedule(sqlite_ws, helpers, data_files):
+    # Caught at apply: the scheduler would otherwise fail on it at every tick.
+    monitor = 'monitors:\n  - {name: m, metric: gmv, schedule: {cron: "0 9 * * *", timezone: Asia/Shangai}}\n'
+    p = only_problem(rejected(sqlite_ws, helpers, bad_file(data_files, "") + monitor))
+    assert p.field == "monitors[0] (m).schedule.timezone"
+    assert "unknown timezone 'Asia/Shangai'" in p.message
+
+
 @pytest.mark.parametrize(
     ("line", "field", "message"),
     [

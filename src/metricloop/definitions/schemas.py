@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlglot
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 from sqlglot import exp
 
 from metricloop.definitions.durations import parse_duration
@@ -17,6 +17,17 @@ IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 Name = Annotated[str, Field(pattern=NAME_PATTERN, description="lower_snake_case identifier")]
 Grain = Literal["minute", "hour", "day", "week", "month"]
 GRAINS: tuple[str, ...] = ("minute", "hour", "day", "week", "month")
+
+
+def _timezone_name(v: str) -> str:
+    try:
+        ZoneInfo(v)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown timezone '{v}' (use an IANA name such as Asia/Shanghai or UTC)") from None
+    return v
+
+
+TimezoneName = Annotated[str, AfterValidator(_timezone_name)]
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -207,7 +218,7 @@ class MetricSpec(Spec):
     table: str | None = None
     sql: str | None = None
     time_column: str | None = None
-    timezone: str = "Asia/Shanghai"
+    timezone: TimezoneName = "Asia/Shanghai"
     grain: Grain = "day"
     measure: Measure | None = None
     ratio: Ratio | None = None
@@ -215,15 +226,6 @@ class MetricSpec(Spec):
     dimensions: list[str] = Field(default_factory=list)
     fill: Literal["null", "zero"] = "null"
     quality: Quality = Field(default_factory=Quality)
-
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, v: str) -> str:
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown timezone '{v}' (use an IANA name such as Asia/Shanghai or UTC)") from None
-        return v
 
     @field_validator("time_column")
     @classmethod

@@ -8,7 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from metricloop.alerting.matchers import validate_matchers
 from metricloop.definitions.durations import parse_duration
-from metricloop.definitions.schemas import Grain, Name, Spec, Title
+from metricloop.definitions.schemas import Grain, Name, Spec, TimezoneName, Title
 
 Severity = Literal["P1", "P2", "P3"]
 
@@ -24,7 +24,7 @@ class Slicing(Spec):
 class Schedule(Spec):
     cron: str | None = Field(None, description="cron expression in the monitor's timezone, e.g. '0 9 * * *'")
     every: str | None = Field(None, description="or an interval, e.g. 15m, 1h")
-    timezone: str = "Asia/Shanghai"
+    timezone: TimezoneName = "Asia/Shanghai"
 
     @model_validator(mode="after")
     def _one(self) -> Schedule:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime, time
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
 from metricloop.alerting.matchers import validate_matchers
 from metricloop.definitions.durations import parse_duration
-from metricloop.definitions.schemas import Name, Spec
+from metricloop.definitions.schemas import Name, Spec, TimezoneName
 
 
 class Override(Spec):
@@ -26,17 +25,8 @@ class RotationSpec(Spec):
     members: list[str] = Field(min_length=1)
     period: Literal["daily", "weekly"] = "weekly"
     start: datetime = Field(description="a hand-over moment in the rotation's timezone (naive local time)")
-    timezone: str = "Asia/Shanghai"
+    timezone: TimezoneName = "Asia/Shanghai"
     overrides: list[Override] = Field(default_factory=list)
-
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, v: str) -> str:
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown timezone '{v}'") from None
-        return v
 
 
 class SlaTarget(Spec):
