@@ -166,6 +166,16 @@ def _describe(row) -> str:
     return f"{row.recipient} via {row.channel}"
 
 
+def _still_ours(msg: Delivery, worker: str) -> tuple:
+    """The row is still this worker's claim of this attempt (not reclaimed after its lease ran out)."""
+    return (
+        Notification.id == msg.id,
+        Notification.status == "sending",
+        Notification.locked_by == worker,
+        Notification.attempts == msg.attempt,
+    )
+
+
 def record(
     ws: Workspace,
     msg: Delivery,
@@ -186,12 +196,7 @@ def record(
         # lock before anything is read (a read-then-write transaction could fail on a stale snapshot).
         mine = s.execute(
             update(Notification)
-            .where(
-                Notification.id == msg.id,
-                Notification.status == "sending",
-                Notification.locked_by == worker,
-                Notification.attempts == msg.attempt,
-            )
+            .where(*_still_ours(msg, worker))
             .values(locked_by="", locked_until=None)
             .execution_options(synchronize_session=False)
         ).rowcount
@@ -244,12 +249,7 @@ def release(ws: Workspace, msgs: list[Delivery], *, worker: str, now: datetime) 
         for msg in msgs:
             result = s.execute(
                 update(Notification)
-                .where(
-                    Notification.id == msg.id,
-                    Notification.status == "sending",
-                    Notification.locked_by == worker,
-                    Notification.attempts == msg.attempt,
-                )
+                .where(*_still_ours(msg, worker))
                 .values(
                     status="pending",
                     locked_by="",
