@@ -88,11 +88,10 @@ def completeness(ws, catalog: Catalog, metric: MetricSpec, at: datetime) -> list
     q = metric.quality
     end = floor(pd.Timestamp(at), metric.grain)  # the current bucket is still filling: leave it out
     season = SEASON.get(metric.grain)
-    step = pd.tseries.frequencies.to_offset({"week": "7D", "month": "MS"}.get(metric.grain, "D"))
-    lookback = season * 5 if season is not None else None
-    start = end - lookback if lookback is not None else end - 5 * step * (4 if metric.grain == "week" else 1)
-    if metric.grain == "month":
-        start = (end - pd.DateOffset(months=5)).to_pydatetime()
+    if season is not None:  # minute, hour, day: the same bucket 1–4 weeks before each recent one
+        start = end - season * 5
+    else:  # week, month: the 4 buckets before each recent one
+        start = end - pd.DateOffset(**{f"{metric.grain}s": q.recent_buckets + 4})
     checks: list[QualityCheck] = []
     for dims in [[]] + [[d] for d in q.completeness_by]:
         try:
