@@ -109,15 +109,7 @@ def test_a_route_naming_what_does_not_exist(shop):
     [
         ("{name: hook, type: webhook, url: 'ftp://example.com/x'}", "is not an http(s) URL with a host"),
         ("{name: hook, type: webhook, url: 'http://'}", "is not an http(s) URL with a host"),
-        pytest.param(
-            "{name: hook, type: webhook, url: 'https://hooks.example.com/x', secret: plain-text}",
-            "${ENV_VAR}",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="notify/schemas.py: a webhook secret written in clear text is stored (the email password and "
-                "SQL URLs refuse it); reported to the notify engineer",
-            ),
-        ),
+        ("{name: hook, type: webhook, url: 'https://hooks.example.com/x', secret: plain-text}", "${ENV_VAR}"),
         ("{name: chat, type: apprise, url: 'nosuchapp://token'}", "is not a URL apprise understands"),
         ("{name: mail, type: email, port: 70000}", "port"),
         ("{name: mail, type: email, password: hunter2}", "${ENV_VAR}"),
@@ -128,6 +120,19 @@ def test_a_channel_that_is_wrong(shop, channel, message):
     ws = shop(extra=MONITOR)
     err = refused(ws, f"channels:\n  - {channel}\n")
     assert "bad.yaml:2 channels[0]" in problem(err) and message in problem(err)
+
+
+def test_a_secret_in_clear_text_is_refused_without_repeating_it(shop):
+    ws = shop(extra=MONITOR)
+    err = refused(
+        ws,
+        "channels:\n  - {name: hook, type: webhook, url: 'https://hooks.example.com/x', secret: s3cr3t-value}\n"
+        "  - {name: mail, type: email, password: hunter2}\n",
+    )
+    text = problem(err)
+    assert "channels[0] (hook).secret: write it as ${ENV_VAR}" in text
+    assert "channels[1] (mail).password: write it as ${ENV_VAR}" in text
+    assert "s3cr3t-value" not in text + str(err) and "hunter2" not in text + str(err)
 
 
 def test_an_escalation_that_is_wrong(shop):

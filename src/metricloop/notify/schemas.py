@@ -4,9 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, field_validator
 
-from metricloop.definitions.schemas import Name, Spec
+from metricloop.definitions.schemas import ENV_REF, Name, Spec
+
+
+def _env_reference(v: str | None) -> str | None:
+    if v and not ENV_REF.fullmatch(v):
+        raise ValueError("write it as ${ENV_VAR} so the secret is never stored (it is read when a message is sent)")
+    return v
+
+
+# A secret in a definition: only a reference to an environment variable, never the value (definitions are
+# stored, versioned and exported).
+EnvSecret = Annotated[str | None, AfterValidator(_env_reference)]
 
 
 class _Channel(Spec):
@@ -22,26 +33,17 @@ class EmailChannelSpec(_Channel):
     host: str = "127.0.0.1"
     port: int = Field(25, ge=1, le=65535)
     username: str | None = None
-    password: str | None = Field(None, description="write as ${ENV_VAR}")
+    password: EnvSecret = Field(None, description="write as ${ENV_VAR}")
     starttls: bool = False
     ssl: bool = False
     sender: str = Field("metricloop@localhost", alias="from")
     to: list[str] = Field(default_factory=list, description="extra recipients; the assignee is added")
 
-    @field_validator("password")
-    @classmethod
-    def _secret(cls, v: str | None) -> str | None:
-        from metricloop.definitions.schemas import ENV_REF
-
-        if v and not ENV_REF.fullmatch(v):
-            raise ValueError("write the password as ${ENV_VAR} so it is never stored")
-        return v
-
 
 class WebhookChannelSpec(_Channel):
     type: Literal["webhook"]
     url: str
-    secret: str | None = Field(None, description="HMAC-SHA256 key, as ${ENV_VAR}")
+    secret: EnvSecret = Field(None, description="HMAC-SHA256 key, as ${ENV_VAR}")
     headers: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("url")
