@@ -85,6 +85,46 @@ def test_every_event_renders_in_both_languages(incident, event, language):
     assert payload["event"] == event and payload["language"] == language
 
 
+TITLE = "门店 S012 饮料销售额下降"
+
+
+@pytest.mark.parametrize(
+    ("event", "language", "subject", "note"),
+    [
+        ("reassigned", "zh", f"[P1 红] 工单转派：{TITLE}", "该工单已转派给 wang.fang@example.com"),
+        ("reassigned", "en", f"[P1 red] Reassigned: {TITLE}", "This incident is now assigned to wang.fang@example.com"),
+        ("severity_raised", "zh", f"[P1 红] 严重程度升级：{TITLE}", "已升级为 P1（红），处理时限随之收紧"),
+        ("severity_raised", "en", f"[P1 red] Severity raised: {TITLE}", "it is now P1 (red), with that severity's"),
+    ],
+)
+def test_reassigned_and_severity_raised_have_their_own_message(incident, event, language, subject, note):
+    got, body, payload = render_incident(incident, event=event, language=language, base_url="http://ml.test",
+                                         secret_key=KEY)  # fmt: skip
+    assert got == subject and note in body
+    assert body.startswith("🔴 P1") and incident.summary[f"explanation_{language}"] in body
+    assert all(f"  - {s}\n" in body for s in incident.slices)
+    links = payload["links"]
+    assert links["incident"] == f"http://ml.test/incidents/{incident.id}" and links["incident"] in body
+    assert links["ack"] in body and verify_action(_token(links["ack"]), key=KEY) == (incident.id, "ack")
+    assert links["resolve"] in body and verify_action(_token(links["resolve"]), key=KEY) == (incident.id, "resolve")
+    assert payload["event"] == event and payload["values"]["deviation_pct"] == -42.04
+
+
+def test_a_reassignment_is_announced_as_one(ws, apply_defs, new_incident):
+    """The incident flow queues the reassigned message itself, not the new-incident one."""
+    from metricloop.incidents import service
+    from metricloop.notify.models import Notification
+
+    apply_defs(ws, "channels:\n  - {name: ops_hook, type: webhook, url: 'http://127.0.0.1:9/hook', language: en}\n")
+    with ws.db.session() as s:
+        inc = new_incident(s, state="triggered", channels=["ops_hook"])
+        service.assign(s, ws, ws.catalog(), incident_id=inc.id, assignee="li.lei@example.com", actor="zhang.wei")
+    with ws.db.session() as s:
+        (row,) = s.query(Notification).all()
+    assert row.event == "reassigned" and row.subject == f"[P1 red] Reassigned: {TITLE}"
+    assert "now assigned to li.lei@example.com" in row.body and row.payload["event"] == "reassigned"
+
+
 def test_links_follow_the_state(incident):
     incident.state = "acknowledged"
     _, body, payload = render_incident(incident, event="acknowledged", language="en", base_url="http://x",

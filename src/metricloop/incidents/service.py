@@ -84,11 +84,9 @@ def notify(
 ) -> int:
     """Queue one message per channel × recipient, each with an idempotency key."""
     from metricloop.notify.outbox import enqueue
-    from metricloop.notify.render import EVENTS, render_incident
+    from metricloop.notify.render import render_incident
     from metricloop.notify.signing import secret_key_for
 
-    # The templates know a fixed set of events; a new owner (reassigned) gets the incident as new to them.
-    template = event_name if event_name in EVENTS else "created"
     n = 0
     key_secret = secret_key_for(ws)
     # The key is what makes a message unique: an incident is created once, but it can be escalated, resolved
@@ -101,7 +99,7 @@ def notify(
             continue
         subject, body, payload = render_incident(
             incident,
-            event=template,
+            event=event_name,
             language=spec.language,
             base_url=ws.settings.base_url,
             secret_key=key_secret,

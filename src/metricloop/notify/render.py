@@ -19,7 +19,7 @@ from metricloop.errors import MetricloopError
 from metricloop.notify.signing import DEFAULT_TTL, sign_action
 
 TEMPLATES = Path(__file__).parent / "templates"
-EVENTS = ("created", "escalated", "repeat", "resolved", "reopened", "acknowledged")
+EVENTS = ("created", "escalated", "repeat", "resolved", "reopened", "acknowledged", "reassigned", "severity_raised")
 LANGUAGES = ("zh", "en")
 PAYLOAD_VERSION = 1
 
@@ -37,6 +37,8 @@ _EVENT_TEXT = {
         "resolved": "已解决",
         "reopened": "工单重新打开",
         "acknowledged": "已认领",
+        "reassigned": "工单转派",
+        "severity_raised": "严重程度升级",
     },
     "en": {
         "created": "New incident",
@@ -45,6 +47,8 @@ _EVENT_TEXT = {
         "resolved": "Resolved",
         "reopened": "Reopened",
         "acknowledged": "Acknowledged",
+        "reassigned": "Reassigned",
+        "severity_raised": "Severity raised",
     },
 }
 
@@ -59,12 +63,17 @@ _NOTE = {
         "repeat": "指标仍然异常，工单尚未解决。",
         "resolved": "指标已恢复正常或工单已被解决。",
         "acknowledged": "{who} 已认领该工单。",
+        "reassigned": "该工单已转派给 {who}，由其负责跟进。",
+        "severity_raised": "该工单情况变严重，已升级为 {sev[code]}（{sev[zh]}），处理时限随之收紧。",
     },
     "en": {
         "escalated": "Nobody acknowledged this incident in time, so it was escalated.",
         "repeat": "The metric is still abnormal and the incident is not resolved.",
         "resolved": "The metric is back to normal or the incident was resolved.",
         "acknowledged": "{who} is on it.",
+        "reassigned": "This incident is now assigned to {who}, who owns it from here.",
+        "severity_raised": "This incident grew worse: it is now {sev[code]} ({sev[en]}), with that severity's "
+        "tighter deadlines.",
     },
 }
 
@@ -204,11 +213,13 @@ def render_incident(
     fields = incident_fields(incident, base_url=base_url)
     links = incident_links(incident, base_url=base_url, secret_key=secret_key, ttl_seconds=ttl_seconds, now=now)
     values = _values(summary)
+    sev = SEVERITIES.get(incident.severity, SEVERITIES["P3"])
     event_text = _EVENT_TEXT[lang][event].format(level=level + 1)
-    note = _NOTE[lang].get(event, "").format(who=incident.assignee or ("有人" if lang == "zh" else "someone"))
+    who = incident.assignee or ("有人" if lang == "zh" else "someone")
+    note = _NOTE[lang].get(event, "").format(who=who, sev=sev)
     ctx = {
         "incident": fields,
-        "sev": SEVERITIES.get(incident.severity, SEVERITIES["P3"]),
+        "sev": sev,
         "event": event,
         "event_text": event_text,
         "level": level,
