@@ -7,12 +7,19 @@ import pytest
 from fastapi.testclient import TestClient
 
 from metricloop.app import create_app
+from metricloop.auth.service import create_token
 from metricloop.metrics.query import query_metric
+
+
+def reader(ws) -> dict:
+    """Headers with a viewer token: every read of the API needs one (tests/test_api_auth.py)."""
+    with ws.db.session() as s:
+        return {"Authorization": f"Bearer {create_token(s, name='reader', role='viewer')}"}
 
 
 @pytest.fixture(scope="module")
 def client(shared_shop_ws):
-    with TestClient(create_app(shared_shop_ws)) as c:
+    with TestClient(create_app(shared_shop_ws), headers=reader(shared_shop_ws)) as c:
         yield c
 
 
@@ -132,7 +139,7 @@ def test_an_unreachable_source_is_502_with_a_clear_body(make_ws, helpers, monkey
     ws = make_ws()
     source = {"name": "down", "type": "sql", "url": "postgresql+psycopg://u:${ML_TEST_API_PASSWORD}@127.0.0.1:1/test"}
     helpers.apply_text(ws, helpers.defs_yaml([source], [helpers.shop_metrics("down")[0]]), check=False)
-    with TestClient(create_app(ws)) as c:
+    with TestClient(create_app(ws), headers=reader(ws)) as c:
         r = c.get("/api/metrics/gmv/series")
         assert r.status_code == 502
         assert r.json()["where"] == "source 'down'" and "cannot connect" in r.json()["error"]

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from metricloop.app import create_app
+from metricloop.auth.service import create_token
 from metricloop.definitions import service
 from metricloop.errors import DefinitionError, SourceError
 from metricloop.metrics.query import query_metric
@@ -335,7 +336,9 @@ def test_env_secrets_are_used_to_connect_and_never_shown(secret_ws, caplog):
     assert "${ML_TEST_PG_PASSWORD}" in exported and PG_SECRET not in exported
     spec = secret_ws.catalog().source("shop")
     assert PG_SECRET not in repr(spec) and PG_SECRET not in str(spec.normalized())
-    body = TestClient(create_app(secret_ws)).get("/api/sources").text
+    with secret_ws.db.session() as s:
+        token = create_token(s, name="reader", role="viewer")  # reads of the API need a token
+    body = TestClient(create_app(secret_ws)).get("/api/sources", headers={"Authorization": f"Bearer {token}"}).text
     assert "${ML_TEST_PG_PASSWORD}" in body and PG_SECRET not in body
     assert PG_SECRET not in caplog.text
     with secret_ws.db.engine.connect() as conn:  # nor in the state database

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     secret_key: str | None = None
     """Signs acknowledge/resolve links. Default: a random key kept in HOME/.secret_key."""
 
+    public_reads: bool = False
+    """Let requests without an API token read the API (GET routes). Writes always need a token."""
+
     @property
     def db_url(self) -> str:
         return self.db or f"sqlite:///{(self.home / 'state.db').resolve()}"

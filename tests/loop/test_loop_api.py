@@ -44,7 +44,7 @@ def api(shop):
     with ws.db.session() as s:
         operator = create_token(s, name="ops", role="operator", user="zhang.wei@shop.test")
         viewer = create_token(s, name="boss", role="viewer")
-    client = TestClient(create_app(ws))
+    client = TestClient(create_app(ws), headers={"Authorization": f"Bearer {viewer}"})  # reads need a token
     client.ws = ws
     client.op = {"Authorization": f"Bearer {operator}"}
     client.viewer = {"Authorization": f"Bearer {viewer}"}
@@ -159,6 +159,7 @@ def test_payloads_of_the_wrong_type_are_422_naming_the_field(api):
 
 def test_writes_need_an_operator_token(api):
     i = api.ids["SH-1"]
+    anonymous = TestClient(api.app)
     for method, path, body in (
         ("post", f"/api/incidents/{i}/ack", None),
         ("post", f"/api/incidents/{i}/comment", {"text": "x"}),
@@ -166,7 +167,7 @@ def test_writes_need_an_operator_token(api):
         ("post", "/api/silences", {"matchers": ["store=SH-1"], "reason": "x", "duration_minutes": 5}),
         ("post", "/api/monitors/shop_sales/run", None),
     ):
-        nobody = getattr(api, method)(path, json=body)
+        nobody = getattr(anonymous, method)(path, json=body)
         assert nobody.status_code == 401 and "needs an API token" in nobody.json()["error"]
         bad = getattr(api, method)(path, json=body, headers={"Authorization": "Bearer ml_forged"})
         assert bad.status_code == 401 and "not valid" in bad.json()["error"]

@@ -10,10 +10,10 @@ from sqlalchemy import select
 
 from metricloop.alerting import silences
 from metricloop.alerting.models import Alert
-from metricloop.api.deps import Actor, db_session, operator, workspace
+from metricloop.api.deps import Actor, db_session, operator, viewer, workspace
 from metricloop.incidents.views import alert_dict
 
-router = APIRouter(tags=["alerting"])
+router = APIRouter(tags=["alerting"], dependencies=[Depends(viewer)])
 
 
 class SilenceBody(BaseModel):

@@ -1,4 +1,9 @@
-"""Shared dependencies: the workspace, a unit of work, and the acting user from the API token."""
+"""Shared dependencies: the workspace, a unit of work, and who is calling (from the API token).
+
+Every /api route needs a token: `viewer` (any role) to read, `operator` to change things, `admin` to administer.
+The exceptions are /api/health, the signed acknowledge/resolve links (the signature is the permission) and the
+demo inbox's receiver; tests/test_api_auth.py walks every route to keep it so.
+"""
 
 from __future__ import annotations
 
@@ -21,8 +26,9 @@ def db_session(ws=Depends(workspace)) -> Iterator[Session]:
 
 @dataclass
 class Actor:
-    name: str
+    name: str  # the person acting: the token's user
     role: str
+    token: str = ""  # the token's name
 
 
 # Declared so the OpenAPI page offers "Authorize"; a missing token still gets our own clear 401 message.
@@ -35,19 +41,40 @@ def _token(request: Request, credentials: HTTPAuthorizationCredentials | None) -
     return request.headers.get("x-api-token")
 
 
-def _actor(request: Request, ws, role: str, credentials) -> Actor:
-    from metricloop.auth.service import authenticate, require
+def caller(request: Request, ws=Depends(workspace), credentials=Depends(bearer)) -> Actor | None:
+    """The holder of the request's token, or None when it sent none; a token that is not valid is refused (401).
+    FastAPI runs a dependency once per request, so a route that needs a role and sits on a router that needs
+    one looks the token up once."""
+    from metricloop.auth.service import authenticate
 
+    token = _token(request, credentials)
+    if not token:
+        return None
     with ws.db.session() as s:
-        row = authenticate(s, _token(request, credentials))
-        require(row, role)
-        return Actor(name=row.user or row.name, role=row.role)
+        row = authenticate(s, token)
+        return Actor(name=row.user or row.name, role=row.role, token=row.name)
 
 
-def operator(request: Request, ws=Depends(workspace), credentials=Depends(bearer)) -> Actor:
+def _needs(actor: Actor | None, role: str) -> Actor:
+    from metricloop.auth.service import missing_token, require
+
+    if actor is None:
+        raise missing_token(role)
+    require(actor.token, actor.role, role)
+    return actor
+
+
+def viewer(ws=Depends(workspace), actor: Actor | None = Depends(caller)) -> Actor | None:
+    """Reads need a token of any role, unless METRICLOOP_PUBLIC_READS lets anyone read."""
+    if actor is None and ws.settings.public_reads:
+        return None
+    return _needs(actor, "viewer")
+
+
+def operator(actor: Actor | None = Depends(caller)) -> Actor:
     """Writes need a token with the operator (or admin) role."""
-    return _actor(request, ws, "operator", credentials)
+    return _needs(actor, "operator")
 
 
-def admin(request: Request, ws=Depends(workspace), credentials=Depends(bearer)) -> Actor:
-    return _actor(request, ws, "admin", credentials)
+def admin(actor: Actor | None = Depends(caller)) -> Actor:
+    return _needs(actor, "admin")

@@ -1,6 +1,7 @@
 """/api/inbox: a built-in webhook receiver, so the demo (and a new team) can see deliveries with no other server.
 
-It keeps the last 500 messages in memory and verifies signatures when METRICLOOP_INBOX_SECRET is set.
+It keeps the last 500 messages in memory and verifies signatures when METRICLOOP_INBOX_SECRET is set. Delivering
+to it needs no API token (the senders are channels, which have none); reading it needs a viewer's.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ import os
 from collections import deque
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
+
+from metricloop.api.deps import viewer
 
 router = APIRouter(prefix="/api/inbox", tags=["inbox"])
 _MESSAGES: deque[dict] = deque(maxlen=500)
@@ -44,6 +47,6 @@ async def receive(box: str, request: Request) -> dict:
     return {"accepted": True, "duplicate": duplicate}
 
 
-@router.get("")
+@router.get("", dependencies=[Depends(viewer)])
 def messages(box: str | None = None, limit: int = 50) -> list[dict]:
     return [m for m in _MESSAGES if box is None or m["box"] == box][:limit]

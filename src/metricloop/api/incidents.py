@@ -8,11 +8,13 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from metricloop.api.deps import Actor, db_session, operator, workspace
+from metricloop.api.deps import Actor, db_session, operator, viewer, workspace
 from metricloop.incidents import service
 from metricloop.incidents.views import incident_detail, incident_dict, list_incidents
 
 router = APIRouter(prefix="/api/incidents", tags=["incidents"])
+# Reads need a token per route (not for the whole router): the signed links below carry their own permission.
+READ = [Depends(viewer)]
 
 
 class _Body(BaseModel):
@@ -41,7 +43,7 @@ class ReviewBody(_Body):
     note: str = ""
 
 
-@router.get("")
+@router.get("", dependencies=READ)
 def incidents(
     s=Depends(db_session),
     state: Annotated[
@@ -60,13 +62,13 @@ def incidents(
     return [incident_dict(r) for r in rows]
 
 
-@router.get("/kpis")
+@router.get("/kpis", dependencies=READ)
 def kpis(s=Depends(db_session)) -> dict:
     """MTTA and MTTR in seconds, counts by state, SLA breaches."""
     return service.kpis(s)
 
 
-@router.get("/{incident_id}")
+@router.get("/{incident_id}", dependencies=READ)
 def incident(incident_id: int, s=Depends(db_session)) -> dict:
     return incident_detail(s, service.get(s, incident_id))
 

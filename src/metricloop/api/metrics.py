@@ -8,11 +8,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
 
-from metricloop.api.deps import workspace
+from metricloop.api.deps import viewer, workspace
 from metricloop.metrics.quality import check_metric
 from metricloop.metrics.query import query_metric
 
-router = APIRouter(prefix="/api/metrics", tags=["metrics"])
+router = APIRouter(prefix="/api/metrics", tags=["metrics"], dependencies=[Depends(viewer)])
 
 
 def _records(df) -> list[dict[str, Any]]:

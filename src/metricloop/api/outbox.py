@@ -7,10 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict
 
-from metricloop.api.deps import Actor, db_session, operator
+from metricloop.api.deps import Actor, db_session, operator, viewer
 from metricloop.notify import actions, outbox
 
-router = APIRouter(prefix="/api/outbox", tags=["outbox"])
+router = APIRouter(prefix="/api/outbox", tags=["outbox"], dependencies=[Depends(viewer)])
 
 
 @router.get("")

@@ -10,12 +10,12 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
-from metricloop.api.deps import Actor, db_session, operator, workspace
+from metricloop.api.deps import Actor, db_session, operator, viewer, workspace
 from metricloop.db.times import utc_iso
 from metricloop.errors import NotFound
 from metricloop.monitors.models import Anomaly, MonitorRun
 
-router = APIRouter(tags=["monitors"])
+router = APIRouter(tags=["monitors"], dependencies=[Depends(viewer)])
 
 
 def run_dict(r: MonitorRun) -> dict:

@@ -2,9 +2,9 @@
 
 from fastapi import APIRouter, Depends
 
-from metricloop.api.deps import workspace
+from metricloop.api.deps import viewer, workspace
 
-router = APIRouter(prefix="/api/sources", tags=["sources"])
+router = APIRouter(prefix="/api/sources", tags=["sources"], dependencies=[Depends(viewer)])
 
 
 @router.get("")

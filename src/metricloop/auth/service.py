@@ -37,12 +37,18 @@ def create_token(db_session: Session, *, name: str, role: str = "operator", user
     return token
 
 
+def missing_token(role: str = "viewer") -> AuthError:
+    """The error for a request that carries no token: what to send, and how to get a token that is enough."""
+    held = "any role" if role == "viewer" else f"role {role} or admin" if role == "operator" else f"role {role}"
+    return AuthError(
+        f"this call needs an API token ({held}): send 'Authorization: Bearer <token>' "
+        f"(create one with `metricloop tokens create NAME --role {role}`)"
+    )
+
+
 def authenticate(db_session: Session, token: str | None) -> ApiToken:
     if not token:
-        raise AuthError(
-            "this call needs an API token: send 'Authorization: Bearer <token>' "
-            "(create one with `metricloop tokens create NAME`)"
-        )
+        raise missing_token()
     row = db_session.scalar(select(ApiToken).where(ApiToken.token_hash == _hash(token)))
     if row is None or row.revoked_at is not None:
         raise AuthError("the API token is not valid (unknown or revoked)")
@@ -50,9 +56,10 @@ def authenticate(db_session: Session, token: str | None) -> ApiToken:
     return row
 
 
-def require(row: ApiToken, role: str) -> None:
-    if ROLES.index(row.role) < ROLES.index(role):
-        raise Forbidden(f"token '{row.name}' has role {row.role}; this call needs {role}")
+def require(name: str, held: str, role: str) -> None:
+    """Refuse (403) token `name`, whose role is `held`, a call that needs `role`."""
+    if ROLES.index(held) < ROLES.index(role):
+        raise Forbidden(f"token '{name}' has role {held}; this call needs {role}")
 
 
 def revoke(db_session: Session, *, name: str) -> ApiToken:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from metricloop.monitors.validate import loop_check
 
 DEFINITIONS = Path(__file__).with_name("definitions.yaml")
 LOOP = Path(__file__).with_name("loop.yaml")
+TOKEN_FILE = ".api_token"
 
 
 def demo_definitions(into: str | None = None) -> str:
@@ -64,7 +66,25 @@ def install_demo(
             checks=[reference_check, loop_check, column_check(ws)],
         )
     summary["replay"] = replay(ws, last=last, days=replay_days, progress=progress) if replay_days else []
+    summary["token_file"] = demo_token(ws)
     return summary
+
+
+def demo_token(ws) -> Path:
+    """An operator token for the person trying the demo, since every API call needs one. Written to
+    HOME/.api_token (readable by the owner only): `curl -H "Authorization: Bearer $(cat .api_token)" …`."""
+    from metricloop.auth.service import create_token, list_tokens
+
+    with ws.db.session() as s:
+        taken = {t.name for t in list_tokens(s)}  # a demo installed again into the same state database
+        name = next(n for n in ("demo", *(f"demo-{i}" for i in range(2, 10_000))) if n not in taken)
+        token = create_token(s, name=name, role="operator", user="demo")
+    path = ws.home / TOKEN_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        f.write(token + "\n")
+    path.chmod(0o600)
+    return path
 
 
 def replay(ws, *, last: date, days: int = 7, progress=None) -> list:
