@@ -1,15 +1,18 @@
-"""What the demo's set-up leaves a new user: an API token."""
+"""What the demo's set-up leaves a new user: the replay's incidents counted by kind, and an API token."""
 
 from __future__ import annotations
 
 import stat
+from types import SimpleNamespace
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from metricloop.app import create_app
 from metricloop.auth.service import list_tokens
-from metricloop.demo.setup import demo_token, install_demo
+from metricloop.demo.setup import demo_token, install_demo, replay_report
+from metricloop.incidents.models import Incident
 from metricloop.settings import Settings
 from metricloop.workspace import Workspace
 
@@ -24,6 +27,32 @@ def installed(tmp_path_factory):
     ws.close()
 
 
+def test_the_replay_counts_metric_and_data_quality_incidents_apart(installed):
+    ws, summary = installed
+    with ws.db.session() as s:
+        kinds = list(s.scalars(select(Incident.kind)))
+    opened = {"metric": kinds.count("metric"), "data_quality": kinds.count("data_quality")}
+    assert summary["incidents"] == opened and opened["metric"] >= 1 and opened["data_quality"] >= 1
+    runs = summary["replay"]
+    # a run's details list only the metric incidents it opened: counting those alone missed the late feed
+    assert sum(len(r.details.get("incidents", [])) for r in runs) == opened["metric"]
+    assert replay_report(summary) == (
+        f"replayed {len(runs)} monitor runs: {opened['metric']} metric incident{'s' * (opened['metric'] != 1)} and "
+        f"{opened['data_quality']} data-quality incidents opened"
+    )
+
+
+def test_the_replay_report_says_what_failed():
+    summary = {"replay": [SimpleNamespace(status="failed")], "incidents": {"metric": 1, "data_quality": 0}}
+    assert replay_report(summary) == (
+        "replayed 1 monitor run: 1 metric incident and 0 data-quality incidents opened, 1 run failed"
+    )
+    assert (
+        replay_report({"replay": []})
+        == "replayed 0 monitor runs: 0 metric incidents and 0 data-quality incidents opened"
+    )
+
+
 def test_the_demo_leaves_an_operator_token_for_the_api(installed):
     ws, summary = installed
     path = summary["token_file"]
@@ -32,7 +61,7 @@ def test_the_demo_leaves_an_operator_token_for_the_api(installed):
     client = TestClient(create_app(ws))
     assert client.get("/api/incidents").status_code == 401
     listed = client.get("/api/incidents", headers=auth)
-    assert listed.status_code == 200 and listed.json()
+    assert listed.status_code == 200 and len(listed.json()) == sum(summary["incidents"].values())
     first = listed.json()[0]["id"]
     r = client.post(f"/api/incidents/{first}/comment", json={"text": "looking"}, headers=auth)  # an operator acts
     assert r.status_code == 200

@@ -7,8 +7,10 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import yaml
+from sqlalchemy import func, select
 
 from metricloop.definitions import service
+from metricloop.incidents.models import Incident
 from metricloop.metrics.validate import column_check, reference_check
 from metricloop.monitors.validate import loop_check
 
@@ -65,7 +67,9 @@ def install_demo(
             author="metricloop demo",
             checks=[reference_check, loop_check, column_check(ws)],
         )
+    seen = _last_incident(ws)
     summary["replay"] = replay(ws, last=last, days=replay_days, progress=progress) if replay_days else []
+    summary["incidents"] = incidents_since(ws, seen)
     summary["token_file"] = demo_token(ws)
     return summary
 
@@ -85,6 +89,36 @@ def demo_token(ws) -> Path:
         f.write(token + "\n")
     path.chmod(0o600)
     return path
+
+
+def _last_incident(ws) -> int:
+    with ws.db.session() as s:
+        return s.scalar(select(func.max(Incident.id))) or 0
+
+
+def incidents_since(ws, after_id: int) -> dict[str, int]:
+    """Incidents opened after incident `after_id`, per kind: {"metric": n, "data_quality": n}. A run's details
+    list only the metric incidents it opened; data-quality incidents come from the checks before detection."""
+    with ws.db.session() as s:
+        rows = s.execute(select(Incident.kind, func.count()).where(Incident.id > after_id).group_by(Incident.kind))
+        return {"metric": 0, "data_quality": 0} | dict(rows.all())
+
+
+def replay_report(summary: dict) -> str:
+    """The line that tells a new user what the replay left waiting, e.g.
+    "replayed 35 monitor runs: 9 metric incidents and 2 data-quality incidents opened, 1 run failed"."""
+    runs = summary.get("replay", [])
+    opened = summary.get("incidents") or {}
+    failed = sum(r.status == "failed" for r in runs)
+
+    def n(count: int, what: str) -> str:
+        return f"{count} {what}{'' if count == 1 else 's'}"
+
+    line = (
+        f"replayed {n(len(runs), 'monitor run')}: {n(opened.get('metric', 0), 'metric incident')} and "
+        f"{n(opened.get('data_quality', 0), 'data-quality incident')} opened"
+    )
+    return line + (f", {n(failed, 'run')} failed" if failed else "")
 
 
 def replay(ws, *, last: date, days: int = 7, progress=None) -> list:
