@@ -1,27 +1,25 @@
-"""Helpers for the loop tests: a small shop whose data we control, loopback receivers, clocks and counts.
+"""Helpers for the loop tests: a small shop whose data we control, clocks and counts.
 
-Everything here builds real things (Parquet files read by DuckDB, a state database, an SMTP server, an
-HTTP server); nothing of metricloop is replaced.
+Everything here builds real things (Parquet files read by DuckDB, a state database); nothing of metricloop is
+replaced. The loopback HTTP receiver and SMTP server are tests/loopback.py's, shared with tests/notify.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
-import socket
-import threading
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from email import message_from_bytes, policy
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pandas as pd
 from sqlalchemy import func, select
 
+# re-exported: the loop tests and their conftest take the loopback servers from here
+from loopback import Mailbox as Mailbox
+from loopback import Receiver as Receiver
+from loopback import free_port as free_port
+from loopback import start_receiver as start_receiver
+from loopback import verify_signature as verify_signature
 from metricloop.db.times import aware as aware  # re-exported: the tests read stored times with it
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -332,124 +330,3 @@ def grouping_ratio(ws, days: list[date] | None = None, *, replay: bool = True, p
         dq_incidents=dq,
         by_monitor=by_monitor,
     )
-
-
-# ------------------------------------------------------------------ an HTTP receiver on loopback
-
-
-@dataclass
-class Received:
-    path: str
-    headers: dict
-    body: bytes
-    status: int
-
-    @property
-    def key(self) -> str | None:
-        return self.headers.get("x-metricloop-idempotency-key")
-
-    def json(self):
-        return json.loads(self.body)
-
-
-@dataclass
-class Receiver:
-    """Records every request. `plan` gives the answers in order (a status, or "hang"), then `status`."""
-
-    port: int = 0
-    status: int = 200
-    plan: list = field(default_factory=list)
-    hang_seconds: float = 0.0
-    requests: list[Received] = field(default_factory=list)
-    arrived: threading.Event = field(default_factory=threading.Event)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def accepted(self) -> list[Received]:
-        with self.lock:
-            return [r for r in self.requests if 200 <= r.status < 300]
-
-    def keys(self) -> list[str]:
-        return [r.key for r in self.accepted()]
-
-
-def _handler(receiver: Receiver):
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args):
-            pass
-
-        def do_POST(self):  # noqa: N802 - http.server's hook name
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            receiver.arrived.set()
-            with receiver.lock:
-                answer = receiver.plan.pop(0) if receiver.plan else receiver.status
-            if answer == "hang":
-                time.sleep(receiver.hang_seconds)
-                answer = receiver.status
-            with receiver.lock:
-                receiver.requests.append(
-                    Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body, int(answer))
-                )
-            out = b'{"ok": true}' if 200 <= int(answer) < 300 else b'{"error": "receiver is down"}'
-            try:
-                self.send_response(int(answer))
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client went away (killed or timed out)
-
-    return Handler
-
-
-def start_receiver(receiver: Receiver):
-    server = ThreadingHTTPServer(("127.0.0.1", receiver.port), _handler(receiver))
-    server.daemon_threads = True
-    receiver.port = server.server_address[1]
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-
-    def stop():
-        server.shutdown()
-        server.server_close()
-
-    return stop
-
-
-def verify_signature(secret: str, request: Received, *, tolerance: int = 300) -> bool:
-    """What a receiver does, written from the documented algorithm (not with metricloop's code):
-    X-Metricloop-Signature = "sha256=" + hex HMAC-SHA256(secret, f"{X-Metricloop-Timestamp}." + raw body)."""
-    ts = request.headers.get("x-metricloop-timestamp")
-    given = request.headers.get("x-metricloop-signature", "")
-    if not ts or abs(time.time() - int(ts)) > tolerance:
-        return False
-    mac = hmac.new(secret.encode(), f"{ts}.".encode() + request.body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(given, f"sha256={mac}")
-
-
-# ------------------------------------------------------------------ an SMTP server on loopback
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class Mailbox:
-    port: int = 0
-    messages: list = field(default_factory=list)  # (envelope recipients, parsed message)
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
-        msg = message_from_bytes(envelope.original_content or envelope.content, policy=policy.default)
-        self.messages.append((list(envelope.rcpt_tos), msg))
-        return "250 OK"
-
-    def to(self, address: str) -> list:
-        return [m for rcpts, m in self.messages if address in rcpts]

@@ -1,24 +1,20 @@
-"""Real receivers on loopback for the notification tests: an SMTP server (aiosmtpd) and an HTTP receiver.
+"""Real instances for the notification tests: state on SQLite or PostgreSQL, incidents, the outbox, and the
+loopback HTTP receiver and SMTP server of tests/loopback.py (fixtures `receiver` and `mailbox`).
 
-Nothing of ours is mocked. The HTTP receiver records every request, and can be told to answer 500
-for the first N attempts, to hang longer than the client's timeout, or to answer a fixed status.
+Nothing of ours is mocked.
 """
 
 from __future__ import annotations
 
-import json
-import socket
-import threading
-import time
 import uuid
-from dataclasses import dataclass, field
-from email import message_from_bytes, policy
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from loopback import Receiver, free_port, start_receiver
+from loopback import mailbox as mailbox  # fixtures: registered by being in this conftest
+from loopback import receiver as receiver
 from metricloop.definitions import service
 from metricloop.incidents.models import Incident
 from metricloop.settings import Settings
@@ -27,171 +23,22 @@ from metricloop.workspace import Workspace
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
-# ------------------------------------------------------------------ HTTP receiver
-
-
-@dataclass
-class Request:
-    method: str
-    path: str
-    headers: dict
-    body: bytes
-    status: int
-
-    @property
-    def key(self) -> str | None:
-        return self.headers.get("x-metricloop-idempotency-key")
-
-    def json(self):
-        return json.loads(self.body)
-
-
-@dataclass
-class Receiver:
-    """Records each request. `plan` answers statuses in order, then `status`; `hang` sleeps first."""
-
-    port: int = 0
-    status: int = 200
-    plan: list = field(default_factory=list)  # e.g. [500, 500] then `status`; "hang" sleeps `hang_seconds`
-    hang_seconds: float = 0.0
-    fail_rate: float = 0.0
-    rng_seed: int = 1
-    requests: list[Request] = field(default_factory=list)
-    arrivals: list = field(default_factory=list)  # idempotency keys as requests arrive (before any answer)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def delivered(self) -> list[Request]:
-        """Requests the receiver accepted (answered 2xx, or processed before the client went away)."""
-        with self.lock:
-            return [r for r in self.requests if 200 <= r.status < 300]
-
-    def keys(self) -> list[str]:
-        return [r.key for r in self.delivered()]
-
-    def next_answer(self):
-        with self.lock:
-            return self.plan.pop(0) if self.plan else self.status
-
-
-def _handler(receiver: Receiver):
-    import random
-
-    rng = random.Random(receiver.rng_seed)
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True  # else headers and body in two writes cost a 40 ms delayed ACK
-
-        def log_message(self, *args):  # quiet
-            pass
-
-        def _handle(self):
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            with receiver.lock:
-                receiver.arrivals.append(self.headers.get("X-Metricloop-Idempotency-Key"))
-            answer = receiver.next_answer()
-            if answer == "hang":
-                time.sleep(receiver.hang_seconds)
-                answer = receiver.status
-            if receiver.fail_rate:
-                with receiver.lock:
-                    if rng.random() < receiver.fail_rate:
-                        answer = 500
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            with receiver.lock:
-                receiver.requests.append(Request(self.command, self.path, headers, body, int(answer)))
-            out = json.dumps({"ok": 200 <= int(answer) < 300}).encode()
-            try:
-                self.send_response(int(answer))
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client went away (killed, or timed out); the request was still processed
-
-        do_POST = _handle
-        do_PUT = _handle
-
-    return Handler
-
-
-def serve(receiver: Receiver, port: int = 0):
-    """Start the receiver on `port` (0: any free port); returns a function that stops it."""
-    server = ThreadingHTTPServer(("127.0.0.1", port), _handler(receiver))
-    server.daemon_threads = True
-    receiver.port = server.server_address[1]
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-
-    def stop():
-        server.shutdown()
-        server.server_close()
-
-    return stop
+# ------------------------------------------------------------------ loopback servers (tests/loopback.py)
 
 
 @pytest.fixture
-def receiver():
-    r = Receiver()
-    stop = serve(r)
-    yield r
-    stop()
-
-
-@pytest.fixture
-def start_receiver():
+def late_receiver():
     """Start receivers later in a test (e.g. on a port that refused connections until then)."""
     stops = []
 
     def start(port: int = 0) -> Receiver:
-        r = Receiver()
-        stops.append(serve(r, port))
+        r = Receiver(port=port)
+        stops.append(start_receiver(r))
         return r
 
     yield start
     for stop in stops:
         stop()
-
-
-# ------------------------------------------------------------------ SMTP server
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class Mailbox:
-    host: str = "127.0.0.1"
-    port: int = 0
-    messages: list = field(default_factory=list)  # (envelope recipients, parsed email.message.EmailMessage)
-    refuse_first: int = 0  # answer 451 (try again later) to the first N messages
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
-        if self.refuse_first > 0:
-            self.refuse_first -= 1
-            return "451 4.3.0 try again later"
-        msg = message_from_bytes(envelope.original_content or envelope.content, policy=policy.default)
-        self.messages.append((list(envelope.rcpt_tos), msg))
-        return "250 OK"
-
-
-@pytest.fixture
-def mailbox():
-    from aiosmtpd.controller import Controller
-
-    box = Mailbox(port=free_port())
-    controller = Controller(box, hostname="127.0.0.1", port=box.port)
-    controller.start()
-    yield box
-    controller.stop()
 
 
 # ------------------------------------------------------------------ state

@@ -1,13 +1,12 @@
 """The outbox and the dispatcher against a real HTTP receiver, with state on SQLite and on PostgreSQL."""
 
-import hashlib
-import hmac
 import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 
+from loopback import verify_signature
 from metricloop.errors import DefinitionError, MetricloopError
 from metricloop.incidents.models import Incident, IncidentEvent
 from metricloop.notify.dispatcher import claim, dispatch_once
@@ -100,10 +99,7 @@ def test_webhook_is_delivered_once_with_a_verifiable_signature(ws, receiver, app
     [req] = receiver.requests
     assert req.method == "POST" and req.path == "/hook"
     assert req.key == key
-    # The documented check: HMAC-SHA256(secret, f"{timestamp}." + raw body), hex, after "sha256=".
-    signed = req.headers["x-metricloop-timestamp"].encode() + b"." + req.body
-    expected = "sha256=" + hmac.new(SECRET.encode(), signed, hashlib.sha256).hexdigest()
-    assert hmac.compare_digest(req.headers["x-metricloop-signature"], expected)
+    assert verify_signature(SECRET, req)  # the documented HMAC, checked as a receiver would
     body = req.json()
     assert body["idempotency_key"] == key
     assert body["event"] == "created" and body["incident"]["severity"] == "P1"
@@ -133,14 +129,14 @@ def test_receiver_outage_then_recovery_delivers_exactly_once(ws, receiver, apply
 
 
 def test_refused_connections_are_retried_until_the_receiver_is_up(
-    ws, apply_defs, queue, unused_port, start_receiver, drain_outbox
+    ws, apply_defs, queue, unused_port, late_receiver, drain_outbox
 ):
     apply_defs(ws, hook(f"http://127.0.0.1:{unused_port}/hook"))
     key = queue(ws, channel="ops_hook")
     assert dispatch_once(ws).retried == 1
     [row] = rows(ws)
     assert "cannot connect to http://127.0.0.1" in row.last_error
-    receiver = start_receiver(unused_port)
+    receiver = late_receiver(unused_port)
     drain_outbox(ws)
     assert receiver.keys() == [key]
     assert rows(ws)[0].status == "sent"
