@@ -206,12 +206,12 @@ def test_silences_need_matchers_a_reason_and_an_end(shop):
 # ------------------------------------------------------------------ maintenance
 
 
-def test_a_maintenance_window_mutes_alerts_in_its_window(shop):
+def test_a_maintenance_window_mutes_the_days_it_covers(shop):
     maintenance = """
 maintenance:
   - name: bj_refit
     matchers: ["region=North"]
-    windows: [{start: 2026-11-16T02:00:00, end: 2026-11-16T06:00:00}]
+    windows: [{start: 2026-11-15T20:00:00, end: 2026-11-17T08:00:00}]
     reason: refit of the North tills
 """
     ws = shop(effects=TWO_STORES, extra=MONITOR + maintenance)
@@ -223,16 +223,47 @@ maintenance:
     assert muted.muted_by == "maintenance bj_refit: refit of the North tills"
 
 
-def test_a_maintenance_window_on_another_day_mutes_nothing(shop):
+def test_a_few_hours_of_maintenance_do_not_mute_the_day(shop):
+    """A nightly 02:00-04:00 window (or a 4-hour one on that date) covers 2 or 4 of the bucket's 24 hours: the day's
+    sales are still judged. Muting every day it touches would mute a daily monitor for ever."""
     maintenance = """
 maintenance:
+  - name: nightly
+    matchers: ["region=North"]
+    daily: [["02:00", "04:00"]]
   - name: bj_refit
     matchers: ["region=North"]
-    windows: [{start: 2026-11-17T02:00:00, end: 2026-11-17T06:00:00}]
+    windows: [{start: 2026-11-16T02:00:00, end: 2026-11-16T06:00:00}]
 """
     ws = shop(effects=TWO_STORES, extra=MONITOR + maintenance)
     run(ws, "2026-11-17")
     assert len(incidents(ws)) == 2
+    assert {a.status for a in alerts(ws)} == {"firing"}
+
+
+def test_a_nightly_window_mutes_the_hours_inside_it(shop):
+    """An hourly monitor: the hour 02:00-03:00 lies inside the nightly window and is muted; 04:00-05:00 is not."""
+    maintenance = """
+maintenance:
+  - name: nightly
+    matchers: ["store=SH-1"]
+    daily: [["02:00", "04:00"]]
+    reason: till software update
+"""
+    hourly = monitor_yaml(grain="hour", slicing={"dimensions": ["store"], "total": False}, schedule={"every": "1h"})
+    ws = shop(effects=[Effect(date(2026, 11, 16), date(2026, 11, 16), 0.5, {"store": "SH-1"})],
+              extra=hourly + maintenance)  # fmt: skip
+    at = morning("2026-11-16", 3)  # judges 02:00-03:00
+    assert run_monitor(ws, "shop_sales", at=at, now=at).status == "ok"
+    (alert,) = alerts(ws)
+    assert (alert.status, alert.muted_by, alert.first_seen) == (
+        "muted", "maintenance nightly: till software update", datetime(2026, 11, 16, 2)
+    )  # fmt: skip
+    assert incidents(ws) == []
+    at = morning("2026-11-16", 5)  # catches up 03:00-04:00 (muted) and 04:00-05:00: the newest bucket decides
+    assert run_monitor(ws, "shop_sales", at=at, now=at).status == "ok"
+    (inc,) = incidents(ws)
+    assert inc.slices == ["store=SH-1"] and alerts(ws)[0].status == "firing"
 
 
 # ------------------------------------------------------------------ inhibition by data quality

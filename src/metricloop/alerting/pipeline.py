@@ -131,7 +131,10 @@ class Mute:
     def process(self, ctx: Context, items: list[Candidate]) -> list[Candidate]:
         out = []
         for c in items:
-            c.muted_by = ctx.mutes.mutes(c.labels, at_local=c.anomaly.time, until_local=ctx.bucket_end(c.anomaly.time))
+            newest = max([c.anomaly.time, *(r.time for r in c.repeats)])  # a catch-up: where the series is now
+            c.muted_by = ctx.mutes.mutes(
+                c.labels, at_local=newest, until_local=ctx.bucket_end(newest), timezone=ctx.metric.timezone
+            )
             if not c.muted_by:
                 out.append(c)
                 continue
