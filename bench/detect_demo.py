@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import sys
 import time
 from pathlib import Path
@@ -56,7 +57,7 @@ def demo_workspace(home: Path, scale: float, end: dt.date = dt.date(2026, 11, 20
     return ws
 
 
-def run(ws, home: Path, detector: str, sensitivity: float, verbose: bool = False):
+def run(ws, home: Path, detector: str, sensitivity: float, verbose: bool = False, extra: dict | None = None):
     from metricloop.detect.backtest import backtest
 
     labels = read_labels(home / "data" / "labels.csv")
@@ -66,9 +67,9 @@ def run(ws, home: Path, detector: str, sensitivity: float, verbose: bool = False
     t0 = time.perf_counter()
     for metric, dims, grain in MONITORS:
         combos = [[d] for d in dims] if metric != "fulfilment_rate" else "all"
-        r = backtest(ws, metric, by=dims, combos=combos, grain=grain, detector=detector,
-                     config={"sensitivity": sensitivity}, calendar=cal if cal is not None else Calendar(
-                         china_holidays=False))
+        config = {"sensitivity": sensitivity, **(extra or {})}
+        r = backtest(ws, metric, by=dims, combos=combos, grain=grain, detector=detector, config=config,
+                     calendar=cal if cal is not None else Calendar(china_holidays=False))
         all_events.append(r.events)
         series += [(metric, s, grain) for s in r.series]
         months = max(months, r.months)
@@ -91,14 +92,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workspace", type=Path, default=Path("/tmp/metricloop-bench-demo"))
     ap.add_argument("--detectors", default="auto,zscore")
     ap.add_argument("-v", "--verbose", action="store_true")
+    ap.add_argument("--config", default="{}", help='extra detector config as JSON, e.g. {"sustained": 1}')
     args = ap.parse_args(argv)
     ws = demo_workspace(args.workspace, args.scale)
     rows = []
     for name in args.detectors.split(","):
-        s, secs = run(ws, args.workspace, name, args.sensitivity, args.verbose)
+        s, secs = run(ws, args.workspace, name, args.sensitivity, args.verbose, json.loads(args.config))
         rows.append({"detector": name, "precision": round(s.precision, 3), "recall": round(s.recall, 3),
-                     "f1": round(s.f1, 3), "labels": s.labels, "detected": s.detected, "alerts": s.true_alerts
-                     + s.false_alerts, "false_alerts": s.false_alerts, "series": s.series,
+                     "f1": round(s.f1, 3), "incidents": f"{s.incidents_detected}/{s.incidents}",
+                     "incident_f1": round(s.incident_f1, 3), "labels": s.labels, "detected": s.detected,
+                     "alerts": s.true_alerts + s.false_alerts, "false_alerts": s.false_alerts, "series": s.series,
                      "false/series/quarter": round(s.false_alerts_per_series_per_quarter, 4),
                      "alerts/series/month": round(s.alerts_per_series_per_month, 4), "seconds": round(secs, 1)})
     print(f"demo scale={args.scale} sensitivity={args.sensitivity} workspace={args.workspace}")

@@ -98,7 +98,7 @@ def test_count_aware_low_volume_counts():
     rng = np.random.default_rng(3)
     times = pd.date_range("2025-01-01", periods=300, freq="D")
     counts = rng.poisson(2.0, size=(20, 300)).astype(float)
-    counts[:, 250] = 16
+    counts[:, 250] = 20  # ten times the usual day: beyond k=5 even for the noisiest estimate of the mean
     det = get_detector("auto").detect(counts, times)
     assert all(":count:" in m for m in det.scores.model)
     assert det.is_anomaly[:, 250].all()
@@ -126,7 +126,10 @@ def test_ratio_aware_band_uses_the_denominator():
 
 
 def test_sensitivity_mapping_and_monotonic_alert_count(daily):
-    assert sensitivity_to_k(0) == 6.0 and sensitivity_to_k(5) == 3.75 and sensitivity_to_k(10) == 1.5
+    assert sensitivity_to_k(0) == 7.0 and sensitivity_to_k(5) == 5.0 and sensitivity_to_k(10) == 3.0
+    # an hourly series is judged 24 times a day: its k is raised to the same false alerts per day
+    assert sensitivity_to_k(5, "hour") == pytest.approx(5.58, abs=0.01)
+    assert sensitivity_to_k(5, "day") == sensitivity_to_k(5, "week") == 5.0
     times, values, _ = daily
     scores = get_detector("auto").score(values, times)
     counts = [apply_conditions(scores, DetectorConfig(sensitivity=s, direction="both")).is_anomaly.sum()

@@ -100,11 +100,6 @@ def test_miniapp_outage_is_caught_by_the_hourly_monitor(replayed):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="detection (not the loop) misses it at scale 0.1: Chengdu complaints 4 and 5 on 10-27/28 against an "
-    "expected 0.034 per day, band upper 4.0 and 5.0 (score 0.9995) — reported to the detection engineer",
-)
 def test_complaint_surge_in_chengdu(replayed):
     assert any("city=Chengdu" in i.slices for i in incidents(replayed, monitor="city_complaints"))
 
@@ -159,13 +154,6 @@ def test_store_stockout_opens_no_incident_for_other_stores(demo):
     assert others == [], [(i.slices, i.summary.get("explanation_en")) for i in others]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="detection (not the loop) misses SH-003 at scale 0.1: gmv 3170.65 / 2462.75 / 4041.98 / 3271.41 on "
-    "11-15..18 against expected 6436 / 5869 / 5274 / 4917 with bands [2612, 10260] / [1913, 9825] / [1206, 9341] / "
-    "[936, 8898] (auto:gauss:none, scores 0.9986 / 0.9988 / 0.74 / 0.88); orders fell from ~150 to 64-89 a day — "
-    "reported to the detection engineer",
-)
 def test_store_stockout_opens_one_incident_owned_by_the_store_manager(demo):
     ws = demo()
     for day in STOCKOUT_MORNINGS:

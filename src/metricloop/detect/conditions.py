@@ -11,8 +11,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import special
 
-from metricloop.detect.base import COUNT, FIXED, DetectorConfig, Scores
+from metricloop.detect.base import FIXED, DetectorConfig, Scores
 from metricloop.detect.stats import band, sensitivity_to_k
 
 
@@ -26,24 +27,34 @@ def default_min_duration(grain: str | None) -> int:
     return {"hour": 2, "minute": 5}.get(grain or "", 1)
 
 
+def default_sustained(grain: str | None) -> int:
+    """Longest run the sustained test looks at: three days, six hours (an outage's afternoon)."""
+    return {"hour": 3, "minute": 10, "day": 3}.get(grain or "", 2)
+
+
+Z_CAP = 8.0  # beyond this a point is simply "certain"; capping keeps one point from carrying a run
+
+
 def standardised(scores: Scores) -> np.ndarray | None:
-    """(value − expected) / sd for every point (None for fixed-band detectors)."""
+    """Signed score-equivalent z for every point (None for fixed-band detectors): the normal
+    deviate with the same two-sided tail as the point's own model (Gaussian, negative binomial,
+    binomial), so 0 orders in an hour that expects 8 counts as what it is for a count, not as
+    "8 / √8 sd"."""
     fam = np.asarray(scores.family)
     if (fam == FIXED).all():
         return None
-    sd = np.where((fam == COUNT)[:, None], np.sqrt(np.maximum(scores.scale, 0.0)), scores.scale)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        z = (scores.values - scores.expected) / sd
+    with np.errstate(invalid="ignore"):
+        z = np.sqrt(2.0) * special.erfinv(np.clip(scores.score, 0.0, 1.0 - 1e-16))
+        z = np.minimum(z, Z_CAP) * np.sign(scores.values - scores.expected)
+    z[~np.isfinite(scores.values) | ~np.isfinite(scores.expected)] = np.nan
     z[(fam == FIXED)] = np.nan
-    # a z-score means little for a count of a few: one complaint against an expected 0.1 is "3 sd"
-    z[(fam == COUNT)[:, None] & ~(scores.expected >= 20)] = np.nan
     return z
 
 
 def sustained_runs(scores: Scores, k: float, longest: int) -> np.ndarray | None:
-    """Signed length of the shortest run of 2..`longest` points ending here whose sum of z-scores is
-    beyond k·√n, each point ≥ 1 sd off on that side (0 where none). A stock-out that takes 40 % off
-    a noisy store is 2–3 sd a day, never 3.75, but four such days in a row are not noise."""
+    """Signed length of the shortest run of 2..`longest` points ending here whose summed z is beyond
+    k·√n, each point ≥ 1 sd off on that side (0 where none). A stock-out that takes 40 % off a noisy
+    store is 3 sd a day, never 5, but three such days in a row are not noise (Stouffer's test)."""
     if longest < 2:
         return None
     z = standardised(scores)
@@ -55,7 +66,9 @@ def sustained_runs(scores: Scores, k: float, longest: int) -> np.ndarray | None:
         zs = np.where(usable, side * z, 0.0)
         ok = usable & (zs >= 1.0)
         run = run_length(ok)
-        csum = np.cumsum(np.where(ok, zs, 0.0), axis=-1)
+        # each point counts for at most k: a run must be several points' doing, not one spike
+        # with a neighbour that happened to be 1 sd off
+        csum = np.cumsum(np.where(ok, np.minimum(zs, k), 0.0), axis=-1)
         hit = np.zeros(z.shape, np.int16)
         for w in range(longest, 1, -1):
             prev = np.zeros_like(csum)
@@ -124,7 +137,7 @@ def apply_conditions(
     good_direction: str | None = None,
     volume: np.ndarray | None = None,
 ) -> Detection:
-    k = sensitivity_to_k(config.sensitivity)
+    k = sensitivity_to_k(config.sensitivity, scores.grain)
     lower, upper = band(scores, k)
     v, e = scores.values, scores.expected
     with np.errstate(invalid="ignore"):
@@ -133,7 +146,7 @@ def apply_conditions(
         below = v < lower
         above[above] = ~np.isclose(v[above], upper[above], rtol=1e-9, atol=0.0)
         below[below] = ~np.isclose(v[below], lower[below], rtol=1e-9, atol=0.0)
-    longest = config.sustained if config.sustained is not None else 1
+    longest = config.sustained if config.sustained is not None else default_sustained(scores.grain)
     sustained = sustained_runs(scores, k, longest)
     if sustained is not None:
         above |= sustained > 0
@@ -162,6 +175,9 @@ def apply_conditions(
     if min_duration > 1:
         up_run = run_length(cand & (direction > 0))
         down_run = run_length(cand & (direction < 0))
-        cand &= np.maximum(up_run, down_run) >= min_duration
+        long_enough = np.maximum(up_run, down_run) >= min_duration
+        if sustained is not None:  # a run found by the sustained test is as long as the run itself
+            long_enough |= np.abs(sustained) >= min_duration
+        cand &= long_enough
     return Detection(scores, lower, upper, cand, direction, k, want, config,
                      np.abs(sustained) if sustained is not None else None)

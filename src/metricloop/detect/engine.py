@@ -5,7 +5,8 @@ arrays of length n_series), so the output at t is computed before x[t+1] is even
 causal by construction. Per series it keeps
 
 - a robust level: an exponentially weighted Huber M-estimate (errors beyond `huber`·scale are
-  clipped before they enter it, points beyond `exclude_z`·scale do not enter it at all);
+  clipped before they enter it, points beyond `exclude_z`·scale, and runs of points beyond
+  `run_z`·scale on one side, do not enter it at all);
 - an optional damped trend;
 - a seasonal profile (hour of day, day of week or hour of week; multiplicative for positive series);
 - a scale: a winsorised exponentially weighted standard deviation of one-step errors (MAD-like),
@@ -52,6 +53,7 @@ class EngineParams:
     lam: float = 0.05  # scale smoothing
     huber: float = 2.0
     exclude_z: float = 3.5
+    run_z: float = 2.0  # two points in a row beyond this, on one side, stay out of the baseline
     adapt_after: int = 7
     warmup: int = 28
     seasonality: str = "auto"  # auto | none | hour_of_day | day_of_week | hour_of_week
@@ -77,8 +79,17 @@ class EngineOut:
     ceiling: np.ndarray | None = None  # per series: the largest possible value (a proportion's scale), else inf
 
 
+def not_started(y: np.ndarray) -> np.ndarray:
+    """Leading zeros of each series (before its first non-zero value): a store before it opened,
+    a city before its first complaint. Zero-filled queries report them as 0; learning from them
+    would teach the model that 0 is normal. Causal: it looks only at the past."""
+    with np.errstate(invalid="ignore"):
+        seen = np.logical_or.accumulate(np.isfinite(y) & (y != 0), axis=1)
+    return ~seen & np.isfinite(y)
+
+
 def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind: str = "auto") -> EngineOut:
-    y = batch.values
+    y = np.where(not_started(batch.values), np.nan, batch.values)
     m, T = y.shape
     times = batch.times
     masks = masks or CalendarMasks.empty(T)
@@ -131,6 +142,8 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
     run_len = np.zeros(m, np.int64)
     run_dir = np.zeros(m)
     run_sum = np.zeros(m)
+    prev_far = np.zeros(m, bool)
+    prev_sign = np.zeros(m)
     use_trend = p.beta > 0
 
     for t in range(T):
@@ -190,6 +203,7 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
         s = S[rows, ph]
         lvl = L + p.phi * B if use_trend else L
         pred = np.where(mult, lvl * s, lvl + s)
+        pred = np.where(fam == FAM_GAUSS, pred, np.maximum(pred, 0.0))  # a count or a rate is never below 0
         dent = denT[t] if denT is not None else None
         noise = _noise_var(fam, pred, ratio_sc, dent)
         # multiplicative series: the model's own noise scales with the seasonal factor — in
@@ -232,8 +246,14 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
             resid = x - pred
             z = resid / sd
             active = valid & live & ~ex_t & np.isfinite(pred)
-            out = active & (np.abs(z) > p.exclude_z)
+            # a point far out, or the second of two in a row beyond `run_z` on the same side, stays
+            # out of the baseline: an outage (0 orders an hour where 8 are usual is "only" 2.7 sd)
+            # must not teach the model that zero is normal while it lasts
+            far = np.abs(z) > p.run_z
+            out = active & ((np.abs(z) > p.exclude_z) | (far & prev_far & (np.sign(z) == prev_sign)))
             normal = active & ~out
+        prev_far = np.where(valid, far, prev_far)
+        prev_sign = np.where(valid, np.sign(z), prev_sign)
         excluded[t] = out | ex_t
         # ---- run of out-of-band points in one direction → "new normal"
         dirn = np.sign(z)

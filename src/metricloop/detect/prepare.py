@@ -108,7 +108,9 @@ def phase_index(times: pd.DatetimeIndex | None, n_points: int, profile: str) -> 
 def candidate_profiles(grain: str | None) -> list[str]:
     """Seasonal profiles worth trying for a grain (the order is the tie-break order)."""
     if grain == "day":
-        return ["none", "day_of_week"]
+        # business days nearly always have a weekly rhythm (and days off use the weekend's slot);
+        # the profile is shrunk towards flat where the data show none (`profiles._shrink`)
+        return ["day_of_week"]
     if grain in ("hour", "minute"):
         return ["none", "hour_of_day", "hour_of_week"]
     if grain is None:

@@ -122,6 +122,18 @@ class EventScore:
     false_alerts_per_series_per_quarter: float
     missed: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
     false: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
+    incidents: int = 0  # labelled incidents (incident_id) with at least one monitored series
+    incidents_detected: int = 0  # of those, incidents at least one of whose series raised an alert
+
+    @property
+    def incident_recall(self) -> float:
+        return self.incidents_detected / self.incidents if self.incidents else 1.0
+
+    @property
+    def incident_f1(self) -> float:
+        """F1 with recall counted per incident (was the incident raised at all?), precision per alert event."""
+        p, r = self.precision, self.incident_recall
+        return 2 * p * r / (p + r) if p + r else 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if not isinstance(v, pd.DataFrame)}
@@ -185,5 +197,8 @@ def score_events(
     false_q = n_false / max(n_series, 1) / max(months / 3.0, 1e-9)
     missed = true_labels[[not d for d in detected]] if n_labels else true_labels
     false = ev[[not f for f in true_flags]] if len(ev) else ev
+    ids = true_labels["incident_id"].tolist() if n_labels else []
+    incidents = set(ids)
+    found = {i for i, d in zip(ids, detected, strict=True) if d}
     return EventScore(precision, recall, f1, n_true, n_false, n_labels, n_det, n_series, months, per_month,
-                      false_q, missed, false)
+                      false_q, missed, false, len(incidents), len(found))

@@ -1,8 +1,9 @@
 """Scores and bands for each noise family, and the sensitivity mapping.
 
-Sensitivity s in [0, 10] maps to a band half-width of k(s) = 6 − 0.45·s standard deviations
-(s=0 → 6, s=5 → 3.75, s=10 → 1.5). For counts the band is the negative-binomial (or Poisson)
-interval with the same two-sided tail probability as ±k standard deviations of a normal.
+Sensitivity s in [0, 10] maps to a band half-width of k(s) = 7 − 0.4·s standard deviations
+(s=0 → 7, s=5 → 5, s=10 → 3), raised for sub-daily grains (see `sensitivity_to_k`). For counts
+the band is the negative-binomial (or Poisson) interval with the same two-sided tail probability
+as ±k standard deviations of a normal.
 """
 
 from __future__ import annotations
@@ -12,10 +13,20 @@ from scipy import special, stats
 
 from metricloop.detect.base import COUNT, FIXED, GAUSS, Scores
 
+BUCKETS_PER_DAY = {"minute": 1440, "hour": 24}
 
-def sensitivity_to_k(sensitivity: float) -> float:
+
+def sensitivity_to_k(sensitivity: float, grain: str | None = None) -> float:
+    """Band half-width in sd: k = 7 − 0.4·s for daily (and coarser) series (s=5 → 5, s=10 → 3).
+
+    Sub-daily series are judged 24 (1,440) times a day; their k is raised so that a series raises
+    no more false alerts a day than a daily one at the same sensitivity (s=5 → 5.58 for hours)."""
     s = float(np.clip(sensitivity, 0.0, 10.0))
-    return 6.0 - 0.45 * s
+    k = 7.0 - 0.4 * s
+    per_day = BUCKETS_PER_DAY.get(grain or "", 1)
+    if per_day > 1:
+        k = float(stats.norm.isf(stats.norm.sf(k) / per_day))
+    return k
 
 
 def k_to_score(k: float) -> float:
@@ -34,9 +45,15 @@ def gauss_score(x: np.ndarray, mu: np.ndarray, sd: np.ndarray) -> np.ndarray:
     return z
 
 
+NB_MIN_SIZE = 10.0  # overdispersion never heavier than a gamma-Poisson whose rate varies by 32 %
+
+
 def _nb_params(mu: np.ndarray, var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Negative-binomial (n, p) from mean and variance. The extra variance of a rare count is
+    estimated from a handful of events: it is capped so that 6 complaints a day where 0.1 are usual
+    stays a clear anomaly instead of a plausible draw from a fat tail."""
     mu = np.maximum(mu, 0.1)
-    var = np.maximum(var, mu * 1.0001)
+    var = np.clip(var, mu * 1.0001, mu + mu * mu / NB_MIN_SIZE)
     p = mu / var
     n = mu * p / (1 - p)
     return n, p
