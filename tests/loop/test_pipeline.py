@@ -361,6 +361,70 @@ def test_severity_rules_override_the_default(shop):
     assert {a.slice.removeprefix("store="): a.labels["severity"] for a in alerts(ws)} == severities(ws)
 
 
+def test_a_region_losing_a_large_share_of_the_business_is_raised(shop):
+    """East (5/9 of the shop) 20 % down: by its deviation a P2 (core: P2 from 10 %), but 11 % of the whole shop's
+    sales are at stake (core: P1 from 10 %). Its stores, 6.7 % and 4.4 % of the whole, stay P2."""
+    ws = shop(effects=[Effect(date(2026, 11, 16), date(2026, 11, 16), 0.8, {"region": "East"})],
+              extra=monitor_yaml(detector={"detector": "change", "offset": "last_week", "max_pct": 0.05,
+                                           "direction": "down"}))  # fmt: skip
+    run(ws, "2026-11-17")
+    by_slice = {a.slice: a.severity for a in alerts(ws)}
+    assert by_slice == {"*": "P1", "region=East": "P1", "region=East,store=SH-1": "P2", "region=East,store=SH-2": "P2"}
+    (inc,) = incidents(ws)
+    assert inc.severity == "P1" and inc.summary["severity_slice"] == "*"
+    assert inc.summary["severity_reason_en"] == (
+        "P1: 400 CNY at stake, 11% of the total (core metric: P1 from 10%, P2 from 3% of the total); 11% below expected"
+    )
+    assert inc.summary["severity_reason_zh"].startswith("P1：涉及 400 CNY，占总量 11%")
+    assert inc.summary["impact"] == {"by": "share", "amount": pytest.approx(400, rel=1e-4),
+                                     "share": pytest.approx(1 / 9, rel=1e-4), "whole": pytest.approx(3600)}  # fmt: skip
+    assert [m["severity"] for m in inc.summary["members"]] == ["P1", "P1", "P2", "P2"]
+
+
+def ticket_metric() -> str:
+    """The shop's sales metric as an average ticket: the same rows, not a share of anything."""
+    import yaml
+    from loop_helpers import SHOP_DEFS
+
+    (sales,) = yaml.safe_load(SHOP_DEFS)["metrics"]
+    ticket = sales | {
+        "name": "ticket",
+        "title": {"zh": "客单价", "en": "Ticket"},
+        "measure": {"agg": "avg", "column": "amount"},
+    }
+    return yaml.safe_dump({"metrics": [ticket]}, allow_unicode=True)
+
+
+def test_a_big_drop_on_a_tiny_store_is_lowered_but_not_for_an_average(shop):
+    """BJ-2 sells 12 CNY a day (0.4 % of the shop) and loses 70 %: P1 by its deviation, one level milder because
+    0.3 % of the shop's sales are at stake. Its average ticket, which is no share of anything, stays P1."""
+    tiny = Effect(date(2026, 8, 3), date(2026, 11, 20), 0.02, {"store": "BJ-2"})
+    ws = shop(effects=[tiny, *SEVERITY_SHOP[:2]], extra=severity_monitor())
+    apply_yaml(ws, ticket_metric() + severity_monitor(name="shop_ticket", metric="ticket"))
+    run(ws, "2026-11-17")
+    run(ws, "2026-11-17", monitor="shop_ticket")
+    sales = {i.slices[0].removeprefix("store="): i for i in incidents(ws, monitor="shop_sales")}
+    assert {k: i.severity for k, i in sales.items()} == {"BJ-2": "P2", "SH-1": "P1"}
+    reason = sales["BJ-2"].summary["severity_reason_en"]
+    assert reason.startswith("P2: 70% below expected would be P1 (core metric), but only 8.4 CNY at stake, 0.28%")
+    assert reason.endswith("(under 1%): one level milder")
+    (alert,) = [a for a in alerts(ws) if a.monitor == "shop_sales" and a.slice == "store=BJ-2"]
+    assert alert.summary_en.splitlines()[1] == reason and alert.summary_zh.splitlines()[1].endswith("降一级")
+    tickets = {i.slices[0].removeprefix("store="): i.severity for i in incidents(ws, monitor="shop_ticket")}
+    assert tickets == {"BJ-2": "P1", "SH-1": "P1"}
+
+
+def test_amounts_on_the_monitor_raise_the_severity(shop):
+    ws = shop(effects=SEVERITY_SHOP, extra=severity_monitor(impact={"P1": 300, "P2": 60}))
+    run(ws, "2026-11-17")
+    # BJ-1 (-7 %, 70 CNY below, 1.9 % of the shop) is raised by the amount; the rest are as by default
+    assert severities(ws) == {"BJ-2": "P1", "SH-1": "P1", "SH-2": "P2", "BJ-1": "P2"}
+    (bj1,) = [i for i in incidents(ws) if i.slices == ["store=BJ-1"]]
+    assert bj1.summary["severity_reason_en"].startswith(
+        "P2: 70 CNY at stake, 1.9% of the total (this monitor: P1 from 300 CNY, P2 from 60 CNY)"
+    )
+
+
 # ------------------------------------------------------------------ auto-resolve
 
 
@@ -448,6 +512,7 @@ def test_an_open_incident_that_grows_worse_takes_the_worse_severity_once(shop):
     assert inc.severity == "P1" and inc.slices == ["store=SH-2", "store=BJ-2"]
     raised = [e for e in timeline(ws, inc.id) if e.kind == "severity_raised"]
     assert [(e.data["before"], e.data["after"]) for e in raised] == [("P2", "P1")]
+    assert raised[0].message.startswith("P2 → P1: store=BJ-2: 70% below expected (core metric: P1 from 25%")
     assert [n.event for n in outbox(ws, incident_id=inc.id)] == ["created", "repeat"]  # people hear it is worse
     opened = morning("2026-11-17")
     assert aware(inc.ack_due_at) == utc(opened + timedelta(minutes=15))  # P1's SLA from when it opened

@@ -15,6 +15,7 @@ from typing import Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from metricloop.alerting import severity as severities
 from metricloop.alerting.models import Alert
 from metricloop.alerting.mutes import Mutes
 from metricloop.db.times import aware
@@ -29,7 +30,7 @@ from metricloop.monitors.schemas import MonitorSpec
 
 OPEN_ALERT = ("firing", "muted")
 OPEN_INCIDENT = ("triggered", "acknowledged")
-SEVERITY_RANK = {"P1": 1, "P2": 2, "P3": 3}
+SEVERITY_RANK = severities.RANK
 
 
 def fingerprint(*parts: str) -> str:
@@ -45,6 +46,7 @@ class Candidate:
     existing: bool = False
     muted_by: str = ""
     severity: str = "P3"
+    decision: severities.Decision | None = None  # why this severity
     group: int = -1
     repeats: list[Anomaly] = field(default_factory=list)  # later buckets of the same series in this run
 
@@ -70,6 +72,7 @@ class Context:
     )
     incidents: list[int] = field(default_factory=list)
     grain: str = "day"
+    wholes: severities.Wholes | None = None  # the metric's whole per bucket, for the share at stake
 
     def bucket_end(self, start: datetime) -> datetime:
         import pandas as pd
@@ -147,32 +150,22 @@ class Mute:
 
 
 class Severity:
-    """Rules first (first match wins); otherwise from the deviation and the metric's tier."""
-
-    THRESHOLDS = {"core": (0.25, 0.10), "important": (0.40, 0.15), "normal": (None, 0.60)}
+    """Rules first (first match wins); otherwise from the deviation, the metric's tier and the business impact
+    (see `metricloop.alerting.severity`)."""
 
     def process(self, ctx: Context, items: list[Candidate]) -> list[Candidate]:
-        from metricloop.alerting.matchers import matches_all, parse_matchers
-
         for c in items:
             a = c.anomaly
-            dev = abs((a.actual - a.expected) / a.expected) if a.expected else float("inf")
-            impact = abs(a.actual - a.expected) if a.actual is not None and a.expected is not None else 0.0
-            rule = next(
-                (
-                    r
-                    for r in ctx.monitor.severity
-                    if matches_all(parse_matchers(r.matchers), c.labels)
-                    and (r.min_deviation_pct is None or dev * 100 >= r.min_deviation_pct)
-                    and (r.min_impact is None or impact >= r.min_impact)
-                ),
-                None,
+            whole = ctx.wholes.at(a.slice, a.time) if ctx.wholes is not None else None
+            c.decision = severities.decide(
+                metric=ctx.metric,
+                monitor=ctx.monitor,
+                labels=c.labels,
+                actual=a.actual,
+                expected=a.expected,
+                whole=whole,
             )
-            if rule is not None:
-                c.severity = rule.severity
-            else:
-                p1, p2 = self.THRESHOLDS[ctx.metric.tier]
-                c.severity = "P1" if p1 is not None and dev >= p1 else "P2" if dev >= p2 else "P3"
+            c.severity = c.decision.severity
             c.labels["severity"] = c.severity
         return items
 
@@ -268,9 +261,9 @@ class OpenIncidents:
             at=ctx.now,
             anomalies=[c.anomaly.id for c in members],
         )
-        worst = min((c.severity for c in members), key=SEVERITY_RANK.__getitem__)
+        worst = _worst(members)
         raised = incidents.raise_severity(
-            ctx.session, ctx.catalog, inc, worst, now=ctx.now, reason=f"{', '.join(c.anomaly.slice for c in members)}"
+            ctx.session, ctx.catalog, inc, worst.severity, now=ctx.now, reason=f"{worst.anomaly.slice}: {_why(worst)}"
         )
         last = aware(inc.last_notified_at) or aware(inc.created_at)
         if raised or ctx.now - last >= parse_duration(ctx.monitor.repeat_interval):
@@ -289,7 +282,8 @@ class OpenIncidents:
     def _open(self, ctx: Context, members: list[Candidate]) -> None:
         members.sort(key=lambda c: (len(parse_slice(c.anomaly.slice)), -c.anomaly.score))
         lead = members[0]
-        severity = min((c.severity for c in members), key=SEVERITY_RANK.__getitem__)
+        worst = _worst(members)
+        severity = worst.severity
         a = lead.anomaly
         slices = [c.anomaly.slice for c in members]
         lang = ctx.ws.config.get("language", "zh") if hasattr(ctx.ws, "config") else "zh"
@@ -313,6 +307,8 @@ class OpenIncidents:
             "metric_title_zh": ctx.metric.title.zh,
             "metric_title_en": ctx.metric.title.en,
             "unit": ctx.metric.unit,
+            "severity_slice": worst.anomaly.slice,
+            **(worst.decision.summary() if worst.decision is not None else {}),
             "members": [
                 {
                     "slice": c.anomaly.slice,
@@ -320,6 +316,7 @@ class OpenIncidents:
                     "expected": c.anomaly.expected,
                     "explanation_zh": c.anomaly.explanation_zh,
                     "explanation_en": c.anomaly.explanation_en,
+                    "severity": c.severity,
                 }
                 for c in members
             ],
@@ -343,7 +340,7 @@ class OpenIncidents:
         )
         for c in members:
             c.alert.incident_id = inc.id
-            c.alert.severity = c.severity
+            _set_severity(c.alert, c)
         ctx.stats["incidents_opened"] += 1
         ctx.incidents.append(inc.id)
 
@@ -359,20 +356,35 @@ def _new_alert(ctx: Context, c: Candidate, *, status: str) -> Alert:
         labels=c.labels,
         status=status,
         muted_by=c.muted_by,
-        severity=c.severity,
-        summary_zh=a.explanation_zh,
-        summary_en=a.explanation_en,
         first_seen=a.time,
         last_seen=max([a.time, *(r.time for r in c.repeats)]),
         count=1 + len(c.repeats),
         created_at=ctx.now,
         updated_at=ctx.now,
     )
+    _set_severity(alert, c)
     ctx.session.add(alert)
     ctx.session.flush()
     for anomaly in (a, *c.repeats):
         anomaly.alert_id = alert.id
     return alert
+
+
+def _worst(members: list[Candidate]) -> Candidate:
+    """The member that sets the group's severity (the first of the worst: the lead when it is as bad)."""
+    return min(members, key=lambda c: SEVERITY_RANK[c.severity])
+
+
+def _why(c: Candidate) -> str:
+    return c.decision.reason_en.removeprefix(f"{c.severity}: ") if c.decision is not None else c.severity
+
+
+def _set_severity(alert: Alert, c: Candidate) -> None:
+    """The alert's severity, and its summary: what the detector saw, then why this severity."""
+    a = c.anomaly
+    alert.severity = c.severity
+    alert.summary_zh = "\n".join(x for x in (a.explanation_zh, c.decision and c.decision.reason_zh) if x)
+    alert.summary_en = "\n".join(x for x in (a.explanation_en, c.decision and c.decision.reason_en) if x)
 
 
 # Severity comes before Mute: `severity` is one of the labels a silence may match.

@@ -46,12 +46,30 @@ class SeverityRule(Spec):
     matchers: list[str] = Field(default_factory=list, description="on alert labels (slice dims, tier, domain, …)")
     min_deviation_pct: float | None = Field(None, ge=0)
     min_impact: float | None = Field(None, ge=0, description="|actual − expected| in the metric's unit")
+    min_share_pct: float | None = Field(
+        None, ge=0, description="|actual − expected| as a % of the metric's total (sums and counts only)"
+    )
     severity: Severity
 
     @field_validator("matchers")
     @classmethod
     def _m(cls, v: list[str]) -> list[str]:
         return validate_matchers(v)
+
+
+class ImpactThresholds(Spec):
+    """At least this much |actual − expected|, in the metric's unit, raises an alert to P1 / P2 (e.g. CNY)."""
+
+    P1: float | None = Field(None, gt=0)
+    P2: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _order(self) -> ImpactThresholds:
+        if self.P1 is None and self.P2 is None:
+            raise ValueError("give P1, P2 or both (the amount in the metric's unit from which that severity applies)")
+        if self.P1 is not None and self.P2 is not None and self.P1 < self.P2:
+            raise ValueError("P1's amount must be at least P2's")
+        return self
 
 
 class CalendarRef(Spec):
@@ -88,6 +106,7 @@ class MonitorSpec(Spec):
     delay: str = Field("0m", description="wait this long after a bucket ends before judging it")
     schedule: Schedule = Field(default_factory=lambda: Schedule(cron="0 * * * *"))
     severity: list[SeverityRule] = Field(default_factory=list)
+    impact: ImpactThresholds | None = Field(None, description="amounts that raise the severity, e.g. {P1: 100000}")
     labels: dict[str, str] = Field(default_factory=dict)
     calendar: CalendarRef = Field(default_factory=CalendarRef)
     auto_resolve_after: int = Field(2, ge=0, description="normal points before an alert resolves itself (0: never)")

@@ -20,6 +20,7 @@ from sqlalchemy import select, text
 from metricloop.alerting.models import Alert
 from metricloop.alerting.mutes import Mutes
 from metricloop.alerting.pipeline import OPEN_ALERT, OPEN_INCIDENT, Candidate, Context, fingerprint, run_pipeline
+from metricloop.alerting.severity import Wholes
 from metricloop.db.times import as_utc, aware
 from metricloop.definitions.durations import parse_duration
 from metricloop.definitions.kinds import Catalog
@@ -292,7 +293,15 @@ def _evaluate(ws, catalog, monitor, metric, grain, win: Window, run_id: int, now
     # 3. anomalies → alert path
     with ws.db.session() as s:
         ctx = Context(
-            session=s, ws=ws, catalog=catalog, monitor=monitor, metric=metric, now=now, mutes=mutes, grain=grain
+            session=s,
+            ws=ws,
+            catalog=catalog,
+            monitor=monitor,
+            metric=metric,
+            now=now,
+            mutes=mutes,
+            grain=grain,
+            wholes=Wholes(names, times, det.expected),
         )
         labels0 = base_labels(monitor, metric, catalog)
         existing = {
