@@ -134,14 +134,13 @@ def init_workspace(directory: Path, *, demo: bool, scale: float, seed: int, end:
         console.print(f"[green]✓[/] demo data: {rows}")
         result = summary["apply"]
         console.print(f"[green]✓[/] applied {result.changed} definitions from {ws.defs_dir}")
-        runs = summary.get("replay", [])
-        if runs:
-            opened = sum(len((r.details or {}).get("incidents", [])) for r in runs)
-            failed = sum(r.status == "failed" for r in runs)
-            console.print(
-                f"[green]✓[/] replayed {len(runs)} monitor runs: {opened} incidents opened"
-                + (f", [red]{failed} runs failed[/]" if failed else "")
-            )
+        if summary.get("replay"):
+            from metricloop.demo.setup import replay_report
+
+            console.print(f"[green]✓[/] {replay_report(summary)}")
+        if summary.get("token_file"):
+            console.print(f"[green]✓[/] API token (operator) in {summary['token_file']}: "
+                          "send it as 'Authorization: Bearer <token>'")
     return ws
 
 
