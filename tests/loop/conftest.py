@@ -20,8 +20,6 @@ from loop_helpers import (
     start_receiver,
     write_shop_data,
 )
-from sqlalchemy import create_engine, text
-from sqlalchemy.exc import SQLAlchemyError
 
 from metricloop.settings import Settings
 from metricloop.workspace import Workspace
@@ -32,29 +30,10 @@ DEMO_END = "2026-11-20"
 # ------------------------------------------------------------------ state databases
 
 
-@pytest.fixture(scope="session")
-def pg_engine():
-    engine = create_engine(PG_URL, connect_args={"connect_timeout": 5})
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except SQLAlchemyError as e:
-        engine.dispose()
-        pytest.fail(f"PostgreSQL is not reachable at {PG_URL} ({str(e).splitlines()[0]}); start it with "
-                    "`make services`", pytrace=False)  # fmt: skip
-    yield engine
-    engine.dispose()
-
-
 @pytest.fixture
-def pg_url(pg_engine):
-    """A fresh PostgreSQL schema for one test, dropped afterwards."""
-    name = "loop_" + uuid.uuid4().hex[:12]
-    with pg_engine.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {name}"))
-    yield f"{PG_URL}?options=-csearch_path%3D{name}"
-    with pg_engine.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA IF EXISTS {name} CASCADE"))
+def pg_url(pg_schema):
+    """A fresh PostgreSQL schema for one test (tests/conftest.py's `pg_schema`), dropped afterwards."""
+    return f"{PG_URL}?options=-csearch_path%3D{pg_schema}"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

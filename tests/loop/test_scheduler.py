@@ -144,22 +144,14 @@ def test_a_source_that_fails_marks_runs_failed_and_raises_one_alert_and_the_serv
 
 
 @pytest.fixture
-def pg_sales(pg_engine, tmp_path):
+def pg_sales(pg_admin, pg_schema, tmp_path):
     """The shop's sales table in a fresh PostgreSQL schema; yields the schema name."""
-    import uuid
-
     from loop_helpers import write_shop_data
-    from sqlalchemy import text
 
     write_shop_data(tmp_path / "pgdata")
     df = pd.read_parquet(tmp_path / "pgdata" / "data" / "sales.parquet")
-    name = "loopsrc_" + uuid.uuid4().hex[:10]
-    with pg_engine.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {name}"))
-    df.to_sql("sales", pg_engine, schema=name, index=False)
-    yield name
-    with pg_engine.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA IF EXISTS {name} CASCADE"))
+    df.to_sql("sales", pg_admin, schema=pg_schema, index=False)
+    return pg_schema
 
 
 @pytest.mark.postgres

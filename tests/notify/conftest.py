@@ -9,8 +9,6 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.exc import SQLAlchemyError
 
 from loopback import Receiver, free_port, start_receiver
 from loopback import mailbox as mailbox  # fixtures: registered by being in this conftest
@@ -19,9 +17,6 @@ from metricloop.definitions import service
 from metricloop.incidents.models import Incident
 from metricloop.settings import Settings
 from metricloop.workspace import Workspace
-
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
 
 # ------------------------------------------------------------------ loopback servers (tests/loopback.py)
 
@@ -44,36 +39,10 @@ def late_receiver():
 # ------------------------------------------------------------------ state
 
 
-def _pg_admin():
-    engine = create_engine(PG_URL, connect_args={"connect_timeout": 5})
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except SQLAlchemyError as e:
-        engine.dispose()
-        pytest.fail(f"PostgreSQL is not reachable at {PG_URL} ({str(e).splitlines()[0]}); start it with "
-                    "`make services`", pytrace=False)  # fmt: skip
-    return engine
-
-
 @pytest.fixture
-def notify_pg_url():
-    """A fresh PostgreSQL schema, dropped after the test."""
-    engine = _pg_admin()
-    name = "ml_" + uuid.uuid4().hex[:12]
-    with engine.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {name}"))
-    yield f"{PG_URL}?options=-csearch_path%3D{name}"
-    with engine.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA IF EXISTS {name} CASCADE"))
-    engine.dispose()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def state_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'state.db'}"
-    return request.getfixturevalue("notify_pg_url")
+def state_url(db_url):
+    """SQLite in the test's folder, or a fresh PostgreSQL schema (tests/conftest.py's `db_url`)."""
+    return db_url
 
 
 def apply_yaml(ws: Workspace, yaml_text: str) -> None:
