@@ -46,7 +46,7 @@ class DetectorConfig(BaseModel):
     )
     sustained: int | None = Field(
         None, ge=1, le=24, description="also alert when the last 2..N points, each ≥1 sd off on the same side, "
-        "are together beyond the band (a stock-out); default 3 for days, 6 for hours; 1 = off"
+        "are together beyond the band (a stock-out); default 3 for days and hours; 1 = off"
     )
     min_volume: float | None = Field(
         None, ge=0, description="skip points whose volume (denominator, or the value itself) is below this"

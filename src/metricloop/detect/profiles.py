@@ -78,6 +78,13 @@ def _choose_family(win: np.ndarray, num: np.ndarray | None, den: np.ndarray | No
     return fam
 
 
+def _centred(prof: np.ndarray, mult: np.ndarray) -> np.ndarray:
+    """A profile (m, period) rescaled to mean 1 (multiplicative rows) or shifted to mean 0 (additive)."""
+    centre = prof.mean(axis=1)
+    return np.where(mult[:, None], prof / np.where(np.abs(centre) > TINY, centre, 1.0)[:, None],
+                    prof - centre[:, None])
+
+
 def _profile_fit(r: np.ndarray, ph: np.ndarray, period: int, mult: np.ndarray,
                  seen: np.ndarray | None = None) -> np.ndarray:
     """Median of r per phase slot → (m, period), centred. A slot never seen in the window (an hour of
@@ -95,10 +102,7 @@ def _profile_fit(r: np.ndarray, ph: np.ndarray, period: int, mult: np.ndarray,
     if period == 168:
         by_hour = _nanmedian(np.transpose(prof.reshape(m, 7, 24), (0, 2, 1)).reshape(m * 24, 7)).reshape(m, 24)
         prof = np.where(np.isfinite(prof), prof, np.tile(by_hour, 7))
-    prof = np.where(np.isfinite(prof), prof, neutral[:, None])
-    centre = prof.mean(axis=1)
-    prof = np.where(mult[:, None], prof / np.where(np.abs(centre) > TINY, centre, 1.0)[:, None],
-                    prof - centre[:, None])
+    prof = _centred(np.where(np.isfinite(prof), prof, neutral[:, None]), mult)
     if m and period == 1:
         prof[:] = neutral[:, None]
     return prof
@@ -121,10 +125,7 @@ def _shrink(prof: np.ndarray, r: np.ndarray, ph: np.ndarray, mult: np.ndarray) -
     noise = (np.pi / 2) * sigma2[:, None] / np.maximum(n, 1)  # variance of a slot's median
     between = np.maximum(np.mean(dev * dev, axis=1) - np.mean(noise, axis=1), 0.0)
     w = np.where(n > 0, between[:, None] / (between[:, None] + noise + TINY), 0.0)
-    out = neutral + np.nan_to_num(w) * dev
-    centre = out.mean(axis=1)
-    return np.where(mult[:, None], out / np.where(np.abs(centre) > TINY, centre, 1.0)[:, None],
-                    out - centre[:, None])
+    return _centred(neutral + np.nan_to_num(w) * dev, mult)
 
 
 def _relative(y: np.ndarray, mult: np.ndarray) -> np.ndarray:
