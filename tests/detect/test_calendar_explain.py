@@ -117,3 +117,19 @@ def test_event_level_scoring():
     assert (s.detected, s.labels) == (1, 2)
     assert s.precision == 2 / 3 and s.recall == 0.5
     assert abs(s.false_alerts_per_series_per_quarter - 0.25) < 1e-9
+
+
+def test_a_point_flagged_for_its_run_says_so():
+    """A stock-out day inside the one-day range is flagged as the third low day in a row: the
+    sentence must say why, not leave a reader with a value inside its own 'normal range'."""
+    rng = np.random.default_rng(5)
+    times = pd.date_range("2025-01-01", periods=200, freq="D")
+    v = 1000 * (1 + 0.08 * rng.standard_normal((1, 200)))
+    v[0, 190:193] = 620  # three days 3-4 sd low: none alone is beyond 5 sd
+    det = get_detector("auto", direction="down").detect(v, times)
+    rows = det.anomalies(metric="gmv", title_en="GMV", title_zh="GMV", unit="CNY")
+    run_rows = rows[(rows["actual"] >= rows["lower"])]
+    assert len(run_rows) >= 1
+    assert "in a row below expected" in run_rows["explanation_en"].iloc[0]
+    assert "连续第" in run_rows["explanation_zh"].iloc[0]
+    assert not rows[rows["actual"] < rows["lower"]]["explanation_en"].str.contains("in a row").any()

@@ -57,6 +57,10 @@ def _pct(p: float) -> str:
     return f"{a:.0f}%" if a >= 10 else f"{_sig(a, 2)}%"
 
 
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
 def sentence(
     *,
     lang: str,
@@ -67,13 +71,19 @@ def sentence(
     lower: float,
     upper: float,
     unit: str = "",
+    run: int = 0,
+    grain: str | None = None,
 ) -> str:
-    """One readable sentence, e.g. '华东区 GMV 121万，比预期 176万 低 31%（正常区间 158万–193万）'."""
+    """One readable sentence, e.g. '华东区 GMV 121万，比预期 176万 低 31%（正常区间 158万–193万）'.
+
+    `run` ≥ 2: the point was flagged by the sustained test as the last of that many points off on
+    the same side; when it lies inside the range on its own, the sentence says why it still alerts."""
     f = lambda v: format_number(v, lang, unit)  # noqa: E731
     with np.errstate(invalid="ignore", divide="ignore"):
         pct = (actual - expected) / abs(expected) if expected not in (0, None) else float("nan")
     is_rate = unit in PERCENT_UNITS | PERMILLE_UNITS
     points = actual - expected
+    within = run >= 2 and lower <= actual <= upper  # flagged for the run, not for this point alone
     if lang == "zh":
         who = f"{slice_label} {title}" if slice_label else title
         word = "高" if actual >= expected else "低"
@@ -85,6 +95,9 @@ def sentence(
         else:
             diff = f"{word} {format_number(abs(points), lang, unit)}"
         band = f"（正常区间 {f(lower)}–{f(upper)}）" if math.isfinite(lower) or math.isfinite(upper) else ""
+        if within:
+            step = {"day": "天", "hour": "小时"}.get(grain or "", "个点")
+            band += f"，连续第 {run} {step}{'高' if actual >= expected else '低'}于预期，累计已超出正常波动"
         return f"{who} {f(actual)}，比预期 {f(expected)} {diff}{band}"
     who = f"{title} for {slice_label}" if slice_label else title
     word = "above" if actual >= expected else "below"
@@ -95,6 +108,9 @@ def sentence(
     else:
         diff = f"{format_number(abs(points), lang, unit)} {word}"
     band = f" (normal range {f(lower)}–{f(upper)})" if math.isfinite(lower) or math.isfinite(upper) else ""
+    if within:
+        step = {"day": "day", "hour": "hour"}.get(grain or "", "point")
+        band += (f"; the {_ordinal(run)} {step} in a row {word} expected, together beyond normal variation")
     return f"{who} was {f(actual)}, {diff} the expected {f(expected)}{band}"
 
 
@@ -134,8 +150,9 @@ def anomalies_frame(
             "detector": scores.model[i] if scores.model else scores.detector,
         }
         if explain:
+            run = int(det.sustained[i, t]) if det.sustained is not None else 0
             common = dict(actual=rec["actual"], expected=rec["expected"], lower=rec["lower"], upper=rec["upper"],
-                          unit=unit)
+                          unit=unit, run=run, grain=scores.grain)
             zh_label = (slice_labels_zh or {}).get(name, slice_label)
             rec["explanation_zh"] = sentence(lang="zh", title=title_zh or metric, slice_label=zh_label, **common)
             rec["explanation_en"] = sentence(lang="en", title=title_en or metric, slice_label=slice_label, **common)
