@@ -513,9 +513,65 @@ def test_an_open_incident_that_grows_worse_takes_the_worse_severity_once(shop):
     raised = [e for e in timeline(ws, inc.id) if e.kind == "severity_raised"]
     assert [(e.data["before"], e.data["after"]) for e in raised] == [("P2", "P1")]
     assert raised[0].message.startswith("P2 → P1: store=BJ-2: 70% below expected (core metric: P1 from 25%")
-    assert [n.event for n in outbox(ws, incident_id=inc.id)] == ["created", "repeat"]  # people hear it is worse
+    assert [n.event for n in outbox(ws, incident_id=inc.id)] == ["created", "severity_raised"]  # told it is worse
+    assert inc.summary["severity_slice"] == "store=BJ-2"  # the reason now is the slice that made it worse
+    assert inc.summary["severity_reason_en"].startswith("P1: 70% below expected (core metric: P1 from 25%")
     opened = morning("2026-11-17")
     assert aware(inc.ack_due_at) == utc(opened + timedelta(minutes=15))  # P1's SLA from when it opened
     fired = service.process_timers(ws, now=morning("2026-11-18", 10))
     assert fired["sla_breached"] == 2  # once each, though the P2 and the P1 timers were all due
     assert [e.data["sla"] for e in timeline(ws, inc.id) if e.kind == "sla_breached"] == ["ack", "resolve"]
+
+
+def test_a_rise_is_told_at_once_and_a_same_severity_repeat_waits_for_the_interval(shop):
+    effects = [
+        Effect(date(2026, 11, 16), date(2026, 11, 16), 0.88, {"store": "SH-2"}),  # -12 %: P2
+        Effect(date(2026, 11, 17), date(2026, 11, 19), 0.3, {"store": "BJ-2"}),  # -70 %: P1 for three days
+    ]
+    ws = shop(effects=effects, extra=severity_monitor(group="monitor", repeat_interval="2d") + HOOK)
+    run(ws, "2026-11-17")  # P2 opens
+    run(ws, "2026-11-18")  # P1 a day later: within the 2 d interval, yet told at once
+    (inc,) = incidents(ws)
+    sent = outbox(ws, incident_id=inc.id)
+    assert [(n.event, n.recipient) for n in sent] == [("created", "hook"), ("severity_raised", "hook")]
+    assert sent[1].subject.startswith("[P1 红] 严重程度升级")
+    run(ws, "2026-11-19")  # still P1, a day after it was told: nothing
+    assert [n.event for n in outbox(ws, incident_id=inc.id)] == ["created", "severity_raised"]
+    run(ws, "2026-11-20")  # still P1, 2 d after it was told: the reminder
+    assert [n.event for n in outbox(ws, incident_id=inc.id)] == ["created", "severity_raised", "repeat"]
+    kinds = [e.kind for e in timeline(ws, inc.id)]
+    assert kinds.count("severity_raised") == 1 and kinds.count("absorbed") == 3
+
+
+P1_ROUTE = """
+channels:
+  - {name: hook, type: webhook, url: "http://127.0.0.1:9/hook"}
+  - {name: pager, type: webhook, url: "http://127.0.0.1:9/pager"}
+routes:
+  - {name: p1_pager, order: 10, matchers: ["severity=P1"], assignee: duty@shop.test, channels: [pager]}
+  - {name: all, order: 20, matchers: ["monitor=shop_sales"], channels: [hook]}
+"""
+
+
+def test_a_raised_incident_also_goes_where_the_new_severity_routes(shop):
+    """A route that matches severity=P1 only did not match the P2 incident; once the incident is P1 its channel
+    hears it and keeps hearing it, and its assignee is told. The owner stays."""
+    effects = [
+        Effect(date(2026, 11, 16), date(2026, 11, 16), 0.88, {"store": "SH-2"}),  # -12 %: P2
+        Effect(date(2026, 11, 17), date(2026, 11, 17), 0.3, {"store": "BJ-2"}),  # -70 %: P1
+    ]
+    ws = shop(effects=effects, extra=severity_monitor(group="monitor") + P1_ROUTE)
+    run(ws, "2026-11-17")
+    (inc,) = incidents(ws)
+    assert (inc.route, inc.channels) == ("all", ["hook"])
+    owner = inc.assignee
+    run(ws, "2026-11-18")
+    (inc,) = incidents(ws)
+    assert inc.severity == "P1" and inc.route == "all,p1_pager" and inc.channels == ["hook", "pager"]
+    assert inc.assignee == owner
+    raised = [n for n in outbox(ws, incident_id=inc.id) if n.event == "severity_raised"]
+    assert sorted(n.channel for n in raised) == ["hook", "pager"]
+    (event,) = [e for e in timeline(ws, inc.id) if e.kind == "severity_raised"]
+    assert event.message.endswith("; now also routed by p1_pager")
+    told = {"routes": ["p1_pager"], "channels": ["pager"], "told": "duty@shop.test"}
+    assert {k: event.data[k] for k in told} == told

@@ -263,10 +263,17 @@ class OpenIncidents:
         )
         worst = _worst(members)
         raised = incidents.raise_severity(
-            ctx.session, ctx.catalog, inc, worst.severity, now=ctx.now, reason=f"{worst.anomaly.slice}: {_why(worst)}"
+            ctx.session,
+            ctx.ws,
+            ctx.catalog,
+            inc,
+            worst.severity,
+            now=ctx.now,
+            reason=f"{worst.anomaly.slice}: {_why(worst)}",
+            why=_severity_summary(worst),
         )
         last = aware(inc.last_notified_at) or aware(inc.created_at)
-        if raised or ctx.now - last >= parse_duration(ctx.monitor.repeat_interval):
+        if not raised and ctx.now - last >= parse_duration(ctx.monitor.repeat_interval):
             incidents.notify(
                 ctx.session,
                 ctx.ws,
@@ -307,8 +314,7 @@ class OpenIncidents:
             "metric_title_zh": ctx.metric.title.zh,
             "metric_title_en": ctx.metric.title.en,
             "unit": ctx.metric.unit,
-            "severity_slice": worst.anomaly.slice,
-            **(worst.decision.summary() if worst.decision is not None else {}),
+            **_severity_summary(worst),
             "members": [
                 {
                     "slice": c.anomaly.slice,
@@ -373,6 +379,11 @@ def _new_alert(ctx: Context, c: Candidate, *, status: str) -> Alert:
 def _worst(members: list[Candidate]) -> Candidate:
     """The member that sets the group's severity (the first of the worst: the lead when it is as bad)."""
     return min(members, key=lambda c: SEVERITY_RANK[c.severity])
+
+
+def _severity_summary(c: Candidate) -> dict:
+    """What the incident's summary says about its severity: the slice that set it, and why."""
+    return {"severity_slice": c.anomaly.slice, **(c.decision.summary() if c.decision is not None else {})}
 
 
 def _why(c: Candidate) -> str:

@@ -242,15 +242,30 @@ def open_incident(
 
 
 def raise_severity(
-    db_session: Session, catalog: Catalog, incident: Incident, severity: str, *, now: datetime, reason: str
+    db_session: Session,
+    ws,
+    catalog: Catalog,
+    incident: Incident,
+    severity: str,
+    *,
+    now: datetime,
+    reason: str,
+    why: dict | None = None,
 ) -> bool:
     """An open incident that grows worse (a P3 that now has a P1 slice) takes the worse severity and its tighter
-    SLA; it never gets milder by itself. True when it changed."""
+    SLA; it never gets milder by itself. People hear it at once (`severity_raised`), whatever the repeat interval.
+
+    The routes are tried again with the new severity, because a route may match `severity=P1` only: the channels of
+    routes that match now join the incident's, and a newly matching first route's assignee is told too. The owner
+    and the escalation policy stay (reassign to hand it over). `why` replaces the summary's reason for the severity
+    (`severity_reason_zh/en`, `severity_slice`, `impact`). True when it changed."""
     rank = {"P1": 1, "P2": 2, "P3": 3}
     if rank[severity] >= rank[incident.severity]:
         return False
     now = as_utc(now)
     before, incident.severity = incident.severity, severity
+    if why:
+        incident.summary = {**(incident.summary or {}), **why}
     ack_sla, resolve_sla = sla_for(catalog, incident)
     start = aware(incident.created_at)
     targets = [("sla_ack", "ack_due_at", start + ack_sla, incident.state == "triggered")]
@@ -260,9 +275,53 @@ def raise_severity(
         if applies and (current is None or due < current):
             setattr(incident, field_name, due)
             db_session.add(Timer(incident_id=incident.id, kind=kind, due_at=due))
+    routes, channels, newcomer = _reroute(ws, catalog, incident, now=now)
     message = f"{before} → {severity}: {reason}"
-    event(db_session, incident, "severity_raised", SYSTEM, message, at=now, before=before, after=severity)
+    if routes:
+        message += f"; now also routed by {', '.join(routes)}"
+    event(
+        db_session,
+        incident,
+        "severity_raised",
+        SYSTEM,
+        message,
+        at=now,
+        before=before,
+        after=severity,
+        routes=routes,
+        channels=channels,
+        told=newcomer,
+    )
+    notify(
+        db_session,
+        ws,
+        catalog,
+        incident,
+        event_name="severity_raised",
+        people=[p for p in (incident.assignee, newcomer) if p],
+        channels=incident.channels,
+        round_=int(now.timestamp()),
+        now=now,
+    )
     return True
+
+
+def _reroute(ws, catalog: Catalog, incident: Incident, *, now: datetime) -> tuple[list[str], list[str], str]:
+    """The routes that match the incident at its new severity and did not before: they join the incident's route,
+    their channels its channels. Returns (new routes, new channels, the new first route's assignee or '')."""
+    from metricloop.routing.service import resolve_route
+
+    decision = resolve_route(ws, catalog, {**incident.labels, "severity": incident.severity}, at=now)
+    current = [r for r in (incident.route or "").split(",") if r]
+    routes = [r for r in decision.routes if r not in current]
+    channels = [c for c in decision.channels if c not in (incident.channels or [])]
+    first_is_new = bool(decision.routes) and decision.routes[0] in routes
+    newcomer = decision.assignee if first_is_new and decision.assignee != incident.assignee else ""
+    if routes:
+        incident.route = ",".join([*current, *routes])
+    if channels:
+        incident.channels = [*(incident.channels or []), *channels]
+    return routes, channels, newcomer
 
 
 # ------------------------------------------------------------------ flows
