@@ -135,6 +135,20 @@ def test_a_secret_in_clear_text_is_refused_without_repeating_it(shop):
     assert "s3cr3t-value" not in text + str(err) and "hunter2" not in text + str(err)
 
 
+def test_an_action_secret_in_clear_text_is_refused_without_repeating_it(shop):
+    """An action's HMAC key is stored with the monitor, versioned and exported like a channel's: a reference only."""
+    ws = shop(extra=MONITOR)
+    action = "    actions:\n      - {name: restock, url: 'https://buy.example.com/restock', secret: s3cr3t-value}\n"
+    err = refused(ws, MONITOR + action)
+    assert problem(err) == (
+        "bad.yaml:11 monitors[0] (shop_sales).actions[0].secret: "
+        "write it as ${ENV_VAR} so the secret is never stored (it is read when it is used)"
+    )
+    assert "s3cr3t-value" not in str(err)
+    apply_yaml(ws, MONITOR + action.replace("s3cr3t-value", "'${RESTOCK_SECRET}'"))  # the reference is fine
+    assert ws.catalog().all("monitor")["shop_sales"].actions[0].secret == "${RESTOCK_SECRET}"
+
+
 def test_an_escalation_that_is_wrong(shop):
     ws = shop(extra=MONITOR)
     err = refused(ws, "escalations:\n  - {name: e, levels: [{after: 1h, notify: [a]}, {after: 10m, notify: [b]}]}\n")

@@ -31,6 +31,17 @@ TimezoneName = Annotated[str, AfterValidator(_timezone_name)]
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
+def _env_reference(v: str | None) -> str | None:
+    if v and not ENV_REF.fullmatch(v):
+        raise ValueError("write it as ${ENV_VAR} so the secret is never stored (it is read when it is used)")
+    return v
+
+
+# A secret in a definition (a channel's password or HMAC key, an action's HMAC key): only a reference to an
+# environment variable, never the value, because definitions are stored, versioned and exported.
+EnvSecret = Annotated[str | None, AfterValidator(_env_reference)]
+
+
 class Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

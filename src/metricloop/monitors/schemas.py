@@ -8,7 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from metricloop.alerting.matchers import validate_matchers
 from metricloop.definitions.durations import parse_duration
-from metricloop.definitions.schemas import Grain, Name, Spec, TimezoneName, Title
+from metricloop.definitions.schemas import EnvSecret, Grain, Name, Spec, TimezoneName, Title
 
 Severity = Literal["P1", "P2", "P3"]
 
@@ -87,7 +87,7 @@ class ActionSpec(Spec):
     severities: list[Severity] = Field(default_factory=list, description="only for these (default: all)")
     payload: dict[str, Any] | str = Field(default_factory=dict, description="JSON; strings are Jinja2 templates")
     headers: dict[str, str] = Field(default_factory=dict)
-    secret: str | None = Field(None, description="HMAC-SHA256 key as ${ENV_VAR}")
+    secret: EnvSecret = Field(None, description="HMAC-SHA256 key as ${ENV_VAR}")
     require_approval: bool = False
     approvers: list[str] = Field(default_factory=list, description="who may approve (default: any operator)")
     max_attempts: int = Field(8, ge=1, le=50)

@@ -4,20 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, field_validator
+from pydantic import Field, field_validator
 
-from metricloop.definitions.schemas import ENV_REF, Name, Spec
-
-
-def _env_reference(v: str | None) -> str | None:
-    if v and not ENV_REF.fullmatch(v):
-        raise ValueError("write it as ${ENV_VAR} so the secret is never stored (it is read when a message is sent)")
-    return v
-
-
-# A secret in a definition: only a reference to an environment variable, never the value (definitions are
-# stored, versioned and exported).
-EnvSecret = Annotated[str | None, AfterValidator(_env_reference)]
+from metricloop.definitions.schemas import EnvSecret, Name, Spec
 
 
 class _Channel(Spec):
