@@ -141,8 +141,9 @@ def test_links_follow_the_state(incident):
 def test_payload_keys_are_stable(incident):
     _, _, payload = render_incident(incident, event="created", language="en", base_url="http://x", secret_key=KEY)
     assert sorted(payload) == sorted(
-        ["version", "event", "level", "language", "subject", "text", "incident", "explanation", "values", "links"]
-    )
+        ["version", "event", "level", "language", "subject", "text", "incident", "explanation", "severity_reason",
+         "values", "links"]
+    )  # fmt: skip
     assert sorted(payload["incident"]) == sorted(
         ["id", "title", "state", "severity", "severity_colour", "kind", "metric", "monitor", "slices", "labels",
          "assignee", "team", "created_at", "acknowledged_at", "resolved_at", "url"]
@@ -151,6 +152,42 @@ def test_payload_keys_are_stable(incident):
     assert sorted(payload["links"]) == ["ack", "incident", "resolve"]
     assert payload["values"]["actual"] == 12345.6
     assert payload["incident"]["created_at"] == "2024-03-01T02:00:00Z"
+
+
+REASON = {
+    "severity_reason_zh": "P1：涉及 400 CNY，占总量 11%（核心指标：占总量 10% 起为 P1，3% 起为 P2）；比预期低 11%",
+    "severity_reason_en": "P1: 400 CNY at stake, 11% of the total (core metric: P1 from 10%, P2 from 3% of the total); "
+    "11% below expected",
+}
+
+
+@pytest.mark.parametrize(
+    ("language", "line"),
+    [
+        ("zh", "定为 P1 的原因：涉及 400 CNY，占总量 11%（核心指标：占总量 10% 起为 P1，3% 起为 P2）；比预期低 11%\n"),
+        ("en", "Why P1: 400 CNY at stake, 11% of the total (core metric: P1 from 10%, P2 from 3% of the total); "
+               "11% below expected\n"),
+    ],
+)  # fmt: skip
+def test_a_new_or_raised_incident_says_why_it_has_its_severity(incident, language, line):
+    incident.summary = {**incident.summary, **REASON}
+    for event in ("created", "severity_raised"):
+        _, body, payload = render_incident(incident, event=event, language=language, base_url="http://x",
+                                           secret_key=KEY)  # fmt: skip
+        assert line in body, event
+        assert body.index(incident.summary[f"explanation_{language}"]) < body.index(line)  # after what happened
+        assert payload["severity_reason"] == REASON[f"severity_reason_{language}"]
+    for event in ("repeat", "escalated", "resolved"):  # reminders stay short; the webhook still has it
+        _, body, payload = render_incident(incident, event=event, language=language, base_url="http://x",
+                                           secret_key=KEY)  # fmt: skip
+        assert line not in body and payload["severity_reason"] == REASON[f"severity_reason_{language}"]
+
+
+def test_a_reason_for_another_severity_is_not_shown(incident):
+    """A reason recorded for P3 before the incident became P1 does not explain P1."""
+    incident.summary = {**incident.summary, "severity_reason_en": "P3: 4% below expected (core metric: …)"}
+    _, body, payload = render_incident(incident, event="created", language="en", base_url="http://x", secret_key=KEY)
+    assert "Why P1" not in body and "P3: 4%" not in body and payload["severity_reason"] is None
 
 
 def test_an_incident_without_numbers_still_renders(incident):

@@ -21,6 +21,7 @@ from metricloop.notify.signing import DEFAULT_TTL, sign_action
 TEMPLATES = Path(__file__).parent / "templates"
 EVENTS = ("created", "escalated", "repeat", "resolved", "reopened", "acknowledged", "reassigned", "severity_raised")
 LANGUAGES = ("zh", "en")
+REASONED_EVENTS = ("created", "severity_raised")  # the messages that announce a severity say why
 PAYLOAD_VERSION = 1
 
 SEVERITIES = {
@@ -191,6 +192,13 @@ def _values(summary: dict) -> dict:
     }
 
 
+def severity_reason(summary: dict, severity: str, language: str) -> str | None:
+    """Why the incident has its severity, in `language` ("P1: 400 CNY at stake, 11% of the total …"), or None when
+    the summary says nothing about it or speaks of another severity (a reason recorded before a raise)."""
+    reason = summary.get(f"severity_reason_{language}") or ""
+    return reason if reason.startswith((f"{severity}: ", f"{severity}：")) else None
+
+
 def render_incident(
     incident,
     *,
@@ -217,6 +225,7 @@ def render_incident(
     event_text = _EVENT_TEXT[lang][event].format(level=level + 1)
     who = incident.assignee or ("有人" if lang == "zh" else "someone")
     note = _NOTE[lang].get(event, "").format(who=who, sev=sev)
+    reason = severity_reason(summary, incident.severity, lang)
     ctx = {
         "incident": fields,
         "sev": sev,
@@ -229,6 +238,8 @@ def render_incident(
         "state_text": _STATE_TEXT[lang].get(fields["state"], fields["state"]),
         "created": _local(incident.created_at, timezone, lang),
         "note": note,
+        # why this severity, without its "P1: " (the templates say it); on the messages that announce a severity
+        "severity_reason": reason[len(sev["code"]) + 1 :].strip() if reason and event in REASONED_EVENTS else "",
         "ttl_days": max(1, round(ttl_seconds / 86400)),
         "channel_type": channel_type,
         "language": lang,
@@ -245,6 +256,7 @@ def render_incident(
         "text": body,
         "incident": fields,
         "explanation": explanation,
+        "severity_reason": reason,
         "values": {k: v for k, v in values.items() if k != "unit"} | {"unit": summary.get("unit") or ""},
         "links": links,
     }
