@@ -136,6 +136,7 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
     ratio_sc = np.full(m, float(batch.ratio_scale) if batch.ratio_scale else np.nan)
     pmax = max(PROFILES[c] for c in candidates)
     S = np.zeros((m, pmax))
+    closed = np.zeros((m, pmax), bool)  # slots that were always 0 (shut hours): no updates from them
     L = np.zeros(m)
     B = np.zeros(m)
     V = np.zeros(m)
@@ -162,10 +163,11 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
                     mu = (np.where(np.isnan(win), 1.0, win) > 0).all(axis=1) & (f != FAM_RATIO)
             else:
                 mu = np.full(len(idx), p.multiplicative == "yes")
-            choice, season, lvl, sig = init_state(win, {c: phases[c][lo:t] for c in candidates}, candidates, mu,
+            choice, season, lvl, sig, shut = init_state(win, {c: phases[c][lo:t] for c in candidates}, candidates, mu,
                                                   f != FAM_GAUSS)
             fam[idx], mult[idx], prof[idx] = f, mu, choice
             S[idx] = season
+            closed[idx] = shut
             L[idx], B[idx] = np.nan_to_num(lvl), 0.0
             noise = _noise_var(f, lvl, ratio_sc[idx], _nanmedian(wden) if wden is not None else None)
             # a profile from a few weeks of medians is itself uncertain: start with a wider scale
@@ -182,13 +184,14 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
                 win = y[idx, lo:t].copy()
                 win[excluded[lo:t, idx].T] = np.nan
                 ph_win = {c: phases[c][lo:t] for c in candidates}
-                choice, season, lvl, sig = init_state(win, ph_win, candidates, mult[idx], fam[idx] != FAM_GAUSS,
-                                                      current=prof[idx])
+                choice, season, lvl, sig, shut = init_state(win, ph_win, candidates, mult[idx],
+                                                            fam[idx] != FAM_GAUSS, current=prof[idx])
                 enough = np.isfinite(win).sum(axis=1) >= p.warmup // 2
                 moved = (choice != prof[idx]) & enough & np.isfinite(lvl) & ~exT[t, idx]
                 if moved.any():
                     j = idx[moved]
                     prof[j], S[j], L[j], B[j] = choice[moved], season[moved], lvl[moved], 0.0
+                    closed[j] = shut[moved]
                     wden = den[j, lo:t] if den is not None else None
                     noise = _noise_var(fam[j], lvl[moved], ratio_sc[j], _nanmedian(wden) if wden is not None else None)
                     V[j] = np.maximum(p.init_inflation * sig[moved] ** 2 - noise, 0.0)
@@ -204,6 +207,8 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
         lvl = L + p.phi * B if use_trend else L
         pred = np.where(mult, lvl * s, lvl + s)
         pred = np.where(fam == FAM_GAUSS, pred, np.maximum(pred, 0.0))  # a count or a rate is never below 0
+        shut = closed[rows, ph]
+        pred = np.where(shut, 0.0, pred)  # a slot that was always 0 (a shop's night) is expected to stay 0
         dent = denT[t] if denT is not None else None
         noise = _noise_var(fam, pred, ratio_sc, dent)
         # multiplicative series: the model's own noise scales with the seasonal factor — in
@@ -245,7 +250,7 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
         with np.errstate(invalid="ignore"):
             resid = x - pred
             z = resid / sd
-            active = valid & live & ~ex_t & np.isfinite(pred)
+            active = valid & live & ~ex_t & np.isfinite(pred) & ~shut
             # a point far out, or the second of two in a row beyond `run_z` on the same side, stays
             # out of the baseline: an outage (0 orders an hour where 8 are usual is "only" 2.7 sd)
             # must not teach the model that zero is normal while it lasts

@@ -118,8 +118,13 @@ def _shrink(prof: np.ndarray, r: np.ndarray, ph: np.ndarray, mult: np.ndarray) -
         return prof
     neutral = np.where(mult, 1.0, 0.0)[:, None]
     dev = prof - neutral
-    with np.errstate(invalid="ignore"):
-        resid = r - prof[:, ph]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # the profile is centred (mean 1 or 0) and r is relative to the median: re-level before
+        # measuring the scatter, or a skewed shape (quiet nights, a busy noon) reads as noise
+        fit = prof[:, ph]
+        shift = np.where(mult, _nanmedian(r / np.where(np.abs(fit) > TINY, fit, np.nan)), _nanmedian(r - fit))
+        shift = np.where(np.isfinite(shift), shift, np.where(mult, 1.0, 0.0))
+        resid = r - np.where(mult[:, None], fit * shift[:, None], fit + shift[:, None])
     sigma2 = (1.4826 * _nanmedian(np.abs(resid))) ** 2  # robust variance of one point around its slot
     n = np.stack([np.isfinite(r[:, ph == k]).sum(axis=1) for k in range(period)], axis=1)
     noise = (np.pi / 2) * sigma2[:, None] / np.maximum(n, 1)  # variance of a slot's median
@@ -182,6 +187,7 @@ def init_state(win: np.ndarray, phases: dict[str, np.ndarray], candidates: list[
     season = np.repeat(np.where(mult, 1.0, 0.0)[:, None], pmax, axis=1)
     level = np.zeros(m)
     sigma = np.zeros(m)
+    closed = np.zeros((m, pmax), bool)
     complete = np.ones(m, bool)  # every slot of the chosen profile was observed
     rel_all = _relative(win, mult)
     for j, name in enumerate(candidates):
@@ -204,6 +210,10 @@ def init_state(win: np.ndarray, phases: dict[str, np.ndarray], candidates: list[
                 warnings.simplefilter("ignore", RuntimeWarning)
                 mean = np.nanmean(d[:, -max(last, 14):], axis=1)
             level[rows] = np.where(mean_level[rows], mean, level[rows])
+        shut = closed_slots(win[rows], ph, period)
+        closed[rows, :period] = shut
+        # the noise of the open slots: a shop's quiet closed nights would make it look tiny
+        d = np.where(shut[:, ph], np.nan, d)
         diffs = np.abs(np.diff(d, axis=1))
         sigma[rows] = 1.4826 * _nanmedian(diffs) / np.sqrt(2.0)
     sigma = np.where(np.isfinite(sigma), sigma, 0.0)
@@ -212,4 +222,21 @@ def init_state(win: np.ndarray, phases: dict[str, np.ndarray], candidates: list[
         keep = ~complete & (choice != current)
         if keep.any():
             choice = np.where(keep, current, choice)
-    return choice, season, level, sigma
+    return choice, season, level, sigma, closed
+
+
+def closed_slots(win: np.ndarray, ph: np.ndarray, period: int, min_seen: int = 2) -> np.ndarray:
+    """Slots (m, period) in which every observed value of the window was exactly 0, seen at least
+    `min_seen` times: a store's hours while it is shut, a B2B channel's Sundays. Nothing happens
+    there, so they say nothing about the level or the noise of the open slots."""
+    m = win.shape[0]
+    out = np.zeros((m, period), bool)
+    if period == 1:
+        return out
+    fin = np.isfinite(win)
+    nonzero = fin & (win != 0)
+    for k in range(period):
+        cols = ph == k
+        if cols.any():
+            out[:, k] = (fin[:, cols].sum(axis=1) >= min_seen) & ~nonzero[:, cols].any(axis=1)
+    return out
