@@ -195,9 +195,17 @@ def test_hourly_series_get_an_hour_profile():
     shape = 1 + 0.8 * np.sin((np.asarray(times.hour) - 6) / 24 * 2 * np.pi)
     v = 500 * shape * (1 + 0.03 * rng.standard_normal((3, len(times))))
     v[:, 24 * 50 + 12: 24 * 50 + 15] *= 0.5  # a three-hour drop
-    v[:, 24 * 55 + 12] *= 0.5  # a one-hour blip: hours need two points in a row by default
+    blip, far = 24 * 55 + 12, 24 * 57 + 12
+    first = get_detector("auto").detect(v, times)  # causal: what it expects at `blip` ignores the value there
+    sd = (first.expected[:, blip] - first.lower[:, blip]) / first.k
+    v[:, blip] = first.expected[:, blip] - (first.k + 1.2) * sd  # a one-hour blip: hours need two in a row
+    v[:, far] *= 0.4  # ... unless one hour is far beyond any blip (band + 2.5 sd)
     det = get_detector("auto").detect(v, times)
     assert all("hour_of" in m for m in det.scores.model)
     assert det.is_anomaly[:, 24 * 50 + 13].all()
-    assert not det.is_anomaly[:, 24 * 55 + 12].any()
-    assert get_detector("auto", min_duration=1).detect(v, times).is_anomaly[:, 24 * 55 + 12].all()
+    assert (det.values[:, blip] < det.lower[:, blip]).all()  # out of band, and yet
+    assert not det.is_anomaly[:, blip].any()
+    assert det.is_anomaly[:, far].all()
+    assert get_detector("auto", min_duration=1).detect(v, times).is_anomaly[:, blip].all()
+    # an explicit minimum duration is taken as written, however far out the point
+    assert not get_detector("auto", min_duration=2).detect(v, times).is_anomaly[:, far].any()

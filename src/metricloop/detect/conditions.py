@@ -33,6 +33,7 @@ def default_sustained(grain: str | None) -> int:
     return {"hour": 3, "minute": 10, "day": 3}.get(grain or "", 2)
 
 
+BLIP_MARGIN = 2.5  # sd beyond the band at which one point of a grain that asks for a run alerts alone
 Z_CAP = 8.0  # beyond this a point is simply "certain" (erfinv of a score within 1e-16 of 1 is unstable)
 
 
@@ -179,6 +180,13 @@ def apply_conditions(
         long_enough = np.maximum(up_run, down_run) >= min_duration
         if sustained is not None:  # a run found by the sustained test is as long as the run itself
             long_enough |= np.abs(sustained) >= min_duration
+        if config.min_duration is None:
+            # the default asks a blip to last; a point far beyond any blip (twice the usual hour at
+            # noon) is news at once. An explicit min_duration is taken as written.
+            z = standardised(scores)
+            if z is not None:
+                with np.errstate(invalid="ignore"):
+                    long_enough |= np.abs(np.nan_to_num(z)) >= min(k + BLIP_MARGIN, Z_CAP)
         cand &= long_enough
     return Detection(scores, lower, upper, cand, direction, k, want, config,
                      np.abs(sustained) if sustained is not None else None)
