@@ -123,6 +123,13 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
     learning = np.ones((T, m), bool)
     excluded = np.zeros((T, m), bool)
     track_level = bool((masks.compare_ref >= 0).any())
+    day_span = None
+    if track_level and p.compare_halfwidth > 0 and times is not None:
+        # sub-daily buckets take the lift of last time's whole calendar day: events are dated, and a
+        # window straddling midnight would blend the day before the event into its first hours
+        day = np.asarray(times.normalize().asi8)
+        first = np.searchsorted(day, day, side="left")
+        day_span = (first, np.searchsorted(day, day, side="right"))
     baseline = np.full((T, m), np.nan) if track_level else None  # the expectation without event lifts
 
     rows = np.arange(m)
@@ -224,7 +231,7 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
             # same event last time: today's baseline (level, weekday, trend) times the lift the event
             # had over its own baseline then
             has = ref_t >= 0
-            ref_val, ref_base = _event_reference(yT, baseline, scale, fam, ref_t, p.compare_halfwidth)
+            ref_val, ref_base = _event_reference(yT, baseline, scale, fam, ref_t, p.compare_halfwidth, day_span)
             with np.errstate(invalid="ignore", divide="ignore"):
                 pc = np.where(mult, pred * ref_val / ref_base, pred + ref_val - ref_base)
             # no value for this series last time (a newer store): nothing to compare with, so no alert
@@ -315,9 +322,10 @@ LIFT_PRIOR_SD = 0.3  # how far event lifts usually are from 1 (a +30 % promotion
 
 
 def _event_reference(yT: np.ndarray, baseline: np.ndarray, scale: np.ndarray, fam: np.ndarray, ref: np.ndarray,
-                     half: int):
+                     half: int, day_span: tuple[np.ndarray, np.ndarray] | None = None):
     """Last time's value and baseline around each series' reference bucket (-1 = none), summed over
-    ±`half` buckets so that an hourly lift is a day's lift, not one noisy night hour's. The lift is
+    ±`half` buckets, or over the reference's calendar day when `day_span` (first, end index of each
+    bucket's day) is given, so that an hourly lift is a day's lift, not one noisy night hour's. The lift is
     shrunk towards 1 by its own noise: 35 orders on a day that expected 13 is a lift of 2.7 only
     if 13 orders are not noisy."""
     m = len(ref)
@@ -325,7 +333,10 @@ def _event_reference(yT: np.ndarray, baseline: np.ndarray, scale: np.ndarray, fa
     base = np.full(m, np.nan)
     for r in np.unique(ref[ref >= 0]):
         cols = np.flatnonzero(ref == r)
-        lo, hi = max(0, r - half), min(len(yT), r + half + 1)
+        if day_span is not None:
+            lo, hi = int(day_span[0][r]), int(day_span[1][r])
+        else:
+            lo, hi = max(0, r - half), min(len(yT), r + half + 1)
         y, b = yT[lo:hi, cols], baseline[lo:hi, cols]
         both = np.isfinite(y) & np.isfinite(b)
         ys, bs = np.where(both, y, 0.0).sum(axis=0), np.where(both, b, 0.0).sum(axis=0)
