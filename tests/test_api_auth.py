@@ -1,5 +1,7 @@
 """Every /api route needs an API token (a viewer reads, an operator changes things), except the few that carry
-their own permission or none is needed: health, the API docs, signed message links and the demo inbox."""
+their own permission or none is needed: health, the API docs, signed message links and the demo inbox.
+(The confirmation of a signed link, a POST to the link's URL with its ?token=, is not in the OpenAPI document: the
+API's POST on that path, which needs an operator's token, is.)"""
 
 from __future__ import annotations
 
@@ -81,8 +83,13 @@ def test_the_public_routes_answer_without_a_token(app_ws, anonymous):
     forged = anonymous.get("/api/incidents/1/ack", params={"token": "forged"})
     assert forged.status_code == 400 and "malformed" in forged.text  # judged by its signature, not by an API token
     signed = sign_action(1, "ack", key=secret_key_for(app_ws))
-    link = anonymous.get("/api/incidents/1/ack", params={"token": signed})
-    assert link.status_code == 200 and "Incident #1 acknowledged" in link.text
+    link = anonymous.get("/api/incidents/1/ack", params={"token": signed, "lang": "en"})
+    assert link.status_code == 200 and "Acknowledge this incident?" in link.text  # asks; acting is a POST
+    done = anonymous.post("/api/incidents/1/ack", params={"token": signed, "lang": "en"})
+    assert done.status_code == 200 and "Incident #1 acknowledged" in done.text
+    view = sign_action(1, "view", key=secret_key_for(app_ws))
+    page = anonymous.get("/incidents/1", params={"token": view})  # the page of a message's link: no API token
+    assert page.status_code == 200 and "门店 S012 饮料销售额下降" in page.text
 
 
 def test_a_viewer_reads_and_cannot_acknowledge(app_ws, anonymous):

@@ -1,4 +1,4 @@
-"""create_app(workspace): the FastAPI application (JSON API; OpenAPI at /docs)."""
+"""create_app(workspace): the FastAPI application (JSON API, OpenAPI at /docs; the incident pages of web/)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from metricloop.errors import DefinitionError, MetricloopError
 def create_app(ws, *, background: bool = False) -> FastAPI:
     """The API. With background=True it also runs the scheduler, timers and the dispatcher in threads."""
     from metricloop.api import alerting, inbox, incidents, metrics, outbox, runs, sources
+    from metricloop.web import incident_page, links
 
     app = FastAPI(
         title="metricloop",
@@ -59,13 +60,10 @@ def create_app(ws, *, background: bool = False) -> FastAPI:
     def health() -> dict:
         return {"status": "ok", "version": __version__, "workspace": str(ws.home)}
 
-    for module in (metrics, sources, runs, incidents, alerting, outbox, inbox):
+    # The confirmations of signed message links share their paths with API writes: they must be tried first.
+    app.include_router(links.confirmations)
+    for module in (metrics, sources, runs, incidents, links, alerting, outbox, inbox, incident_page):
         app.include_router(module.router)
-
-    @app.get("/incidents/{incident_id}", include_in_schema=False)
-    def incident_page(incident_id: int) -> RedirectResponse:
-        # The web console will render this page; until then the link from a message shows the JSON.
-        return RedirectResponse(f"/api/incidents/{incident_id}")
 
     if background:
         from metricloop.scheduler import Background

@@ -28,7 +28,7 @@ class Settings(BaseSettings):
     """Where people reach this server: links in notifications point here."""
 
     secret_key: str | None = None
-    """Signs acknowledge/resolve links. Default: a random key kept in HOME/.secret_key."""
+    """Signs the links in messages (incident page, acknowledge, resolve). Default: a random key in HOME/.secret_key."""
 
     public_reads: bool = False
     """Let requests without an API token read the API (GET routes). Writes always need a token."""

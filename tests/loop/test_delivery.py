@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 from datetime import UTC, date, datetime, timedelta
+from html import escape
 from urllib.parse import urlsplit
 
 import pytest
@@ -113,14 +114,26 @@ def test_one_email_and_one_signed_webhook(open_incident, mailbox, receiver):
     notified = [e for e in timeline(ws, inc.id) if e.kind == "notified"]
     assert sorted(e.data["channel"] for e in notified) == ["hook", "mail"]
 
-    # the acknowledge link of the email works, once
+    # the incident link of the email opens the incident's page in a browser, with no API token
     client = TestClient(create_app(ws))
+    page_link = urlsplit(next(line for line in body.splitlines() if line.startswith("Open the incident: ")).split()[-1])
+    assert page_link.path == f"/incidents/{inc.id}" and page_link.query.startswith("token=")
+    client.headers["Accept-Language"] = "en-GB,en;q=0.9,zh-CN;q=0.8"  # a browser's: the pages speak English
+    page = client.get(f"{page_link.path}?{page_link.query}")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert escape(inc.title) in page.text and escape(explanation) in page.text and "Timeline" in page.text
+    assert "<b>created</b>" in page.text and "<b>notified</b>" in page.text and MANAGER in page.text
+
+    # the acknowledge link of the email asks first (a mail scanner opening it changes nothing); confirming acts, once
     link = urlsplit(ack_link)
-    first = client.get(f"{link.path}?{link.query}")
-    assert first.status_code == 200 and "acknowledged" in first.text
+    opened = client.get(f"{link.path}?{link.query}")
+    assert opened.status_code == 200 and "Acknowledge this incident?" in opened.text
+    assert incidents(ws)[0].state == "triggered"
+    first = client.post(f"{link.path}?{link.query}")
+    assert first.status_code == 200 and f"Incident #{inc.id} acknowledged" in first.text
     assert incidents(ws)[0].state == "acknowledged"
-    again = client.get(f"{link.path}?{link.query}")
-    assert again.status_code == 409 and "already acknowledged" in again.text
+    again = client.post(f"{link.path}?{link.query}")
+    assert again.status_code == 409 and "it cannot be acknowledged now" in again.text
 
 
 def test_receiver_outage_then_delivered_exactly_once(open_incident, receiver):

@@ -224,7 +224,10 @@ def test_stockout_reaches_the_store_manager_by_email_and_signed_webhook(
     assert hook.json()["incident"]["assignee"] == manager
     # the manager acknowledges from the email; escalation stops
     url = urlsplit(re.search(r"http://\S+/ack\?token=[\w.-]+", body).group(0))
-    assert TestClient(create_app(ws)).get(f"{url.path}?{url.query}").status_code == 200
+    client = TestClient(create_app(ws))
+    assert client.get(f"{url.path}?{url.query}").status_code == 200  # asks to confirm
+    assert client.post(f"{url.path}?{url.query}").status_code == 200  # the confirmation acknowledges
+    assert incidents(ws)[0].state == "acknowledged"
     from metricloop.incidents.service import process_timers
 
     assert process_timers(ws, now=morning("2026-11-17") + timedelta(hours=3))["escalated"] == 0

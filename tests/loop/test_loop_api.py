@@ -178,7 +178,7 @@ def test_writes_need_an_operator_token(api):
     assert api.get("/api/silences").json() == []
 
 
-def test_signed_ack_link_works_once_and_a_tampered_token_fails(api):
+def test_a_signed_ack_link_asks_on_get_acts_on_post_once_and_a_tampered_token_fails(api):
     from metricloop.notify.signing import secret_key_for, sign_action
 
     ws = api.ws
@@ -186,22 +186,32 @@ def test_signed_ack_link_works_once_and_a_tampered_token_fails(api):
     key = secret_key_for(ws)
     token = sign_action(i, "ack", key=key)
     tampered = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
-    r = api.get(f"/api/incidents/{i}/ack", params={"token": tampered})
-    assert r.status_code == 400 and "signature is not valid" in r.text
-    r = api.get(f"/api/incidents/{other}/ack", params={"token": token})
-    assert r.status_code == 400 and "belongs to another incident" in r.text
-    r = api.get(f"/api/incidents/{i}/ack", params={"token": sign_action(i, "resolve", key=key)})
-    assert r.status_code == 400 and "is for &#x27;resolve&#x27;" in r.text
-    r = api.get(f"/api/incidents/{i}/ack", params={"token": sign_action(i, "ack", key=key, ttl_seconds=-1)})
-    assert r.status_code == 400 and "expired" in r.text
+    for method in ("get", "post"):  # refused alike whether opened or confirmed
+        r = getattr(api, method)(f"/api/incidents/{i}/ack", params={"token": tampered})
+        assert r.status_code == 400 and "signature is not valid" in r.text and "链接的签名无效" in r.text
+        r = getattr(api, method)(f"/api/incidents/{other}/ack", params={"token": token})
+        assert r.status_code == 400 and "belongs to another incident" in r.text
+        r = getattr(api, method)(f"/api/incidents/{i}/ack", params={"token": sign_action(i, "resolve", key=key)})
+        assert r.status_code == 400 and "is for &#39;resolve&#39;" in r.text
+        expired = sign_action(i, "ack", key=key, ttl_seconds=-1)
+        r = getattr(api, method)(f"/api/incidents/{i}/ack", params={"token": expired})
+        assert r.status_code == 400 and "expired" in r.text
     assert api.get(f"/api/incidents/{i}").json()["state"] == "triggered"
-    r = api.get(f"/api/incidents/{i}/ack", params={"token": token})
-    assert r.status_code == 200 and f"Incident #{i} acknowledged" in r.text
-    r = api.get(f"/api/incidents/{i}/ack", params={"token": token})
-    assert r.status_code == 409 and "already acknowledged" in r.text
+    r = api.get(f"/api/incidents/{i}/ack", params={"token": token})  # what a mail scanner does: nothing changes
+    assert r.status_code == 200 and "认领这个工单？" in r.text and r.headers["content-type"].startswith("text/html")
+    assert api.get(f"/api/incidents/{i}").json()["state"] == "triggered"
+    r = api.post(f"/api/incidents/{i}/ack", params={"token": token})
+    assert r.status_code == 200 and f"工单 #{i} 已认领" in r.text
+    assert api.get(f"/api/incidents/{i}").json()["state"] == "acknowledged"
+    r = api.post(f"/api/incidents/{i}/ack", params={"token": token})
+    assert r.status_code == 409 and "不能再认领" in r.text
     assert [e.actor for e in timeline(ws, i) if e.kind == "acknowledged"] == ["link"]
-    r = api.get(f"/api/incidents/{i}/resolve", params={"token": sign_action(i, "resolve", key=key)})
-    assert r.status_code == 200 and api.get(f"/api/incidents/{i}").json()["state"] == "resolved"
+    resolve = sign_action(i, "resolve", key=key)
+    r = api.post(f"/api/incidents/{i}/resolve", params={"token": resolve, "lang": "en"},
+                 data={"root_cause": "stock-out of Drinks", "note": "restocked"})  # fmt: skip
+    assert r.status_code == 200 and f"Incident #{i} resolved" in r.text
+    d = api.get(f"/api/incidents/{i}").json()
+    assert (d["state"], d["root_cause"], d["resolution"]) == ("resolved", "stock-out of Drinks", "restocked")
 
 
 def test_runs_and_outbox(api):

@@ -43,7 +43,9 @@ def test_chinese_message_carries_everything_a_person_needs(incident):
     assert "  - store=S012, category=Drinks" in body
     assert "负责人：wang.fang@example.com（east-stores）" in body
     assert "创建于 2024-03-01 10:00 北京时间" in body
-    assert f"查看工单：http://ml.test/incidents/{incident.id}" in body
+    view = payload["links"]["incident"]
+    assert view.startswith(f"http://ml.test/incidents/{incident.id}?token=") and f"查看工单：{view}\n" in body
+    assert payload["incident"]["url"] == view and verify_action(_token(view), key=KEY) == (incident.id, "view")
     ack, resolve = payload["links"]["ack"], payload["links"]["resolve"]
     assert ack.startswith(f"http://ml.test/api/incidents/{incident.id}/ack?token=") and ack in body
     assert resolve.startswith(f"http://ml.test/api/incidents/{incident.id}/resolve?token=") and resolve in body
@@ -104,7 +106,7 @@ def test_reassigned_and_severity_raised_have_their_own_message(incident, event, 
     assert body.startswith("🔴 P1") and incident.summary[f"explanation_{language}"] in body
     assert all(f"  - {s}\n" in body for s in incident.slices)
     links = payload["links"]
-    assert links["incident"] == f"http://ml.test/incidents/{incident.id}" and links["incident"] in body
+    assert links["incident"].startswith(f"http://ml.test/incidents/{incident.id}?token=") and links["incident"] in body
     assert links["ack"] in body and verify_action(_token(links["ack"]), key=KEY) == (incident.id, "ack")
     assert links["resolve"] in body and verify_action(_token(links["resolve"]), key=KEY) == (incident.id, "resolve")
     assert payload["event"] == event and payload["values"]["deviation_pct"] == -42.04
@@ -135,7 +137,8 @@ def test_links_follow_the_state(incident):
     _, body, payload = render_incident(incident, event="resolved", language="zh", base_url="http://x",
                                        secret_key=KEY)  # fmt: skip
     assert payload["links"]["ack"] is None and payload["links"]["resolve"] is None
-    assert "token=" not in body
+    assert "/ack?token=" not in body and "/resolve?token=" not in body
+    assert payload["links"]["incident"] in body  # the page still opens: what happened, who resolved it
 
 
 def test_payload_keys_are_stable(incident):

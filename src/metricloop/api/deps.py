@@ -1,8 +1,9 @@
 """Shared dependencies: the workspace, a unit of work, and who is calling (from the API token).
 
 Every /api route needs a token: `viewer` (any role) to read, `operator` to change things, `admin` to administer.
-The exceptions are /api/health, the signed acknowledge/resolve links (the signature is the permission) and the
-demo inbox's receiver; tests/test_api_auth.py walks every route to keep it so.
+The exceptions are /api/health, the signed acknowledge/resolve links of messages and their confirmations
+(metricloop.web.links: the signature is the permission) and the demo inbox's receiver; tests/test_api_auth.py walks
+every route to keep it so.
 """
 
 from __future__ import annotations

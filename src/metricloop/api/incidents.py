@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from metricloop.api.deps import Actor, db_session, operator, viewer, workspace
@@ -13,7 +12,8 @@ from metricloop.incidents import service
 from metricloop.incidents.views import incident_detail, incident_dict, list_incidents
 
 router = APIRouter(prefix="/api/incidents", tags=["incidents"])
-# Reads need a token per route (not for the whole router): the signed links below carry their own permission.
+# Reads need a token per route (not for the whole router): the signed message links on the same paths
+# (metricloop.web.links) carry their own permission.
 READ = [Depends(viewer)]
 
 
@@ -115,46 +115,3 @@ def reopen(
 @router.post("/{incident_id}/review")
 def review(incident_id: int, body: ReviewBody, actor: Actor = Depends(operator), s=Depends(db_session)) -> dict:
     return incident_dict(service.review(s, incident_id=incident_id, actor=actor.name, note=body.note))
-
-
-@router.get("/{incident_id}/ack", response_class=HTMLResponse, summary="Acknowledge from a signed message link")
-def ack_link(incident_id: int, token: str, ws=Depends(workspace), s=Depends(db_session)):
-    return _signed_link(incident_id, "ack", token, ws, s)
-
-
-@router.get("/{incident_id}/resolve", response_class=HTMLResponse, summary="Resolve from a signed message link")
-def resolve_link(incident_id: int, token: str, ws=Depends(workspace), s=Depends(db_session)):
-    return _signed_link(incident_id, "resolve", token, ws, s)
-
-
-def _signed_link(incident_id: int, action: str, token: str, ws, s):
-    """One-click acknowledge / resolve from a message. The signed, expiring token is the permission."""
-    from metricloop.errors import MetricloopError
-    from metricloop.notify.signing import secret_key_for, verify_action
-
-    try:
-        inc_id, verb = verify_action(token, key=secret_key_for(ws), action=action)
-        if inc_id != incident_id:
-            raise MetricloopError("this link belongs to another incident")
-        who = "link"
-        if verb == "ack":
-            service.acknowledge(s, ws, ws.catalog(), incident_id=inc_id, actor=who)
-            text = f"Incident #{inc_id} acknowledged. 已确认，升级已停止。"
-        elif verb == "resolve":
-            service.resolve(s, ws, ws.catalog(), incident_id=inc_id, actor=who, note="resolved from a message link")
-            text = f"Incident #{inc_id} resolved. 已解决。"
-        else:
-            raise MetricloopError(f"unknown action '{verb}'")
-        status = 200
-    except MetricloopError as e:
-        text, status = f"Could not {action} incident #{incident_id}: {e.message}", e.status_code
-    body = (
-        f"<!doctype html><meta charset=utf-8><title>metricloop</title><p style='font:16px sans-serif'>{_esc(text)}</p>"
-    )
-    return HTMLResponse(body, status_code=status)
-
-
-def _esc(text: str) -> str:
-    import html
-
-    return html.escape(text)

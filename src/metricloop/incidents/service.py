@@ -235,7 +235,7 @@ def open_incident(
                 db_session,
                 incident=inc,
                 action=action,
-                base_url=ws.settings.base_url,  # the payload's incident_url must be a link that works
+                base_url=ws.settings.base_url,  # the payload's incident_url must point at this server
                 language=ws.config.get("language", "zh"),
             )
     return inc

@@ -51,6 +51,8 @@ def action_applies(action: Any, severity: str) -> bool:
 
 def template_context(incident: Any, *, base_url: str = "", event: str = "created", language: str = "zh") -> dict:
     summary = dict(incident.summary or {})
+    # The bare page, without a view token: a payload goes to another system, and a view link would let whoever
+    # reads it there acknowledge or resolve the incident from the page.
     fields = incident_fields(incident, base_url=base_url)
     return {
         "incident": fields,

@@ -53,7 +53,7 @@ _EVENT_TEXT = {
     },
 }
 
-_STATE_TEXT = {
+STATE_TEXT = {
     "zh": {"triggered": "待处理", "acknowledged": "处理中", "resolved": "已解决", "reviewed": "已复盘"},
     "en": {"triggered": "triggered", "acknowledged": "acknowledged", "resolved": "resolved", "reviewed": "reviewed"},
 }
@@ -107,19 +107,23 @@ def fmt_pct(value: Any) -> str:
         return str(value)
 
 
-@lru_cache(maxsize=1)
-def environment() -> Environment:
+def template_environment(folder: Path, *, html: bool) -> Environment:
+    """Templates of a folder with the number filters; `html` escapes what they show (web pages)."""
     env = Environment(
-        loader=FileSystemLoader(str(TEMPLATES)),
-        autoescape=False,  # plain text; webhook JSON is built from data, not from a template
+        loader=FileSystemLoader(str(folder)),
+        autoescape=html,
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
-        keep_trailing_newline=False,
     )
     env.filters["num"] = fmt_number
     env.filters["pct"] = fmt_pct
     return env
+
+
+@lru_cache(maxsize=1)
+def environment() -> Environment:
+    return template_environment(TEMPLATES, html=False)  # plain text; webhook JSON is built from data
 
 
 def _iso(t: datetime | None) -> str | None:
@@ -130,7 +134,7 @@ def _iso(t: datetime | None) -> str | None:
     return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _local(t: datetime | None, tz: str, lang: str) -> str:
+def local_time(t: datetime | None, tz: str, lang: str) -> str:
     if t is None:
         return "—"
     if t.tzinfo is None:
@@ -142,23 +146,43 @@ def _local(t: datetime | None, tz: str, lang: str) -> str:
     return local.strftime("%Y-%m-%d %H:%M ") + f"UTC{offset[:3]}:{offset[3:]}".replace("UTC+00:00", "UTC")
 
 
+def signed_link(
+    incident_id: int,
+    action: str,
+    *,
+    base_url: str,
+    secret_key: str,
+    ttl_seconds: int = DEFAULT_TTL,
+    now: float | None = None,
+    expires: int | None = None,
+) -> str:
+    """A link with a signed, expiring token: `view` opens the incident's web page (no API token needed); `ack` and
+    `resolve` open a page that asks to confirm, and the confirmation (a POST to the same URL) acts."""
+    token = sign_action(incident_id, action, key=secret_key, ttl_seconds=ttl_seconds, now=now, expires=expires)
+    path = f"/incidents/{incident_id}" if action == "view" else f"/api/incidents/{incident_id}/{action}"
+    return f"{base_url.rstrip('/')}{path}?token={token}"
+
+
 def incident_links(
-    incident, *, base_url: str, secret_key: str, ttl_seconds: int = DEFAULT_TTL, now: float | None = None
+    incident,
+    *,
+    base_url: str,
+    secret_key: str,
+    ttl_seconds: int = DEFAULT_TTL,
+    now: float | None = None,
+    expires: int | None = None,
 ) -> dict:
     """The incident page, and signed expiring ack/resolve links where the state still allows them."""
-    base = base_url.rstrip("/")
-    links: dict[str, str | None] = {"incident": f"{base}/incidents/{incident.id}", "ack": None, "resolve": None}
+    signed = dict(base_url=base_url, secret_key=secret_key, ttl_seconds=ttl_seconds, now=now, expires=expires)
+    links: dict[str, str | None] = {"incident": signed_link(incident.id, "view", **signed)}
     state = incident.state or "triggered"
-    if state == "triggered":
-        token = sign_action(incident.id, "ack", key=secret_key, ttl_seconds=ttl_seconds, now=now)
-        links["ack"] = f"{base}/api/incidents/{incident.id}/ack?token={token}"
-    if state in ("triggered", "acknowledged"):
-        token = sign_action(incident.id, "resolve", key=secret_key, ttl_seconds=ttl_seconds, now=now)
-        links["resolve"] = f"{base}/api/incidents/{incident.id}/resolve?token={token}"
+    links["ack"] = signed_link(incident.id, "ack", **signed) if state == "triggered" else None
+    links["resolve"] = signed_link(incident.id, "resolve", **signed) if state in ("triggered", "acknowledged") else None
     return links
 
 
-def incident_fields(incident, *, base_url: str) -> dict:
+def incident_fields(incident, *, base_url: str, url: str | None = None) -> dict:
+    """The incident as messages and action payloads show it; `url` is its page (default: the bare page)."""
     sev = SEVERITIES.get(incident.severity, SEVERITIES["P3"])
     return {
         "id": incident.id,
@@ -176,11 +200,11 @@ def incident_fields(incident, *, base_url: str) -> dict:
         "created_at": _iso(incident.created_at),
         "acknowledged_at": _iso(getattr(incident, "acknowledged_at", None)),
         "resolved_at": _iso(getattr(incident, "resolved_at", None)),
-        "url": f"{base_url.rstrip('/')}/incidents/{incident.id}",
+        "url": url or f"{base_url.rstrip('/')}/incidents/{incident.id}",
     }
 
 
-def _values(summary: dict) -> dict:
+def message_values(summary: dict) -> dict:
     unit = summary.get("unit") or ""
     return {
         "actual": summary.get("actual"),
@@ -218,9 +242,9 @@ def render_incident(
     lang = language if language in LANGUAGES else "zh"
     summary = dict(incident.summary or {})
     explanation = summary.get(f"explanation_{lang}") or summary.get("explanation") or ""
-    fields = incident_fields(incident, base_url=base_url)
     links = incident_links(incident, base_url=base_url, secret_key=secret_key, ttl_seconds=ttl_seconds, now=now)
-    values = _values(summary)
+    fields = incident_fields(incident, base_url=base_url, url=links["incident"])
+    values = message_values(summary)
     sev = SEVERITIES.get(incident.severity, SEVERITIES["P3"])
     event_text = _EVENT_TEXT[lang][event].format(level=level + 1)
     who = incident.assignee or ("有人" if lang == "zh" else "someone")
@@ -235,8 +259,8 @@ def render_incident(
         "explanation": explanation,
         "values": values,
         "links": links,
-        "state_text": _STATE_TEXT[lang].get(fields["state"], fields["state"]),
-        "created": _local(incident.created_at, timezone, lang),
+        "state_text": STATE_TEXT[lang].get(fields["state"], fields["state"]),
+        "created": local_time(incident.created_at, timezone, lang),
         "note": note,
         # why this severity, without its "P1: " (the templates say it); on the messages that announce a severity
         "severity_reason": reason[len(sev["code"]) + 1 :].strip() if reason and event in REASONED_EVENTS else "",

@@ -1,8 +1,9 @@
-"""Signatures: expiring action links (ack/resolve from a message) and HMAC-signed webhook bodies.
+"""Signatures: expiring links in messages (view, ack, resolve) and HMAC-signed webhook bodies.
 
-Action tokens are `<payload>.<mac>`, both base64url without padding. The payload is compact JSON
+Link tokens are `<payload>.<mac>`, both base64url without padding. The payload is compact JSON
 `{"i": incident_id, "a": action, "e": expiry (unix seconds)}` and the mac is HMAC-SHA256 over the
 payload text with the workspace's secret key. Nothing in a token is secret; it only cannot be forged.
+`view` opens the incident's page; `ack` and `resolve` act on the incident (after a confirmation).
 
 Webhook signatures follow the common "timestamp.body" scheme (as Stripe and Slack do) so a receiver
 can reject replays: `X-Metricloop-Signature: sha256=<hex HMAC-SHA256(secret, f"{timestamp}.".encode() + body)>`.
@@ -26,7 +27,7 @@ from metricloop.errors import MetricloopError
 if TYPE_CHECKING:
     from metricloop.workspace import Workspace
 
-ACTIONS = ("ack", "resolve")
+ACTIONS = ("view", "ack", "resolve")
 DEFAULT_TTL = 7 * 86400
 SECRET_KEY_FILE = ".secret_key"
 
@@ -48,13 +49,23 @@ def _mac(key: str, message: bytes) -> bytes:
 
 
 def sign_action(
-    incident_id: int, action: str, *, key: str, ttl_seconds: int = DEFAULT_TTL, now: float | None = None
+    incident_id: int,
+    action: str,
+    *,
+    key: str,
+    ttl_seconds: int = DEFAULT_TTL,
+    now: float | None = None,
+    expires: int | None = None,
 ) -> str:
-    """A token that lets whoever holds the link perform `action` on the incident until it expires."""
+    """A token that lets whoever holds the link perform `action` on the incident until it expires
+    (`expires`, unix seconds, else `ttl_seconds` from now)."""
     if not key:
         raise MetricloopError("no secret key to sign links with (set METRICLOOP_SECRET_KEY)")
-    expires = int((time.time() if now is None else now) + ttl_seconds)
-    body = json.dumps({"i": int(incident_id), "a": action, "e": expires}, separators=(",", ":"), sort_keys=True)
+    if action not in ACTIONS:
+        raise MetricloopError(f"unknown link action '{action}' (known: {', '.join(ACTIONS)})")
+    if expires is None:
+        expires = int((time.time() if now is None else now) + ttl_seconds)
+    body = json.dumps({"i": int(incident_id), "a": action, "e": int(expires)}, separators=(",", ":"), sort_keys=True)
     payload = _b64(body.encode("utf-8"))
     return f"{payload}.{_b64(_mac(key, payload.encode('ascii')))}"
 
@@ -64,6 +75,21 @@ def verify_action(token: str, *, key: str, action: str | None = None, now: float
 
     Pass `action` to also require that the token was issued for that action (an ack link cannot resolve).
     """
+    incident_id, token_action, _ = _verified(token, key=key, action=action, now=now)
+    return incident_id, token_action
+
+
+def verify_link(token: str | None, *, key: str, action: str, incident_id: int, now: float | None = None) -> int:
+    """The expiry (unix seconds) of a valid `action` token for this incident; raise MetricloopError otherwise."""
+    if not token:
+        raise MetricloopError("the link has no token")
+    token_incident, _, expires = _verified(token, key=key, action=action, now=now)
+    if token_incident != incident_id:
+        raise MetricloopError("this link belongs to another incident")
+    return expires
+
+
+def _verified(token: str, *, key: str, action: str | None, now: float | None) -> tuple[int, str, int]:
     if not token or token.count(".") != 1:
         raise MetricloopError("the link's token is malformed")
     payload, mac = token.split(".")
@@ -79,10 +105,10 @@ def verify_action(token: str, *, key: str, action: str | None = None, now: float
     except (binascii.Error, ValueError, KeyError, TypeError):
         raise MetricloopError("the link's token is malformed") from None
     if (time.time() if now is None else now) > expires:
-        raise MetricloopError("the link has expired; open the incident to act on it")
+        raise MetricloopError("the link has expired")
     if action is not None and token_action != action:
         raise MetricloopError(f"the link is for '{token_action}', not '{action}'")
-    return incident_id, token_action
+    return incident_id, token_action, expires
 
 
 def webhook_signature(secret: str, body: bytes, timestamp: int) -> str:

@@ -1,0 +1,214 @@
+"""The signed acknowledge / resolve links of messages: GET asks to confirm, POST acts.
+
+Mail security scanners open ("pre-fetch") every link of a message, so a GET that changed the incident would
+acknowledge it before anyone read the mail. GET `/api/incidents/{id}/ack?token=…` shows the incident and a
+button; the button POSTs the form to the same URL, and that acknowledges (resolve: with an optional root cause
+and note). The signed, expiring token is the permission, as it is for the incident page.
+
+The POST shares its path with the API's `POST /api/incidents/{id}/ack` (an operator's API token). A request with
+`?token=` in its query string is a confirmation and is routed here; any other goes to the API.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.routing import APIRoute
+from starlette.routing import Match
+
+from metricloop.api.deps import workspace
+from metricloop.errors import MetricloopError, NotFound
+from metricloop.incidents import service
+from metricloop.incidents.models import Incident
+from metricloop.notify.render import STATE_TEXT
+from metricloop.notify.signing import secret_key_for, sign_action, verify_link
+from metricloop.web.incident_page import incident_view, language_switch, not_found, page_path
+from metricloop.web.pages import WORDS, notice, page, pick_language, refusal_zh
+
+LINK_ACTOR = "link"  # who acted, on the timeline: whoever held the message's link
+
+ALLOWED = {"ack": ("triggered",), "resolve": service.OPEN_STATES}
+
+TEXT = {
+    "ack": {
+        "zh": {
+            "question": "认领这个工单？",
+            "explain": "认领表示由你负责处理：升级通知会立即停止。",
+            "button": "确认认领",
+            "done_title": "已认领",
+            "done": "工单 #{id} 已认领，升级通知已停止。",
+            "not_now": "工单 #{id} 当前为「{state}」，不能再认领。",
+        },
+        "en": {
+            "question": "Acknowledge this incident?",
+            "explain": "Acknowledging says you are on it: escalation stops at once.",
+            "button": "Acknowledge",
+            "done_title": "Acknowledged",
+            "done": "Incident #{id} acknowledged. Escalation has stopped.",
+            "not_now": "Incident #{id} is {state}: it cannot be acknowledged now.",
+        },
+    },
+    "resolve": {
+        "zh": {
+            "question": "把这个工单标记为已解决？",
+            "explain": "可以写下根因和处理说明，以后再出现类似问题时能找到。",
+            "button": "确认解决",
+            "done_title": "已解决",
+            "done": "工单 #{id} 已解决。",
+            "not_now": "工单 #{id} 当前为「{state}」，不能再标记为已解决。",
+        },
+        "en": {
+            "question": "Resolve this incident?",
+            "explain": "You may write down the root cause and what was done, so the next person finds it.",
+            "button": "Resolve",
+            "done_title": "Resolved",
+            "done": "Incident #{id} resolved.",
+            "not_now": "Incident #{id} is {state}: it cannot be resolved now.",
+        },
+    },
+}
+
+
+def _has_token(scope) -> bool:
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+    return "token" in query
+
+
+class SignedLinkRoute(APIRoute):
+    """Matches only a request whose query string has `token`; any other request to the path falls through to the
+    next route of the same path (the API's)."""
+
+    def matches(self, scope):
+        match, child = super().matches(scope)
+        if match is not Match.NONE and not _has_token(scope):
+            return Match.NONE, {}
+        return match, child
+
+
+router = APIRouter(prefix="/api/incidents", tags=["incidents"])
+# Included before the API's incident routes; hidden from the OpenAPI document, which lists the API's POST.
+confirmations = APIRouter(prefix="/api/incidents", route_class=SignedLinkRoute, include_in_schema=False)
+
+
+async def form_fields(request: Request) -> dict[str, str]:
+    """The fields of a submitted HTML form (application/x-www-form-urlencoded, what a plain form sends)."""
+    if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        return {}
+    fields = parse_qs((await request.body()).decode("utf-8", "replace"))
+    return {k: v[0].strip() for k, v in fields.items()}
+
+
+def _refused(incident_id: int, reason: str):
+    """A link that does not verify: both languages (whoever opens it may read either)."""
+    return notice(
+        None,
+        status=400,
+        title={"zh": "这个链接无法使用", "en": "This link does not work"},
+        lines={
+            "zh": [f"原因：{refusal_zh(reason)}。", f"工单 #{incident_id} 没有任何改动。"],
+            "en": [f"Why: {reason}.", f"Nothing was changed on incident #{incident_id}."],
+        },
+    )
+
+
+def _back(incident_id: int, key: str, expires: int, lang: str) -> tuple[str, str]:
+    """A link back to the incident page that works as long as the action link did."""
+    view = sign_action(incident_id, "view", key=key, expires=expires)
+    return page_path(incident_id, token=view, lang=lang), WORDS[lang]["open_incident"]
+
+
+def _checked(incident_id: int, action: str, token: str | None, request: Request, ws):
+    """(language, way back to the incident page) for a link that verifies, else the page that refuses it."""
+    lang = pick_language(request, ws.config.get("language", "zh"))
+    key = secret_key_for(ws)
+    try:
+        expires = verify_link(token, key=key, action=action, incident_id=incident_id)
+    except MetricloopError as e:
+        return _refused(incident_id, e.message)
+    return lang, _back(incident_id, key, expires, lang)
+
+
+def _not_now(inc: Incident, action: str, lang: str, back):
+    text = TEXT[action][lang]["not_now"].format(id=inc.id, state=STATE_TEXT[lang].get(inc.state, inc.state))
+    title = {"zh": "无需操作", "en": "Nothing to do"}[lang]
+    return notice(lang, status=409, title={lang: title}, lines={lang: [text]}, link=back)
+
+
+def confirm_page(incident_id: int, action: str, token: str | None, request: Request, ws):
+    checked = _checked(incident_id, action, token, request, ws)
+    if isinstance(checked, Response):
+        return checked
+    lang, back = checked
+    with ws.db.session() as s:
+        inc = s.get(Incident, incident_id)
+        if inc is None:
+            return not_found(incident_id, lang)
+        if inc.state not in ALLOWED[action]:
+            return _not_now(inc, action, lang, back)
+        v = incident_view(s, ws, inc, lang)
+    text = TEXT[action][lang]
+    return page(
+        "confirm.html",
+        lang=lang,
+        v=v,
+        words=WORDS[lang],
+        action=action,
+        question=text["question"],
+        explain=text["explain"],
+        button=text["button"],
+        action_url=f"/api/incidents/{incident_id}/{action}?token={token}&lang={lang}",
+        page_url=back[0],
+        switch=language_switch(f"/api/incidents/{incident_id}/{action}", token),
+    )
+
+
+def act(incident_id: int, action: str, token: str | None, request: Request, ws, form: dict[str, str]):
+    checked = _checked(incident_id, action, token, request, ws)
+    if isinstance(checked, Response):
+        return checked
+    lang, back = checked
+    try:
+        with ws.db.session() as s:
+            if action == "ack":
+                service.acknowledge(s, ws, ws.catalog(), incident_id=incident_id, actor=LINK_ACTOR)
+            else:
+                service.resolve(
+                    s,
+                    ws,
+                    ws.catalog(),
+                    incident_id=incident_id,
+                    actor=LINK_ACTOR,
+                    root_cause=form.get("root_cause", "")[:2000],
+                    note=form.get("note", "")[:4000] or "resolved from a message link",
+                )
+    except NotFound:
+        return not_found(incident_id, lang)
+    except service.StateError:
+        with ws.db.session() as s:
+            return _not_now(service.get(s, incident_id), action, lang, back)
+    text = TEXT[action][lang]
+    done = text["done"].format(id=incident_id)
+    return notice(lang, status=200, title={lang: text["done_title"]}, lines={lang: [done]}, link=back)
+
+
+@router.get("/{incident_id}/ack", summary="Open a signed acknowledge link from a message: asks to confirm")
+def ack_link(incident_id: int, request: Request, token: str | None = None, ws=Depends(workspace)):
+    return confirm_page(incident_id, "ack", token, request, ws)
+
+
+@router.get("/{incident_id}/resolve", summary="Open a signed resolve link from a message: asks to confirm")
+def resolve_link(incident_id: int, request: Request, token: str | None = None, ws=Depends(workspace)):
+    return confirm_page(incident_id, "resolve", token, request, ws)
+
+
+@confirmations.post("/{incident_id}/ack")
+def ack_confirmed(incident_id: int, request: Request, token: str = "", ws=Depends(workspace)):
+    return act(incident_id, "ack", token, request, ws, {})
+
+
+@confirmations.post("/{incident_id}/resolve")
+def resolve_confirmed(
+    incident_id: int, request: Request, token: str = "", form: dict = Depends(form_fields), ws=Depends(workspace)
+):
+    return act(incident_id, "resolve", token, request, ws, form)
