@@ -209,3 +209,37 @@ def test_hourly_series_get_an_hour_profile():
     assert get_detector("auto", min_duration=1).detect(v, times).is_anomaly[:, blip].all()
     # an explicit minimum duration is taken as written, however far out the point
     assert not get_detector("auto", min_duration=2).detect(v, times).is_anomaly[:, far].any()
+
+
+def test_a_shop_closed_at_night_is_judged_by_its_open_hours():
+    """Hours that were always 0 (shut) are expected to stay 0 and say nothing about the noise of the open
+    hours: learnt from 10 hours of exact zeros a day, the noise looked tiny and every busy noon alerted."""
+    rng = np.random.default_rng(5)
+    times = pd.date_range("2025-01-01", periods=24 * 56, freq="h")
+    hour = np.asarray(times.hour)
+    open_ = (hour >= 8) & (hour < 22)
+    mean = np.where(open_, 300 + 200 * np.sin((hour - 8) / 14 * np.pi), 0.0)
+    v = rng.poisson(np.broadcast_to(mean, (4, len(times)))).astype(float)
+    v[:, 24 * 50 + 10: 24 * 50 + 13] = 0.0  # an outage in opening hours
+    det = get_detector("auto").detect(v, times)
+    live = ~det.scores.learning
+    shut = live & ~open_[None, :]
+    assert (det.expected[shut] == 0).all()
+    assert det.is_anomaly[:, 24 * 50 + 11].all()
+    outside = np.ones(len(times), bool)
+    outside[24 * 50 + 10: 24 * 50 + 14] = False
+    assert det.is_anomaly[:, outside].sum() <= 1  # noon's ordinary noise is not an incident
+
+
+def test_a_sparse_count_with_empty_weekends_is_not_a_closed_shop():
+    from metricloop.detect.profiles import closed_slots
+
+    rng = np.random.default_rng(3)
+    complaints = rng.poisson(0.8, (1, 28)).astype(float)
+    complaints[0, 5::7] = 0.0
+    complaints[0, 6::7] = 0.0  # four empty weekends: chance, for one complaint a day
+    ph = np.arange(28) % 7
+    assert not closed_slots(complaints, ph, 7).any()
+    shop = rng.poisson(40.0, (1, 28)).astype(float)
+    shop[0, 6::7] = 0.0  # closed on Sundays, open and busy otherwise
+    assert closed_slots(shop, ph, 7)[0].tolist() == [False] * 6 + [True]

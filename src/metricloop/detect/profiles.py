@@ -225,10 +225,13 @@ def init_state(win: np.ndarray, phases: dict[str, np.ndarray], candidates: list[
     return choice, season, level, sigma, closed
 
 
-def closed_slots(win: np.ndarray, ph: np.ndarray, period: int, min_seen: int = 2) -> np.ndarray:
+def closed_slots(win: np.ndarray, ph: np.ndarray, period: int, min_seen: int = 2,
+                 max_open_zeros: float = 0.05) -> np.ndarray:
     """Slots (m, period) in which every observed value of the window was exactly 0, seen at least
-    `min_seen` times: a store's hours while it is shut, a B2B channel's Sundays. Nothing happens
-    there, so they say nothing about the level or the noise of the open slots."""
+    `min_seen` times, in a series whose other slots are (nearly) never 0: a store's hours while it is
+    shut, a B2B channel's Sundays. Nothing happens there, so they say nothing about the level or the
+    noise of the open slots. A sparse count (a city's one complaint a day) has zeros everywhere; its
+    empty weekends are chance, not a closed shop."""
     m = win.shape[0]
     out = np.zeros((m, period), bool)
     if period == 1:
@@ -239,4 +242,6 @@ def closed_slots(win: np.ndarray, ph: np.ndarray, period: int, min_seen: int = 2
         cols = ph == k
         if cols.any():
             out[:, k] = (fin[:, cols].sum(axis=1) >= min_seen) & ~nonzero[:, cols].any(axis=1)
-    return out
+    open_pts = fin & ~out[:, ph]
+    zeros = (open_pts & ~nonzero).sum(axis=1) / np.maximum(open_pts.sum(axis=1), 1)
+    return out & (zeros <= max_open_zeros)[:, None]
