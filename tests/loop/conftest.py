@@ -1,5 +1,6 @@
 """Real instances for the loop tests: the demo (built once per session, copied per test), a small shop whose
-data we control, state on SQLite or a fresh PostgreSQL schema, an SMTP server and an HTTP receiver on loopback.
+data we control, state on SQLite or a fresh PostgreSQL schema, and the SMTP server and HTTP receiver on loopback of
+tests/loopback.py (fixtures `mailbox` and `receiver`, shared with tests/notify).
 """
 
 from __future__ import annotations
@@ -9,18 +10,11 @@ import shutil
 import uuid
 
 import pytest
-from loop_helpers import (
-    BASE_URL,
-    PG_URL,
-    SHOP_DEFS,
-    Mailbox,
-    Receiver,
-    apply_yaml,
-    free_port,
-    start_receiver,
-    write_shop_data,
-)
+from loop_helpers import BASE_URL, PG_URL, SHOP_DEFS, apply_yaml, write_shop_data
 
+from loopback import free_port
+from loopback import mailbox as mailbox  # fixtures: registered by being in this conftest
+from loopback import receiver as receiver
 from metricloop.settings import Settings
 from metricloop.workspace import Workspace
 
@@ -137,26 +131,7 @@ def demo_on(tmp_path, demo_template, open_ws):
     return make
 
 
-# ------------------------------------------------------------------ loopback servers
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver()
-    stop = start_receiver(r)
-    yield r
-    stop()
-
-
-@pytest.fixture
-def mailbox():
-    from aiosmtpd.controller import Controller
-
-    box = Mailbox(port=free_port())
-    controller = Controller(box, hostname="127.0.0.1", port=box.port)
-    controller.start()
-    yield box
-    controller.stop()
+# ------------------------------------------------------------------ loopback servers (tests/loopback.py)
 
 
 @pytest.fixture

@@ -14,12 +14,6 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 from sqlalchemy import func, select
 
-# re-exported: the loop tests and their conftest take the loopback servers from here
-from loopback import Mailbox as Mailbox
-from loopback import Receiver as Receiver
-from loopback import free_port as free_port
-from loopback import start_receiver as start_receiver
-from loopback import verify_signature as verify_signature
 from metricloop.db.times import aware as aware  # re-exported: the tests read stored times with it
 
 SH = ZoneInfo("Asia/Shanghai")

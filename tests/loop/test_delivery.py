@@ -26,9 +26,9 @@ from loop_helpers import (
     outbox,
     runs,
     timeline,
-    verify_signature,
 )
 
+from loopback import verify_signature
 from metricloop.app import create_app
 from metricloop.monitors.service import run_monitor
 

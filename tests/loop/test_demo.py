@@ -25,10 +25,10 @@ from loop_helpers import (
     morning,
     outbox,
     runs,
-    verify_signature,
 )
 from sqlalchemy import select
 
+from loopback import verify_signature
 from metricloop.monitors.models import Anomaly
 from metricloop.monitors.service import run_monitor
 from metricloop.settings import Settings
