@@ -87,7 +87,8 @@ def test_the_incident_link_of_a_message_opens_the_page(opened):
 def test_the_page_speaks_the_asked_language(opened, query, headers, lang):
     ws, inc, message, client = opened
     html = client.get(link(message.body, "查看工单：") + query, headers=headers).text
-    words = {"zh": ("时间线", inc.summary["explanation_zh"]), "en": ("Timeline", inc.summary["explanation_en"])}
+    words = {"zh": ("时间线", inc.summary["explanation_zh"], "销售额 · store=SH-1 低于预期"),
+             "en": ("Timeline", inc.summary["explanation_en"], "Sales · store=SH-1 below expected")}
     assert all(escape(w) in html for w in words[lang])
     assert f'<html lang="{"zh-CN" if lang == "zh" else "en"}">' in html
 

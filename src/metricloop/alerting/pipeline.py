@@ -299,8 +299,11 @@ class OpenIncidents:
             "zh": "高于预期" if a.direction == "up" else "低于预期",
             "en": "above expected" if a.direction == "up" else "below expected",
         }
-        title = f"{ctx.metric.label(lang)}{where} {word[lang]}"
+        titles = {code: f"{ctx.metric.label(code)}{where} {word[code]}" for code in ("zh", "en")}
+        title = titles.get(lang, titles["zh"])
         summary = {
+            "title_zh": titles["zh"],
+            "title_en": titles["en"],
             "explanation_zh": a.explanation_zh,
             "explanation_en": a.explanation_en,
             "actual": a.actual,

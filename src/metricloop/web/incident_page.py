@@ -57,7 +57,7 @@ def incident_view(db_session: Session, ws, inc: Incident, lang: str) -> dict:
     )
     return {
         "id": inc.id,
-        "title": inc.title,
+        "title": summary.get(f"title_{lang}") or inc.title,
         "severity": inc.severity,
         "sev_name": sev[lang],
         "state": inc.state,
@@ -68,7 +68,7 @@ def incident_view(db_session: Session, ws, inc: Incident, lang: str) -> dict:
         "metric": inc.metric,
         "metric_title": summary.get(f"metric_title_{lang}") or inc.metric,
         "monitor": inc.monitor,
-        "slices": list(inc.slices or []),
+        "slices": [words["total"] if sl == "*" else sl for sl in (inc.slices or [])],
         "assignee": inc.assignee,
         "team": inc.team,
         "times": times,
