@@ -232,3 +232,18 @@ def test_stockout_reaches_the_store_manager_by_email_and_signed_webhook(
 
     assert process_timers(ws, now=morning("2026-11-17") + timedelta(hours=3))["escalated"] == 0
     assert [n.event for n in outbox(ws, incident_id=inc.id)] == ["created", "created"]
+
+
+def test_the_set_up_replay_keeps_each_morning_s_clock(demo):
+    """Incidents of the replayed mornings say when they were opened (Thursday 09:00), not when set-up ran, so
+    their SLA clocks and escalations tell the story a new user should see."""
+    from metricloop.demo.setup import replay
+
+    ws = demo()
+    end = date(2026, 11, 20)  # the demo's last day of data
+    replay(ws, last=end, days=3)
+    opened = incidents(ws)
+    assert opened
+    mornings = {datetime(d.year, d.month, d.day, 1, 0, tzinfo=UTC)  # 09:00 Beijing time
+                for d in (end - timedelta(days=1), end, end + timedelta(days=1))}
+    assert {aware(i.created_at) for i in opened} <= mornings

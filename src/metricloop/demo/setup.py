@@ -137,5 +137,6 @@ def replay(ws, *, last: date, days: int = 7, progress=None) -> list:
         for j, m in enumerate(monitors):
             if progress:
                 progress(f"replaying {morning:%m-%d} {m.name}", (i * len(monitors) + j) / total)
-            runs.append(run_monitor(ws, m.name, at=morning, trigger="replay", scheduled_for=morning))
+            # the clock of the replayed morning: an incident opened on Tuesday says Tuesday 09:00, not now
+            runs.append(run_monitor(ws, m.name, at=morning, trigger="replay", scheduled_for=morning, now=morning))
     return runs
