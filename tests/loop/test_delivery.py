@@ -121,7 +121,7 @@ def test_one_email_and_one_signed_webhook(open_incident, mailbox, receiver):
     client.headers["Accept-Language"] = "en-GB,en;q=0.9,zh-CN;q=0.8"  # a browser's: the pages speak English
     page = client.get(f"{page_link.path}?{page_link.query}")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    assert escape(inc.title) in page.text and escape(explanation) in page.text and "Timeline" in page.text
+    assert escape(inc.summary["title_en"]) in page.text and escape(explanation) in page.text and "Timeline" in page.text
     assert "<b>created</b>" in page.text and "<b>notified</b>" in page.text and MANAGER in page.text
 
     # the acknowledge link of the email asks first (a mail scanner opening it changes nothing); confirming acts, once
