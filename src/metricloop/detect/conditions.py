@@ -53,13 +53,13 @@ def standardised(scores: Scores) -> np.ndarray | None:
     return z
 
 
-def sustained_runs(scores: Scores, k: float, longest: int) -> np.ndarray | None:
+def sustained_runs(scores: Scores, k: float, longest: int, z: np.ndarray | None = None) -> np.ndarray | None:
     """Signed length of the shortest run of 2..`longest` points ending here whose summed z is beyond
     k·√n, each point ≥ 1 sd off on that side (0 where none). A stock-out that takes 40 % off a noisy
     store is 3 sd a day, never 5, but three such days in a row are not noise (Stouffer's test)."""
     if longest < 2:
         return None
-    z = standardised(scores)
+    z = standardised(scores) if z is None else z
     if z is None:
         return None
     usable = np.isfinite(z) & ~scores.learning & ~scores.suppressed
@@ -149,7 +149,10 @@ def apply_conditions(
         above[above] = ~np.isclose(v[above], upper[above], rtol=1e-9, atol=0.0)
         below[below] = ~np.isclose(v[below], lower[below], rtol=1e-9, atol=0.0)
     longest = config.sustained if config.sustained is not None else default_sustained(scores.grain)
-    sustained = sustained_runs(scores, k, longest)
+    min_duration = config.min_duration or default_min_duration(scores.grain)
+    # the score-equivalent z (an erfinv over every point) serves the run test and the lone-point rule
+    z = standardised(scores) if longest >= 2 or (min_duration > 1 and config.min_duration is None) else None
+    sustained = sustained_runs(scores, k, longest, z)
     if sustained is not None:
         above |= sustained > 0
         below |= sustained < 0
@@ -173,20 +176,17 @@ def apply_conditions(
                 vol = np.fmax(np.abs(v), np.abs(e))
             cand &= np.nan_to_num(np.asarray(vol, dtype=float), nan=0.0) >= config.min_volume
     cand &= ~scores.learning & ~scores.suppressed & np.isfinite(v)
-    min_duration = config.min_duration or default_min_duration(scores.grain)
     if min_duration > 1:
         up_run = run_length(cand & (direction > 0))
         down_run = run_length(cand & (direction < 0))
         long_enough = np.maximum(up_run, down_run) >= min_duration
         if sustained is not None:  # a run found by the sustained test is as long as the run itself
             long_enough |= np.abs(sustained) >= min_duration
-        if config.min_duration is None:
+        if config.min_duration is None and z is not None:
             # the default asks a blip to last; a point far beyond any blip (twice the usual hour at
             # noon) is news at once. An explicit min_duration is taken as written.
-            z = standardised(scores)
-            if z is not None:
-                with np.errstate(invalid="ignore"):
-                    long_enough |= np.abs(np.nan_to_num(z)) >= min(k + BLIP_MARGIN, Z_CAP)
+            with np.errstate(invalid="ignore"):
+                long_enough |= np.abs(np.nan_to_num(z)) >= min(k + BLIP_MARGIN, Z_CAP)
         cand &= long_enough
     return Detection(scores, lower, upper, cand, direction, k, want, config,
                      np.abs(sustained) if sustained is not None else None)

@@ -170,11 +170,11 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
                     mu = (np.where(np.isnan(win), 1.0, win) > 0).all(axis=1) & (f != FAM_RATIO)
             else:
                 mu = np.full(len(idx), p.multiplicative == "yes")
-            choice, season, lvl, sig, shut = init_state(win, {c: phases[c][lo:t] for c in candidates}, candidates, mu,
-                                                  f != FAM_GAUSS)
+            ph_win = {c: phases[c][lo:t] for c in candidates}
+            choice, season, lvl, sig, shut_win = init_state(win, ph_win, candidates, mu, f != FAM_GAUSS)
             fam[idx], mult[idx], prof[idx] = f, mu, choice
             S[idx] = season
-            closed[idx] = shut
+            closed[idx] = shut_win
             L[idx], B[idx] = np.nan_to_num(lvl), 0.0
             noise = _noise_var(f, lvl, ratio_sc[idx], _nanmedian(wden) if wden is not None else None)
             # a profile from a few weeks of medians is itself uncertain: start with a wider scale
@@ -191,14 +191,14 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
                 win = y[idx, lo:t].copy()
                 win[excluded[lo:t, idx].T] = np.nan
                 ph_win = {c: phases[c][lo:t] for c in candidates}
-                choice, season, lvl, sig, shut = init_state(win, ph_win, candidates, mult[idx],
+                choice, season, lvl, sig, shut_win = init_state(win, ph_win, candidates, mult[idx],
                                                             fam[idx] != FAM_GAUSS, current=prof[idx])
                 enough = np.isfinite(win).sum(axis=1) >= p.warmup // 2
                 moved = (choice != prof[idx]) & enough & np.isfinite(lvl) & ~exT[t, idx]
                 if moved.any():
                     j = idx[moved]
                     prof[j], S[j], L[j], B[j] = choice[moved], season[moved], lvl[moved], 0.0
-                    closed[j] = shut[moved]
+                    closed[j] = shut_win[moved]
                     wden = den[j, lo:t] if den is not None else None
                     noise = _noise_var(fam[j], lvl[moved], ratio_sc[j], _nanmedian(wden) if wden is not None else None)
                     V[j] = np.maximum(p.init_inflation * sig[moved] ** 2 - noise, 0.0)

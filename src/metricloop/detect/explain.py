@@ -97,7 +97,7 @@ def sentence(
         band = f"（正常区间 {f(lower)}–{f(upper)}）" if math.isfinite(lower) or math.isfinite(upper) else ""
         if within:
             step = {"day": "天", "hour": "小时"}.get(grain or "", "个点")
-            band += f"，连续第 {run} {step}{'高' if actual >= expected else '低'}于预期，累计已超出正常波动"
+            band += f"，连续第 {run} {step}{word}于预期，累计已超出正常波动"
         return f"{who} {f(actual)}，比预期 {f(expected)} {diff}{band}"
     who = f"{title} for {slice_label}" if slice_label else title
     word = "above" if actual >= expected else "below"

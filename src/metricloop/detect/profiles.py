@@ -126,7 +126,7 @@ def _shrink(prof: np.ndarray, r: np.ndarray, ph: np.ndarray, mult: np.ndarray) -
         shift = np.where(np.isfinite(shift), shift, np.where(mult, 1.0, 0.0))
         resid = r - np.where(mult[:, None], fit * shift[:, None], fit + shift[:, None])
     sigma2 = (1.4826 * _nanmedian(np.abs(resid))) ** 2  # robust variance of one point around its slot
-    n = np.stack([np.isfinite(r[:, ph == k]).sum(axis=1) for k in range(period)], axis=1)
+    n = slot_counts(np.isfinite(r), ph, period)
     noise = (np.pi / 2) * sigma2[:, None] / np.maximum(n, 1)  # variance of a slot's median
     between = np.maximum(np.mean(dev * dev, axis=1) - np.mean(noise, axis=1), 0.0)
     w = np.where(n > 0, between[:, None] / (between[:, None] + noise + TINY), 0.0)
@@ -232,16 +232,16 @@ def closed_slots(win: np.ndarray, ph: np.ndarray, period: int, min_seen: int = 2
     shut, a B2B channel's Sundays. Nothing happens there, so they say nothing about the level or the
     noise of the open slots. A sparse count (a city's one complaint a day) has zeros everywhere; its
     empty weekends are chance, not a closed shop."""
-    m = win.shape[0]
-    out = np.zeros((m, period), bool)
     if period == 1:
-        return out
+        return np.zeros((win.shape[0], 1), bool)
     fin = np.isfinite(win)
     nonzero = fin & (win != 0)
-    for k in range(period):
-        cols = ph == k
-        if cols.any():
-            out[:, k] = (fin[:, cols].sum(axis=1) >= min_seen) & ~nonzero[:, cols].any(axis=1)
+    out = (slot_counts(fin, ph, period) >= min_seen) & (slot_counts(nonzero, ph, period) == 0)
     open_pts = fin & ~out[:, ph]
     zeros = (open_pts & ~nonzero).sum(axis=1) / np.maximum(open_pts.sum(axis=1), 1)
     return out & (zeros <= max_open_zeros)[:, None]
+
+
+def slot_counts(flags: np.ndarray, ph: np.ndarray, period: int) -> np.ndarray:
+    """How many True each series (row) has in each phase slot: (m, H) flags → (m, period) counts."""
+    return flags.astype(np.int64) @ (ph[:, None] == np.arange(period)).astype(np.int64)
