@@ -301,6 +301,9 @@ def test_an_unreachable_source_fails_the_run_and_tells_the_data_owner_once(shop)
     assert inc.kind == "data_quality" and inc.assignee == SOURCE_OWNER and inc.labels["check"] == "source"
     (dq,) = alerts(ws)
     assert dq.count == 3
+    # titled in the workspace's language, with both kept for the other language's pages
+    assert inc.title == inc.summary["title_zh"] and inc.title.startswith("数据源故障：")
+    assert inc.summary["title_en"].startswith("Source down: ")
 
 
 # ------------------------------------------------------------------ severity

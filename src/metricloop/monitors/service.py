@@ -483,8 +483,12 @@ def raise_data_quality(
         incidents.event(s, inc, "absorbed", incidents.SYSTEM, f"also {check}{where}: {message}", at=now, check=check)
         alert.incident_id = inc.id
         return alert
-    titles = {"source": "数据源故障", "freshness": "数据延迟", "completeness": "数据不完整"}
-    title = f"{titles.get(check, '数据质量')}：{metric.source or ''}.{table}{where}"
+    what = f"{metric.source or ''}.{table}{where}"
+    words = {"zh": {"source": "数据源故障", "freshness": "数据延迟", "completeness": "数据不完整"},
+             "en": {"source": "Source down", "freshness": "Data late", "completeness": "Data incomplete"}}
+    titles = {"zh": f"{words['zh'].get(check, '数据质量')}：{what}",
+              "en": f"{words['en'].get(check, 'Data quality')}: {what}"}
+    title = titles.get(ws.config.get("language", "zh"), titles["zh"])
     inc = incidents.open_incident(
         s,
         ws,
@@ -498,7 +502,9 @@ def raise_data_quality(
         slices=[slice_],
         labels=labels,
         summary={
-            "explanation_zh": f"{title}：{message}",
+            "title_zh": titles["zh"],
+            "title_en": titles["en"],
+            "explanation_zh": f"{titles['zh']}：{message}",
             "explanation_en": f"Data quality ({check}) of {metric.source}.{table}{where}: {message}",
             "check": check,
             "table": table,
