@@ -6,6 +6,7 @@ import pytest
 
 from metricloop.detect import Calendar, Event, apply_conditions, default_direction, detector_names, get_detector
 from metricloop.detect.base import DetectorConfig, detector_from_dict
+from metricloop.detect.conditions import standardised
 from metricloop.detect.stats import sensitivity_to_k
 from metricloop.errors import MetricloopError
 
@@ -201,7 +202,7 @@ def test_hourly_series_get_an_hour_profile():
     v[:, blip] = first.expected[:, blip] - (first.k + 1.2) * sd  # a one-hour blip: hours need two in a row
     v[:, far] *= 0.4  # ... unless one hour is far beyond any blip (band + 2.5 sd)
     det = get_detector("auto").detect(v, times)
-    assert all("hour_of" in m for m in det.scores.model)
+    assert all(":hour_" in m for m in det.scores.model)
     assert det.is_anomaly[:, 24 * 50 + 13].all()
     assert (det.values[:, blip] < det.lower[:, blip]).all()  # out of band, and yet
     assert not det.is_anomaly[:, blip].any()
@@ -243,3 +244,27 @@ def test_a_sparse_count_with_empty_weekends_is_not_a_closed_shop():
     shop = rng.poisson(40.0, (1, 28)).astype(float)
     shop[0, 6::7] = 0.0  # closed on Sundays, open and busy otherwise
     assert closed_slots(shop, ph, 7)[0].tolist() == [False] * 6 + [True]
+
+
+def test_an_hourly_sum_of_baskets_is_scored_as_a_count_of_lumps():
+    """Hourly GMV is a few baskets an hour: its variance grows with its mean like a count's. Scored
+    as a count of basket-sized lumps, five empty midday hours alert (as 0 orders would), and a smooth
+    series with proportional noise stays Gaussian."""
+    rng = np.random.default_rng(5)
+    times = pd.date_range("2025-03-03", periods=24 * 70, freq="h")
+    hour = np.asarray(times.hour)
+    rate = 0.3 + 9 * np.clip(np.sin((hour - 7) / 15 * np.pi), 0, None)  # baskets an hour
+    n = rng.poisson(np.broadcast_to(rate, (4, len(times))))
+    gmv = np.array([[rng.lognormal(3.8, 0.5, k).sum() for k in row] for row in n])
+    out = slice(24 * 60 + 11, 24 * 60 + 16)
+    gmv[:, out] = 0.0
+    det = get_detector("auto", direction="down").detect(gmv, times)  # GMV: a drop is the bad news
+    assert all(":lumps:" in m for m in det.scores.model)
+    assert det.is_anomaly[:, out].any(axis=1).sum() >= 3
+    false = det.is_anomaly.copy()
+    false[:, out] = False
+    assert false.sum() <= 1  # 4 series × 56 days of hours
+    z = standardised(det.scores)
+    assert (z[:, out].mean(axis=1) < -2.5).all()  # an empty hour is ~3 sd as a count of baskets (Gaussian: ~2)
+    smooth = 500 * (1.2 + np.sin(hour / 24 * 2 * np.pi)) * (1 + 0.04 * rng.standard_normal((3, len(times))))
+    assert all(":gauss:" in m for m in get_detector("auto").detect(smooth, times).scores.model)

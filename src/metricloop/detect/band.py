@@ -9,11 +9,11 @@ from pydantic import Field
 
 from metricloop.detect.base import COUNT, GAUSS, Detector, DetectorConfig, Scores, register
 from metricloop.detect.calendar import CalendarMasks
-from metricloop.detect.engine import FAM_COUNT, FAM_RATIO, EngineParams, run_engine
+from metricloop.detect.engine import FAM_COUNT, FAM_RATIO, TINY, EngineParams, run_engine
 from metricloop.detect.prepare import Batch, default_warmup
 from metricloop.detect.stats import score_points
 
-Seasonality = Literal["auto", "none", "hour_of_day", "day_of_week", "hour_of_week"]
+Seasonality = Literal["auto", "none", "hour_of_day", "hour_by_daytype", "day_of_week", "hour_of_week"]
 
 
 class BandConfig(DetectorConfig):
@@ -50,6 +50,7 @@ def engine_params(cfg: BandConfig, grain: str | None, warmup: int) -> EnginePara
         reselect_every=8 * week if grain in ("day", None) else week,
         compare_halfwidth={"hour": 12, "minute": 12 * 60}.get(grain or "", 0),
         noise_power=0.75 if grain in ("hour", "minute") else 1.0,
+        lumpy=grain in ("hour", "minute"),
     )
 
 
@@ -76,8 +77,29 @@ class EngineDetector(Detector):
             out.expected *= factor[:, None]
             with np.errstate(over="ignore"):
                 out.scale *= np.where(out.family == FAM_COUNT, factor * factor, factor)[:, None]
+            if out.lump is not None:
+                out.lump = out.lump * factor[:, None]
         family = np.where(out.family == FAM_COUNT, COUNT, GAUSS).astype(np.int8)
-        score = score_points(batch.values, out.expected, out.scale, family)
+        unit = None
+        fam_names = {0: "gauss", 1: "count", 2: "ratio"}
+        labels = [fam_names[int(f)] for f in out.family]
+        if out.lump is not None and (out.lump > 0).any():
+            # a sum of a few lumps an hour (GMV of a handful of baskets) is scored as a count of
+            # lumps: skewed like one, and an empty hour is as telling as 0 orders, not "2 sd"
+            # (with many lumps a bucket the count is as good as Gaussian, so no threshold is needed)
+            lumpy = (out.lump > 0).any(axis=1) & (out.family != FAM_COUNT) & (out.family != FAM_RATIO)
+            if lumpy.any():
+                var = np.where(lumpy[:, None], out.scale**2, out.scale)
+                # until its first estimate a series is scored as the Poisson-like count whose variance
+                # is its Gaussian one (lump = variance / mean): the same band, as near as a count can
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    matched = var / np.maximum(np.abs(out.expected), TINY)
+                unit = np.where(out.lump > 0, out.lump, np.where(np.isfinite(matched) & (matched > 0), matched, 1.0))
+                unit = np.where(lumpy[:, None], unit, 1.0)
+                family = np.where(lumpy, COUNT, family).astype(np.int8)
+                out.scale = var
+                labels = [("lumps" if lp else lab) for lp, lab in zip(lumpy, labels, strict=True)]
+        score = score_points(batch.values, out.expected, out.scale, family, unit)
         score[out.learning] = 0.0
         n, T = batch.values.shape
         suppressed = np.zeros((n, T), bool)
@@ -85,8 +107,7 @@ class EngineDetector(Detector):
             suppressed[:] = masks.suppress
         if out.suppressed is not None:
             suppressed |= out.suppressed
-        fam_names = {0: "gauss", 1: "count", 2: "ratio"}
-        model = [f"{self.name}:{fam_names[int(f)]}:{p}" for f, p in zip(out.family, out.profile, strict=True)]
+        model = [f"{self.name}:{lab}:{p}" for lab, p in zip(labels, out.profile, strict=True)]
         return Scores(
             values=batch.values,
             expected=out.expected,
@@ -99,8 +120,9 @@ class EngineDetector(Detector):
             detector=self.name,
             model=model,
             volume=batch.denominator,
-            floor=np.where((out.family == FAM_COUNT) | (out.family == FAM_RATIO), 0.0, -np.inf),
+            floor=np.where((family == COUNT) | (out.family == FAM_RATIO), 0.0, -np.inf),
             ceiling=out.ceiling,
+            unit=unit,
         )
 
 

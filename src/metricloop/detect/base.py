@@ -89,6 +89,7 @@ class Scores:
     grain: str | None = None
     floor: np.ndarray | None = None  # per series: bands never go below / above these (0 for counts and
     ceiling: np.ndarray | None = None  # rates, 100 % for a proportion in %)
+    unit: np.ndarray | None = None  # series × time: a COUNT series counts lumps of this size (a sum like GMV), else 1
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -258,5 +259,6 @@ def _concat(parts: list[Scores]) -> Scores:
         volume=cat("volume"),
         floor=cat("floor"),
         ceiling=cat("ceiling"),
+        unit=cat("unit"),
         warnings=[w for p in parts for w in p.warnings],
     )

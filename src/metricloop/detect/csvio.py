@@ -168,7 +168,8 @@ def detect_csv(
     rows = np.flatnonzero(ok)
     exp = scores.expected[0, pos]
     lo, hi = det.lower[0, pos], det.upper[0, pos]
-    row_score = score_points(vals_ok[None, :], exp[None, :], scores.scale[0, pos][None, :], scores.family)[0]
+    row_score = score_points(vals_ok[None, :], exp[None, :], scores.scale[0, pos][None, :], scores.family,
+                             scores.unit[:1, pos] if scores.unit is not None else None)[0]
     if scores.fixed_lower is not None:  # fixed-band detectors score the bucket, not the row
         row_score = scores.score[0, pos]
     learning = scores.learning[0, pos]

@@ -20,6 +20,7 @@ series is "learning".
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,6 +66,7 @@ class EngineParams:
     reselect_every: int = 28  # steps between looks at the seasonal profile choice
     noise_power: float = 1.0  # sd ∝ seasonal factor ** noise_power
     compare_halfwidth: int = 0  # buckets either side of last time's bucket that the event lift is averaged over
+    lumpy: bool = False  # estimate a sum's lump size (its variance grows with its mean, like a count's)
 
 
 @dataclass
@@ -77,6 +79,7 @@ class EngineOut:
     profile: list[str]
     suppressed: np.ndarray | None = None  # days off of series whose profile has no weekday to judge them by
     ceiling: np.ndarray | None = None  # per series: the largest possible value (a proportion's scale), else inf
+    lump: np.ndarray | None = None  # series × time: lump size of a sum (see `lump_size`) then, 0 = none
 
 
 def not_started(y: np.ndarray) -> np.ndarray:
@@ -104,6 +107,9 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
             phases["day_of_week"] = np.where(wd_as >= 0, wd_as, phases["day_of_week"])
         if "hour_of_week" in phases:
             phases["hour_of_week"] = np.where(wd_as >= 0, wd_as * 24 + np.asarray(times.hour), phases["hour_of_week"])
+        if "hour_by_daytype" in phases:
+            phases["hour_by_daytype"] = np.where(wd_as >= 0, (wd_as >= 5) * 24 + np.asarray(times.hour),
+                                                 phases["hour_by_daytype"])
     phase_tab = np.vstack([phases[c] for c in candidates])  # (n_profiles, T)
     num, den = batch.numerator, batch.denominator
     kappa = _winsor_kappa(p.huber)
@@ -116,7 +122,7 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
     exT = np.ascontiguousarray(cal_ex.T)
     refT = np.ascontiguousarray(cmp_ref.T)
     wd_as = masks.weekday_as if masks.weekday_as is not None else np.full(T, -1, np.int8)
-    weekly = np.array([c in ("day_of_week", "hour_of_week") for c in candidates])
+    weekly = np.array([c in ("day_of_week", "hour_by_daytype", "hour_of_week") for c in candidates])
     offday_sup = np.zeros((T, m), bool)
     expected = np.full((T, m), np.nan)
     scale = np.full((T, m), np.nan)
@@ -131,6 +137,7 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
         first = np.searchsorted(day, day, side="left")
         day_span = (first, np.searchsorted(day, day, side="right"))
     baseline = np.full((T, m), np.nan) if track_level else None  # the expectation without event lifts
+    lump_t = np.zeros((T, m)) if p.lumpy else None
 
     rows = np.arange(m)
     inited = np.zeros(m, bool)
@@ -145,6 +152,8 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
     S = np.zeros((m, pmax))
     closed = np.zeros((m, pmax), bool)  # slots that were always 0 (shut hours): no updates from them
     L = np.zeros(m)
+    lump = np.zeros(m)  # per series: variance per unit of mean a sum of lumps has (0 = not modelled)
+    weigh = np.zeros(m)  # per series: exponent of the slot factor that weights its level updates (0 = equal)
     B = np.zeros(m)
     V = np.zeros(m)
     run_len = np.zeros(m, np.int64)
@@ -167,16 +176,25 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
             f = _choose_family(win, wnum, wden, kind, p)
             if p.multiplicative == "auto":
                 with np.errstate(invalid="ignore"):
-                    mu = (np.where(np.isnan(win), 1.0, win) > 0).all(axis=1) & (f != FAM_RATIO)
+                    # a rhythm in a positive series scales with its level. Zeros are allowed when
+                    # most buckets are busy (an hourly count's quiet nights): an additive profile
+                    # there would carry a rise of the daytime level into the nights
+                    filled = np.where(np.isnan(win), 1.0, win)
+                    mu = ((filled >= 0).all(axis=1) & ((filled > 0).mean(axis=1) >= 0.5)
+                          & (_nanmedian(win) > 0) & (f != FAM_RATIO))
             else:
                 mu = np.full(len(idx), p.multiplicative == "yes")
             ph_win = {c: phases[c][lo:t] for c in candidates}
             choice, season, lvl, sig, shut_win = init_state(win, ph_win, candidates, mu, f != FAM_GAUSS)
             fam[idx], mult[idx], prof[idx] = f, mu, choice
+            weigh[idx] = np.where(mu, np.where(f == FAM_COUNT, 1.0, 2 - 2 * p.noise_power), 0.0)
             S[idx] = season
             closed[idx] = shut_win
             L[idx], B[idx] = np.nan_to_num(lvl), 0.0
-            noise = _noise_var(f, lvl, ratio_sc[idx], _nanmedian(wden) if wden is not None else None)
+            if p.lumpy:
+                lump[idx] = np.where((f == FAM_GAUSS) & mu, lump_size(win, ph_win, candidates, choice), 0.0)
+            noise = _noise_var(f, lvl, ratio_sc[idx], _nanmedian(wden) if wden is not None else None,
+                               lump[idx] if p.lumpy else None)
             # a profile from a few weeks of medians is itself uncertain: start with a wider scale
             # that the first weeks of updates shrink to the real one
             V[idx] = np.maximum(p.init_inflation * sig**2 - noise, 0.0)
@@ -195,12 +213,19 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
                                                             fam[idx] != FAM_GAUSS, current=prof[idx])
                 enough = np.isfinite(win).sum(axis=1) >= p.warmup // 2
                 moved = (choice != prof[idx]) & enough & np.isfinite(lvl) & ~exT[t, idx]
+                if p.lumpy:
+                    # the lump size again, on recent clean history: a warm-up inside a festival
+                    # (Double 11's swings) would otherwise set it for good
+                    now = np.where(moved, choice, prof[idx])
+                    fresh = lump_size(win, ph_win, candidates, now)
+                    lump[idx] = np.where(enough & (fam[idx] == FAM_GAUSS) & mult[idx] & (fresh > 0), fresh, lump[idx])
                 if moved.any():
                     j = idx[moved]
                     prof[j], S[j], L[j], B[j] = choice[moved], season[moved], lvl[moved], 0.0
                     closed[j] = shut_win[moved]
                     wden = den[j, lo:t] if den is not None else None
-                    noise = _noise_var(fam[j], lvl[moved], ratio_sc[j], _nanmedian(wden) if wden is not None else None)
+                    noise = _noise_var(fam[j], lvl[moved], ratio_sc[j], _nanmedian(wden) if wden is not None else None,
+                                       lump[j] if p.lumpy else None)
                     V[j] = np.maximum(p.init_inflation * sig[moved] ** 2 - noise, 0.0)
         since += 1
 
@@ -217,7 +242,7 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
         shut = closed[rows, ph]
         pred = np.where(shut, 0.0, pred)  # a slot that was always 0 (a shop's night) is expected to stay 0
         dent = denT[t] if denT is not None else None
-        noise = _noise_var(fam, pred, ratio_sc, dent)
+        noise = _noise_var(fam, pred, ratio_sc, dent, lump if p.lumpy else None)
         # multiplicative series: the model's own noise scales with the seasonal factor — in
         # proportion for days (a whole day runs high or low), less than that for hours (a quiet night
         # hour is a small count: its noise is partly Poisson-like, not 20 % of nothing)
@@ -248,6 +273,8 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
         expected[t] = np.where(live, pred, np.nan)
         scale[t] = np.where(live, np.where(fam == FAM_COUNT, sd**2, sd), np.nan)
         learning[t] = ~live
+        if lump_t is not None:
+            lump_t[t] = lump
         if wd_as[t] >= 0:
             offday_sup[t] |= ~weekly[prof]
 
@@ -301,7 +328,14 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
         # ---- level, trend and season from normal points (Huber-clipped)
         xc = pred + rc
         safe_s = np.where(np.abs(s) > TINY, s, 1.0)
-        new_l = np.where(mult, p.alpha * xc / safe_s, p.alpha * (xc - s)) + (1 - p.alpha) * lvl
+        # a quiet slot says little about the level: 3 orders at 3 am where 1 is usual is noise, but
+        # read as "level ×3" it would lift the whole day. Multiplicative updates are weighted by what
+        # the slot can tell (inverse relative variance: ∝ s for a count, s^(2−2·noise_power) else)
+        if weigh.any():
+            a = p.alpha * np.minimum(np.abs(s), 1.0) ** weigh
+            new_l = np.where(mult, a * xc / safe_s + (1 - a) * lvl, p.alpha * (xc - s) + (1 - p.alpha) * lvl)
+        else:
+            new_l = np.where(mult, p.alpha * xc / safe_s, p.alpha * (xc - s)) + (1 - p.alpha) * lvl
         new_l = np.where(mult, np.maximum(new_l, TINY), new_l)
         if use_trend:
             B = np.where(normal, p.beta * (new_l - L) + (1 - p.beta) * p.phi * B, B)
@@ -315,7 +349,7 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
 
     ceiling = np.where(fam == FAM_RATIO, np.where(np.isnan(ratio_sc), 1.0, ratio_sc), np.inf)
     return EngineOut(back(expected), back(scale), fam, back(learning), back(excluded), [candidates[i] for i in prof],
-                     back(offday_sup), ceiling)
+                     back(offday_sup), ceiling, back(lump_t) if lump_t is not None else None)
 
 
 LIFT_PRIOR_SD = 0.3  # how far event lifts usually are from 1 (a +30 % promotion day is ordinary)
@@ -357,10 +391,61 @@ def _event_reference(yT: np.ndarray, baseline: np.ndarray, scale: np.ndarray, fa
     return val, base
 
 
-def _noise_var(fam: np.ndarray, mean: np.ndarray, ratio_sc: np.ndarray, den: np.ndarray | None) -> np.ndarray:
-    """Variance the data must have whatever the model: Poisson for counts, binomial for ratios."""
+def lump_size(win: np.ndarray, ph_win: dict[str, np.ndarray], candidates: list[str], choice: np.ndarray,
+              min_seen: int = 3) -> np.ndarray:
+    """Per series, the variance per unit of mean of a sum of lumps (GMV: a sum of baskets), or 0.
+
+    A sum of a random number of lumps has variance lump·mean (plus extra·mean² from day-to-day
+    swings). Across the slots of an hourly profile the mean varies 20-fold, so the two parts can be
+    told apart: var_slot ≈ lump·mean_slot + extra·mean_slot², fitted by least squares on relative
+    errors. The series counts as a sum of lumps only where the lump part is the larger at the
+    typical slot, or where some bucket was empty; a smooth series with proportional noise gets 0
+    (and keeps its Gaussian band).
+    Without it one scale for all hours is too wide at night and too narrow at noon."""
+    out = np.zeros(win.shape[0])
+    for j, name in enumerate(candidates):
+        rows = np.flatnonzero(choice == j)
+        period = PROFILES[name]
+        if not len(rows) or period < 24:
+            continue
+        w = win[rows]
+        ph = ph_win[name]
+        onehot = (ph[:, None] == np.arange(period)).astype(float)
+        fin = np.isfinite(w)
+        n = fin.astype(float) @ onehot
+        s1 = np.where(fin, w, 0.0) @ onehot
+        s2 = np.where(fin, w * w, 0.0) @ onehot
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = s1 / n
+            var = (s2 - n * mean * mean) / (n - 1)
+            use = (n >= min_seen) & (mean > 0) & np.isfinite(var)
+            # var/mean² = lump/mean + extra: a line in 1/mean, one point per slot
+            x = np.where(use, 1.0 / mean, 0.0)
+            y = np.where(use, var / (mean * mean), 0.0)
+            k = use.sum(axis=1)
+            mx, my = x.sum(axis=1) / k, y.sum(axis=1) / k
+            sxx = (np.where(use, (x - mx[:, None]) ** 2, 0.0)).sum(axis=1)
+            sxy = (np.where(use, (x - mx[:, None]) * (y - my[:, None]), 0.0)).sum(axis=1)
+            lump = sxy / sxx
+            extra = my - lump * mx
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                typical = np.nanmedian(np.where(use, mean, np.nan), axis=1)
+            # an empty bucket is itself the mark of a sum of lumps (smooth noise never lands on 0)
+            empty = (w == 0).any(axis=1)
+            ok = (k >= 6) & (lump > 0) & ((lump > np.maximum(extra, 0.0) * typical) | empty)
+        out[rows] = np.where(ok & np.isfinite(lump), lump, 0.0)
+    return out
+
+
+def _noise_var(fam: np.ndarray, mean: np.ndarray, ratio_sc: np.ndarray, den: np.ndarray | None,
+               lump: np.ndarray | None = None) -> np.ndarray:
+    """Variance the data must have whatever the model: Poisson for counts, binomial for ratios, and
+    lump × mean for a sum of lumps (see `lump_size`)."""
     ratio_sc = np.where(np.isnan(ratio_sc), 1.0, ratio_sc)
     noise = np.where(fam == FAM_COUNT, np.maximum(mean, 0.1), 0.0)
+    if lump is not None:
+        noise = np.where(fam == FAM_GAUSS, lump * np.maximum(mean, 0.0), noise)
     if den is not None:
         with np.errstate(invalid="ignore", divide="ignore"):
             pr = np.clip(mean / ratio_sc, 0.0, 1.0)

@@ -13,7 +13,9 @@ from metricloop.errors import MetricloopError
 GRAIN_SECONDS = {"minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400, "month": 30 * 86400}
 
 # seasonal profiles a series can follow, with their period in buckets
-PROFILES = {"none": 1, "hour_of_day": 24, "day_of_week": 7, "hour_of_week": 168}
+# hour_by_daytype: one hour-of-day shape for workdays and one for days off (weekends and public
+# holidays; make-up workdays count as workdays): people shop later on a day off, a shop opens later
+PROFILES = {"none": 1, "hour_of_day": 24, "hour_by_daytype": 48, "day_of_week": 7, "hour_of_week": 168}
 
 
 @dataclass
@@ -102,6 +104,8 @@ def phase_index(times: pd.DatetimeIndex | None, n_points: int, profile: str) -> 
         return np.asarray(times.day_of_week, dtype=np.int64)
     if profile == "hour_of_day":
         return np.asarray(times.hour, dtype=np.int64)
+    if profile == "hour_by_daytype":
+        return np.asarray((times.day_of_week >= 5) * 24 + times.hour, dtype=np.int64)
     return np.asarray(times.day_of_week * 24 + times.hour, dtype=np.int64)
 
 
@@ -112,7 +116,7 @@ def candidate_profiles(grain: str | None) -> list[str]:
         # the profile is shrunk towards flat where the data show none (`profiles._shrink`)
         return ["day_of_week"]
     if grain in ("hour", "minute"):
-        return ["none", "hour_of_day", "hour_of_week"]
+        return ["none", "hour_by_daytype", "hour_of_day", "hour_of_week"]
     if grain is None:
         return ["none", "day_of_week"]  # unknown spacing: a period of 7 points is the common case
     return ["none"]

@@ -108,6 +108,9 @@ def _profile_fit(r: np.ndarray, ph: np.ndarray, period: int, mult: np.ndarray,
     return prof
 
 
+PRIOR_POINTS = 2  # how many points of the series-wide scatter a slot's own scatter is pooled with
+
+
 def _shrink(prof: np.ndarray, r: np.ndarray, ph: np.ndarray, mult: np.ndarray) -> np.ndarray:
     """Pull each slot of a profile towards flat by how much of its deviation noise could explain
     (empirical Bayes): four Mondays' median of a noisy store is mostly noise, a +24 % weekend seen
@@ -125,9 +128,21 @@ def _shrink(prof: np.ndarray, r: np.ndarray, ph: np.ndarray, mult: np.ndarray) -
         shift = np.where(mult, _nanmedian(r / np.where(np.abs(fit) > TINY, fit, np.nan)), _nanmedian(r - fit))
         shift = np.where(np.isfinite(shift), shift, np.where(mult, 1.0, 0.0))
         resid = r - np.where(mult[:, None], fit * shift[:, None], fit + shift[:, None])
-    sigma2 = (1.4826 * _nanmedian(np.abs(resid))) ** 2  # robust variance of one point around its slot
     n = slot_counts(np.isfinite(r), ph, period)
-    noise = (np.pi / 2) * sigma2[:, None] / np.maximum(n, 1)  # variance of a slot's median
+    # each slot's own scatter, pooled with the series' (worth PRIOR_POINTS points): a quiet night hour
+    # of 2 orders is not as noisy, in orders, as noon's 80, and judging it by noon's scatter pulled
+    # nights towards the daily mean (an hourly count expecting 10 orders at 3 am where 2 are usual)
+    series2 = _nanmedian(np.abs(resid)) ** 2
+    own2 = np.zeros((m, period))
+    absr = np.abs(resid)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for j in range(period):
+            cols = ph == j
+            if cols.any():
+                own2[:, j] = np.nan_to_num(np.nanmedian(absr[:, cols], axis=1), nan=0.0) ** 2
+    sigma2 = 1.4826**2 * (n * own2 + PRIOR_POINTS * series2[:, None]) / (n + PRIOR_POINTS)
+    noise = (np.pi / 2) * sigma2 / np.maximum(n, 1)  # variance of a slot's median
     between = np.maximum(np.mean(dev * dev, axis=1) - np.mean(noise, axis=1), 0.0)
     w = np.where(n > 0, between[:, None] / (between[:, None] + noise + TINY), 0.0)
     return _centred(neutral + np.nan_to_num(w) * dev, mult)
@@ -209,6 +224,12 @@ def init_state(win: np.ndarray, phases: dict[str, np.ndarray], candidates: list[
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 mean = np.nanmean(d[:, -max(last, 14):], axis=1)
+                # multiplicative: total over the profile's total (a Poisson rate's estimate), not the
+                # mean of value/slot, where 2 orders in a 3 am slot of 0.02 would read as a level of 100
+                tail = win[rows][:, -max(last, 14):]
+                fac = np.where(np.isfinite(tail), prof[:, ph[-max(last, 14):]], np.nan)
+                pooled = np.nansum(tail, axis=1) / np.nansum(fac, axis=1)
+                mean = np.where(mult[rows] & np.isfinite(pooled) & (np.nansum(fac, axis=1) > TINY), pooled, mean)
             level[rows] = np.where(mean_level[rows], mean, level[rows])
         shut = closed_slots(win[rows], ph, period)
         closed[rows, :period] = shut

@@ -77,7 +77,10 @@ def count_score(x: np.ndarray, mu: np.ndarray, var: np.ndarray) -> np.ndarray:
     return out
 
 
-def score_points(values: np.ndarray, expected: np.ndarray, scale: np.ndarray, family: np.ndarray) -> np.ndarray:
+def score_points(values: np.ndarray, expected: np.ndarray, scale: np.ndarray, family: np.ndarray,
+                 unit: np.ndarray | None = None) -> np.ndarray:
+    """Score per point; `unit` (series × time) is the lump size of a COUNT series that is a sum (GMV
+    counted in baskets of about that size): it is scored as value/unit lumps."""
     fam = np.asarray(family)
     g = fam == GAUSS
     if g.all():  # the common case: no per-series masking (each mask copies the whole block)
@@ -87,7 +90,8 @@ def score_points(values: np.ndarray, expected: np.ndarray, scale: np.ndarray, fa
         score[g] = gauss_score(values[g], expected[g], scale[g])
     c = fam == COUNT
     if c.any():
-        score[c] = count_score(values[c], expected[c], scale[c])
+        u = np.ones((c.sum(), 1)) if unit is None else np.asarray(unit, dtype=float)[c]
+        score[c] = count_score(values[c] / u, expected[c] / u, scale[c] / (u * u))
     return np.clip(score, 0.0, 1.0)
 
 
@@ -105,7 +109,9 @@ def band(scores: Scores, k: float) -> tuple[np.ndarray, np.ndarray]:
         upper[g] = scores.expected[g] + k * scores.scale[g]
     c = fam == COUNT
     if c.any():
-        mu, var = scores.expected[c], scores.scale[c]
+        u = np.ones((c.sum(), 1)) if scores.unit is None else np.asarray(scores.unit, dtype=float)[c]
+        u = np.broadcast_to(u, scores.expected[c].shape)
+        mu, var = scores.expected[c] / u, scores.scale[c] / (u * u)
         ok = np.isfinite(mu) & np.isfinite(var)
         tail = float(special.erfc(k / np.sqrt(2.0))) / 2  # one-sided tail of ±k
         lo = np.full(mu.shape, np.nan)
@@ -114,7 +120,7 @@ def band(scores: Scores, k: float) -> tuple[np.ndarray, np.ndarray]:
             n, p = _nb_params(mu[ok], var[ok])
             lo[ok] = stats.nbinom.ppf(tail, n, p)
             hi[ok] = stats.nbinom.ppf(1 - tail, n, p)
-        lower[c], upper[c] = lo, hi
+        lower[c], upper[c] = lo * u, hi * u
     f = fam == FIXED
     if f.any() and scores.fixed_lower is not None and scores.fixed_upper is not None:
         lower[f] = scores.fixed_lower[f]
