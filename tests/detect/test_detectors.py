@@ -268,3 +268,30 @@ def test_an_hourly_sum_of_baskets_is_scored_as_a_count_of_lumps():
     assert (z[:, out].mean(axis=1) < -2.5).all()  # an empty hour is ~3 sd as a count of baskets (Gaussian: ~2)
     smooth = 500 * (1.2 + np.sin(hour / 24 * 2 * np.pi)) * (1 + 0.04 * rng.standard_normal((3, len(times))))
     assert all(":gauss:" in m for m in get_detector("auto").detect(smooth, times).scores.model)
+
+
+def test_errors_that_run_together_need_more_than_a_run_to_alert():
+    """Store stock-out rates: each SKU that empties stays empty for days, so a chance cluster of
+    empty shelves lasts days. The run test counts such a run as fewer independent days (lag-1
+    correlation of the errors, learnt causally) and stays quiet; a real stock-out of a whole
+    category still alerts at once."""
+    from metricloop.detect.conditions import lag_correlation
+
+    rng = np.random.default_rng(3)
+    n_series, T, skus = 40, 500, 33
+    times = pd.date_range("2025-01-01", periods=T, freq="D")
+    empty = np.zeros((n_series, T, skus), bool)
+    starts = rng.random((n_series, T, skus)) < 0.008
+    length = rng.integers(1, 6, (n_series, T, skus))  # empty for 1–5 days
+    for lag in range(5):
+        empty[:, lag:] |= starts[:, : T - lag] & (length[:, : T - lag] > lag)
+    out_n = empty.sum(axis=2).astype(float)
+    out_n[0, 400:404] += 9  # a category gone: 9 more SKUs out for four days
+    den = np.full(out_n.shape, float(skus))
+    det = get_detector("auto", direction="up").detect(out_n / den * 100, times, numerator=out_n, denominator=den)
+    assert det.is_anomaly[0, 400:404].any()
+    false = det.is_anomaly.copy()
+    false[0, 400:404] = False
+    assert false.sum() == 0  # 40 stores × ~16 months (counted as independent days: 5 false alerts)
+    z = standardised(det.scores)
+    assert np.median(lag_correlation(z)[:, -1]) > 0.2

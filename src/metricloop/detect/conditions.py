@@ -64,6 +64,10 @@ def sustained_runs(scores: Scores, k: float, longest: int, z: np.ndarray | None 
     if z is None:
         return None
     usable = np.isfinite(z) & ~scores.learning & ~scores.suppressed
+    rho = lag_correlation(z, RHO_SPAN.get(scores.grain or "", 60))
+    powers = [rho]
+    for _ in range(longest - 2):
+        powers.append(powers[-1] * rho)
     out = np.zeros(z.shape, np.int16)
     for side in (1, -1):
         zs = np.where(usable, side * z, 0.0)
@@ -77,8 +81,43 @@ def sustained_runs(scores: Scores, k: float, longest: int, z: np.ndarray | None 
             prev = np.zeros_like(csum)
             prev[:, w:] = csum[:, :-w]
             total = csum - prev
-            hit = np.where((run >= w) & (total > k * np.sqrt(w)), w, hit)
+            # errors that run together (a stock-out lasts days) are fewer independent points
+            # than they look: the sum's variance is w + 2·Σ (w−j)·ρ^j, not w
+            var_w = w + 2 * sum((w - j) * powers[j - 1] for j in range(1, w))
+            hit = np.where((run >= w) & (total > k * np.sqrt(var_w)), w, hit)
         out = np.where(hit > 0, side * hit, out)
+    return out
+
+
+# points the lag-1 correlation of a series' errors is averaged over (exponentially): two months of
+# days, two weeks of hours
+RHO_SPAN = {"day": 60, "hour": 24 * 14, "minute": 60 * 24 * 2}
+RHO_MAX = 0.8
+RHO_Z = 2.5
+
+
+def lag_correlation(z: np.ndarray, span: int = 60) -> np.ndarray:
+    """Per point, the lag-1 correlation of the series' standardised errors up to the point before
+    (causal): an exponentially weighted mean of z[t]·z[t−1] over one of z², from pairs of ordinary
+    points only (|z| < RHO_Z), so that an anomaly's own run does not make the noise look correlated.
+    In [0, RHO_MAX]."""
+    from scipy.signal import lfilter
+
+    zc = np.nan_to_num(z, nan=0.0)
+    both = np.zeros_like(zc)
+    both[:, 1:] = zc[:, 1:] * zc[:, :-1]
+    with np.errstate(invalid="ignore"):
+        calm = np.isfinite(z) & (np.abs(z) < RHO_Z)
+    ok = np.zeros(z.shape, bool)
+    ok[:, 1:] = calm[:, 1:] & calm[:, :-1]
+    a = 2.0 / (span + 1)
+    num = lfilter([a], [1.0, a - 1.0], np.where(ok, both, 0.0), axis=-1)
+    den = lfilter([a], [1.0, a - 1.0], np.where(ok, zc * zc, 0.0), axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = np.clip(num / den, 0.0, RHO_MAX)
+    rho = np.nan_to_num(rho, nan=0.0)
+    out = np.zeros_like(rho)
+    out[:, 1:] = rho[:, :-1]  # what was known before the point
     return out
 
 
