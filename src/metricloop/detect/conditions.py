@@ -6,6 +6,7 @@ be retuned (from feedback, in a backtest preview) without re-running a detector.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,10 +65,36 @@ def sustained_runs(scores: Scores, k: float, longest: int, z: np.ndarray | None 
     if z is None:
         return None
     usable = np.isfinite(z) & ~scores.learning & ~scores.suppressed
-    rho = lag_correlation(z, RHO_SPAN.get(scores.grain or "", 60))
+    span = RHO_SPAN.get(scores.grain or "", 60)
+    n = z.shape[0]
+    if n < 2 * RUN_BLOCK:
+        return _sustained_block(z, usable, k, longest, span)
+    # rows are independent and numpy releases the GIL: blocks of series run side by side, and
+    # blocks keep the temporaries small
+    from concurrent.futures import ThreadPoolExecutor
+
+    out = np.zeros(z.shape, np.int16)
+    bounds = [(lo, min(lo + RUN_BLOCK, n)) for lo in range(0, n, RUN_BLOCK)]
+    with ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
+        parts = pool.map(lambda b: _sustained_block(z[b[0]:b[1]], usable[b[0]:b[1]], k, longest, span), bounds)
+        for (lo, hi), part in zip(bounds, parts, strict=True):
+            out[lo:hi] = part
+    return out
+
+
+RUN_BLOCK = 2_000  # series per block of the run test
+
+
+def _sustained_block(z: np.ndarray, usable: np.ndarray, k: float, longest: int, span: int) -> np.ndarray:
+    rho = lag_correlation(z, span)
+    # errors that run together (a stock-out lasts days) are fewer independent points than they
+    # look: the variance of a sum of w of them is w + 2·Σ (w−j)·ρ^j, not w
     powers = [rho]
     for _ in range(longest - 2):
         powers.append(powers[-1] * rho)
+    limit = {w: k * np.sqrt(w + 2 * sum((w - j) * powers[j - 1] for j in range(1, w)))
+             for w in range(2, longest + 1)}
+    del powers, rho
     out = np.zeros(z.shape, np.int16)
     for side in (1, -1):
         zs = np.where(usable, side * z, 0.0)
@@ -78,13 +105,9 @@ def sustained_runs(scores: Scores, k: float, longest: int, z: np.ndarray | None 
         csum = np.cumsum(np.where(ok, np.minimum(zs, k), 0.0), axis=-1)
         hit = np.zeros(z.shape, np.int16)
         for w in range(longest, 1, -1):
-            prev = np.zeros_like(csum)
-            prev[:, w:] = csum[:, :-w]
-            total = csum - prev
-            # errors that run together (a stock-out lasts days) are fewer independent points
-            # than they look: the sum's variance is w + 2·Σ (w−j)·ρ^j, not w
-            var_w = w + 2 * sum((w - j) * powers[j - 1] for j in range(1, w))
-            hit = np.where((run >= w) & (total > k * np.sqrt(var_w)), w, hit)
+            total = csum.copy()
+            total[:, w:] -= csum[:, :-w]
+            hit[(run >= w) & (total > limit[w])] = w
         out = np.where(hit > 0, side * hit, out)
     return out
 
@@ -98,21 +121,19 @@ RHO_Z = 2.5
 
 def lag_correlation(z: np.ndarray, span: int = 60) -> np.ndarray:
     """Per point, the lag-1 correlation of the series' standardised errors up to the point before
-    (causal): an exponentially weighted mean of z[t]·z[t−1] over one of z², from pairs of ordinary
-    points only (|z| < RHO_Z), so that an anomaly's own run does not make the noise look correlated.
+    (causal): an exponentially weighted mean of z[t]·z[t−1] over one of z², from ordinary points
+    only (|z| < RHO_Z), so that an anomaly's own run does not make the noise look correlated.
     In [0, RHO_MAX]."""
     from scipy.signal import lfilter
 
-    zc = np.nan_to_num(z, nan=0.0)
-    both = np.zeros_like(zc)
-    both[:, 1:] = zc[:, 1:] * zc[:, :-1]
     with np.errstate(invalid="ignore"):
-        calm = np.isfinite(z) & (np.abs(z) < RHO_Z)
-    ok = np.zeros(z.shape, bool)
-    ok[:, 1:] = calm[:, 1:] & calm[:, :-1]
-    a = 2.0 / (span + 1)
-    num = lfilter([a], [1.0, a - 1.0], np.where(ok, both, 0.0), axis=-1)
-    den = lfilter([a], [1.0, a - 1.0], np.where(ok, zc * zc, 0.0), axis=-1)
+        calm = np.abs(z) < RHO_Z  # NaN is not calm
+    zc = np.where(calm, z, 0.0).astype(np.float32)  # single precision is plenty for a correlation
+    prod = np.zeros_like(zc)
+    np.multiply(zc[:, 1:], zc[:, :-1], out=prod[:, 1:])  # 0 unless both points are ordinary
+    a = np.float32(2.0 / (span + 1))
+    num = lfilter([a], [np.float32(1.0), a - np.float32(1.0)], prod, axis=-1)
+    den = lfilter([a], [np.float32(1.0), a - np.float32(1.0)], zc * zc, axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         rho = np.clip(num / den, 0.0, RHO_MAX)
     rho = np.nan_to_num(rho, nan=0.0)
