@@ -43,7 +43,8 @@ SCHEMAS = {
 }
 CSV_COLUMNS = {
     "stores": ["store", "store_name", "region", "province", "city", "manager", "manager_email", "opened"],
-    "promotions": ["name", "name_zh", "start", "end", "scope_dimension", "scope_value", "expected_lift", "kind"],
+    "promotions": ["name", "name_zh", "start", "end", "scope_dimension", "scope_value", "expected_lift", "kind",
+                   "after_days"],
     "holidays": ["date", "name", "is_off_day", "is_makeup_workday"],
     "labels": ["incident_id", "kind", "metric", "slice", "start", "end", "grain", "is_anomaly", "direction",
                "description", "description_zh"],

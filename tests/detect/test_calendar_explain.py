@@ -4,11 +4,13 @@ import datetime as dt
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from metricloop.detect import Calendar, Event, get_detector
 from metricloop.detect.calendar import read_events
 from metricloop.detect.explain import format_number, sentence
 from metricloop.detect.scoring import alert_events, score_events
+from metricloop.errors import MetricloopError
 
 
 def test_chinese_holidays_and_make_up_workdays_come_from_chinesecalendar():
@@ -133,3 +135,20 @@ def test_a_point_flagged_for_its_run_says_so():
     assert "in a row below expected" in run_rows["explanation_en"].iloc[0]
     assert "连续第" in run_rows["explanation_zh"].iloc[0]
     assert not rows[rows["actual"] < rows["lower"]]["explanation_en"].str.contains("in a row").any()
+
+
+def test_events_can_reach_past_their_dates(tmp_path):
+    """A festival's parcels still arrive late for days after it: after_days (and before_days) widen
+    an event by whole days; a bad value names the row."""
+    p = tmp_path / "events.csv"
+    p.write_text("name,start,end,before_days,after_days\nDouble 11,2025-11-01,2025-11-11,1,3\n"
+                 "Dairy Weekend,2025-03-10,2025-03-12,,\n")
+    ev, plain = read_events(p)
+    assert ev.start == dt.datetime(2025, 10, 31) and ev.end == dt.datetime(2025, 11, 15)
+    assert plain.end == dt.datetime(2025, 3, 13)
+    p.write_text("name,start,end,after_days\nDouble 11,2025-11-01,2025-11-11,three\n")
+    with pytest.raises(MetricloopError, match="row 2: after_days must be a whole number"):
+        read_events(p)
+    p.write_text("name,start,end,after_days\nDouble 11,2025-11-01,2025-11-11,-2\n")
+    with pytest.raises(MetricloopError, match="cannot be negative"):
+        read_events(p)

@@ -181,6 +181,7 @@ class Promotion:
     scope_value: str
     expected_lift: float
     kind: str  # promotion | festival
+    after_days: int = 0  # days after the end the event still shapes the data (parcels of the last rush)
 
 
 @dataclass(frozen=True)
@@ -350,9 +351,11 @@ def _effects(cal: _Calendar) -> tuple[_Effects, list[Promotion]]:
                 eff.peak_days.append(_day_index(cal, peak))
         eff.late_rate[_window(cal, dt.date(year, 11, 10), dt.date(year, 11, 14))] = 0.015
         eff.late_rate[_window(cal, dt.date(year, 6, 17), dt.date(year, 6, 19))] = 0.012
+        # couriers clear the last day's rush over the next days (late_rate above): the events say so
         promos.append(Promotion("618 Shopping Festival", "618年中购物节", d618, dt.date(year, 6, 18),
-                                "", "", 0.0, "festival"))
-        promos.append(Promotion("Double 11", "双十一购物节", d11, dt.date(year, 11, 11), "", "", 0.0, "festival"))
+                                "", "", 0.0, "festival", after_days=3))
+        promos.append(Promotion("Double 11", "双十一购物节", d11, dt.date(year, 11, 11), "", "", 0.0, "festival",
+                                after_days=3))
         for name, name_zh, (month, day), length, dim, value, lift in _YEARLY_PROMOTIONS:
             first = dt.date(year, month, day)
             promos.append(Promotion(name, name_zh, first, first + dt.timedelta(days=length - 1), dim, value,
@@ -849,7 +852,8 @@ def _promotions_frame(model: _Model, promos: list[Promotion]) -> pd.DataFrame:
             lift = round(float(with_lift / (clean[w] / eff.festival[w, None, :]).sum() - 1), 2)
         rows.append({**p.__dict__, "expected_lift": lift})
     frame = pd.DataFrame(rows)
-    return frame[["name", "name_zh", "start", "end", "scope_dimension", "scope_value", "expected_lift", "kind"]]
+    return frame[["name", "name_zh", "start", "end", "scope_dimension", "scope_value", "expected_lift", "kind",
+                  "after_days"]]
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:

@@ -289,9 +289,10 @@ class Calendar:
 
 
 def read_events(path: Path | str, *, behaviour: Behaviour = "compare") -> list[Event]:
-    """Events from a CSV: name, start, end, and optionally behaviour, key, scope_dimension and
-    scope_value (the demo's promotions.csv reads as is). A date-only end is inclusive (the whole day);
-    an end with a time is exclusive."""
+    """Events from a CSV: name, start, end, and optionally behaviour, key, scope_dimension,
+    scope_value, before_days and after_days (the demo's promotions.csv reads as is). A date-only end
+    is inclusive (the whole day); an end with a time is exclusive. before_days / after_days widen the
+    event by whole days: a festival's parcels still arrive late for days after it ends."""
     p = Path(path)
     try:
         df = pd.read_csv(p)
@@ -312,6 +313,20 @@ def read_events(path: Path | str, *, behaviour: Behaviour = "compare") -> list[E
             end = end + dt.timedelta(days=1)  # a date-only end is inclusive: the whole day counts
         if end <= start:
             end = start + dt.timedelta(days=1)
+        for col, sign in (("before_days", -1), ("after_days", 1)):
+            if col not in cols or pd.isna(row[cols[col]]) or str(row[cols[col]]).strip() == "":
+                continue
+            try:
+                days = int(row[cols[col]])
+            except (ValueError, TypeError):
+                raise MetricloopError(f"row {int(i) + 2}: {col} must be a whole number of days, "
+                                      f"not {row[cols[col]]!r}", where=str(p)) from None
+            if days < 0:
+                raise MetricloopError(f"row {int(i) + 2}: {col} cannot be negative ({days})", where=str(p))
+            if sign < 0:
+                start -= dt.timedelta(days=days)
+            else:
+                end += dt.timedelta(days=days)
         b = str(row[cols["behaviour"]]).strip() if "behaviour" in cols else behaviour
         if b not in BEHAVIOURS:
             raise MetricloopError(f"row {int(i) + 2}: unknown behaviour {b!r}", where=str(p))

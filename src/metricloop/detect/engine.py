@@ -386,6 +386,16 @@ def _event_reference(yT: np.ndarray, baseline: np.ndarray, scale: np.ndarray, fa
             rel2 = noise / (bs * bs)
             w = LIFT_PRIOR_SD**2 / (LIFT_PRIOR_SD**2 + rel2)
             lift = 1 + w * (lift - 1)
+            if day_span is not None:
+                # an event can change the shape of the day too (couriers pause before the Spring
+                # Festival: the online night empties while shops stay busy). Last time's own hour
+                # moves the day's lift as far as its noise allows: fully for a big total, hardly
+                # for a quiet hour of a small series
+                yr, br = yT[r, cols], baseline[r, cols]
+                hour_rel2 = np.where(fam[cols] == FAM_COUNT, scale[r, cols], scale[r, cols] ** 2) / (br * br)
+                wh = LIFT_PRIOR_SD**2 / (LIFT_PRIOR_SD**2 + hour_rel2)
+                hour_lift = np.where(br > 0, yr / br, lift)
+                lift = np.where(np.isfinite(hour_lift) & np.isfinite(wh), lift + wh * (hour_lift - lift), lift)
             val[cols] = np.where(ok, baseline[r, cols] * lift, np.nan)
         base[cols] = np.where(ok, baseline[r, cols], np.nan)
     return val, base

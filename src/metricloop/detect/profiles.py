@@ -162,7 +162,10 @@ def init_state(win: np.ndarray, phases: dict[str, np.ndarray], candidates: list[
     m, h = win.shape
     choice = np.zeros(m, np.int64)  # index into candidates
     if len(candidates) > 1 and h >= 8:
-        half = h // 2
+        # halves of the observed points, not of the window: a warm-up that began inside an event
+        # (kept out of the baseline) has nothing in its first half to fit a profile on
+        seen_cols = np.flatnonzero(np.isfinite(win).any(axis=0))
+        half = int(seen_cols[len(seen_cols) // 2]) if len(seen_cols) >= 8 else h // 2
         r1, r2 = _relative(win[:, :half], mult), _relative(win[:, half:], mult)
         errs = []
         for name in candidates:
