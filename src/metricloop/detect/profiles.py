@@ -87,7 +87,8 @@ def _centred(prof: np.ndarray, mult: np.ndarray) -> np.ndarray:
 
 def _profile_fit(r: np.ndarray, ph: np.ndarray, period: int, mult: np.ndarray,
                  seen: np.ndarray | None = None) -> np.ndarray:
-    """Median of r per phase slot → (m, period), centred. A slot never seen in the window (an hour of
+    """Median of r per phase slot (the mean where the median is under half of it: a mostly empty
+    slot) → (m, period), centred. A slot never seen in the window (an hour of
     the week that fell in a holiday) takes the median of the same hour on the other days, or is
     neutral; `seen`, when given, is filled with which slots were actually observed."""
     m = r.shape[0]
@@ -97,6 +98,13 @@ def _profile_fit(r: np.ndarray, ph: np.ndarray, period: int, mult: np.ndarray,
         cols = ph == k
         if cols.any():
             prof[:, k] = _nanmedian(r[:, cols])
+            # a quiet slot of a sum or a count is mostly 0 (one basket at 3 am every few nights):
+            # its median says "nothing ever happens", its mean says how much does
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mean = np.nanmean(r[:, cols], axis=1)
+            sparse = mult & (prof[:, k] < 0.5 * mean)
+            prof[:, k] = np.where(sparse, mean, prof[:, k])
     if seen is not None:
         seen[:] = np.isfinite(prof)
     if period == 168:
