@@ -200,7 +200,7 @@ def test_hourly_series_get_an_hour_profile():
     first = get_detector("auto").detect(v, times)  # causal: what it expects at `blip` ignores the value there
     sd = (first.expected[:, blip] - first.lower[:, blip]) / first.k
     v[:, blip] = first.expected[:, blip] - (first.k + 1.2) * sd  # a one-hour blip: hours need two in a row
-    v[:, far] *= 0.4  # ... unless one hour is far beyond any blip (band + 2.5 sd)
+    v[:, far] *= 0.4  # ... unless one hour is far beyond any blip (band + 1.5 sd)
     det = get_detector("auto").detect(v, times)
     assert all(":hour_" in m for m in det.scores.model)
     assert det.is_anomaly[:, 24 * 50 + 13].all()

@@ -35,7 +35,7 @@ def default_sustained(grain: str | None) -> int:
     return {"hour": 4, "minute": 10, "day": 3}.get(grain or "", 2)
 
 
-BLIP_MARGIN = 2.5  # sd beyond the band at which one point of a grain that asks for a run alerts alone
+BLIP_MARGIN = 1.5  # sd beyond the band at which one point of a grain that asks for a run alerts alone
 Z_CAP = 8.0  # beyond this a point is simply "certain" (erfinv of a score within 1e-16 of 1 is unstable)
 
 
