@@ -150,6 +150,7 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
     ratio_sc = np.full(m, float(batch.ratio_scale) if batch.ratio_scale else np.nan)
     pmax = max(PROFILES[c] for c in candidates)
     S = np.zeros((m, pmax))
+    old_S = np.zeros((m, pmax))
     closed = np.zeros((m, pmax), bool)  # slots that were always 0 (shut hours): no updates from them
     L = np.zeros(m)
     lump = np.zeros(m)  # per series: variance per unit of mean a sum of lumps has (0 = not modelled)
@@ -157,6 +158,11 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
     B = np.zeros(m)
     V = np.zeros(m)
     run_len = np.zeros(m, np.int64)
+    old_L = np.zeros(m)  # the level (and, in old_S, the profile: a flat profile's one slot absorbs
+    # level changes too) before the latest "new normal", remembered for a while
+    old_dir = np.zeros(m)
+    old_age = np.full(m, -1, np.int64)  # steps since that new normal, -1 = nothing to recall
+    recall_any = False
     run_dir = np.zeros(m)
     run_sum = np.zeros(m)
     prev_far = np.zeros(m, bool)
@@ -222,6 +228,7 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
                 if moved.any():
                     j = idx[moved]
                     prof[j], S[j], L[j], B[j] = choice[moved], season[moved], lvl[moved], 0.0
+                    old_age[j] = -1  # a remembered level belongs to the old profile
                     closed[j] = shut_win[moved]
                     wden = den[j, lo:t] if den is not None else None
                     noise = _noise_var(fam[j], lvl[moved], ratio_sc[j], _nanmedian(wden) if wden is not None else None,
@@ -269,6 +276,32 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
             room = np.where(fam == FAM_RATIO, np.minimum(np.abs(pc), np.abs(np.nan_to_num(ratio_sc, nan=1.0) - pc)),
                             np.abs(pc))
             sd = np.where(has, np.sqrt(2 * sd**2 + (p.compare_tolerance * room) ** 2), sd)
+        if recall_any:
+            # back to the level from before a "new normal" (a store that recovered after an outage
+            # was accepted as its new level): judged against that old level, so recovery is no news
+            x0 = yT[t]
+            s_old = old_S[rows, ph]
+            old_pred = np.where(mult, old_L * s_old, old_L + s_old)
+            old_pred = np.where(fam == FAM_GAUSS, old_pred, np.maximum(old_pred, 0.0))
+            old_sd = np.sqrt(V * sfac * sfac + _noise_var(fam, old_pred, ratio_sc, dent, lump if p.lumpy else None))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                back = ((old_age >= 0) & inited & ~shut & (ref_t < 0) & np.isfinite(x0)
+                        & (np.abs(x0 - pred) > p.run_z * sd)
+                        & ((np.abs(x0 - old_pred) < p.run_z * old_sd)
+                           | (np.abs(x0 - old_pred) < 0.2 * np.abs(x0 - pred)))
+                        & (np.sign(x0 - pred) == -old_dir))
+            if back.any():
+                pred = np.where(back, old_pred, pred)
+                sd = np.where(back, np.maximum(old_sd, p.rel_floor * np.abs(old_pred)), sd)
+                L[back], B[back] = old_L[back], 0.0
+                S[back] = old_S[back]
+                s = np.where(back, s_old, s)
+                if lvl is not L:
+                    lvl = np.where(back, old_L, lvl)  # this step's level updates start from the old level
+                run_len[back], run_sum[back], old_age[back] = 0, 0.0, -1
+            old_age = np.where(old_age >= 0, old_age + 1, old_age)
+            old_age[old_age > RECALL_FOR * p.adapt_after] = -1
+            recall_any = bool((old_age >= 0).any())
         live = inited
         expected[t] = np.where(live, pred, np.nan)
         scale[t] = np.where(live, np.where(fam == FAM_COUNT, sd**2, sd), np.nan)
@@ -304,6 +337,10 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
         run_dir = np.where(out, dirn, run_dir)
         adapt = run_len >= p.adapt_after
         if adapt.any():
+            # out-of-band points never moved the level or the profile: they are still the old ones
+            old_L[adapt], old_dir[adapt], old_age[adapt] = L[adapt], run_dir[adapt], 0
+            old_S[adapt] = S[adapt]
+            recall_any = True
             L[adapt] = run_sum[adapt] / run_len[adapt]
             B[adapt] = 0.0
             run_len[adapt], run_sum[adapt] = 0, 0.0
@@ -352,6 +389,7 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
                      back(offday_sup), ceiling, back(lump_t) if lump_t is not None else None)
 
 
+RECALL_FOR = 8  # a level from before a new normal is remembered for this many adapt_after spans
 LIFT_PRIOR_SD = 0.3  # how far event lifts usually are from 1 (a +30 % promotion day is ordinary)
 
 
