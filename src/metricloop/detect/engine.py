@@ -279,27 +279,35 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
         if recall_any:
             # back to the level from before a "new normal" (a store that recovered after an outage
             # was accepted as its new level): judged against that old level, so recovery is no news
-            x0 = yT[t]
-            s_old = old_S[rows, ph]
-            old_pred = np.where(mult, old_L * s_old, old_L + s_old)
-            old_pred = np.where(fam == FAM_GAUSS, old_pred, np.maximum(old_pred, 0.0))
-            old_sd = np.sqrt(V * sfac * sfac + _noise_var(fam, old_pred, ratio_sc, dent, lump if p.lumpy else None))
+            c = np.flatnonzero(old_age >= 0)  # the few series that remember one
+            x0 = yT[t, c]
+            s_old = old_S[c, ph[c]]
+            f_c = fam[c]
+            old_pred = np.where(mult[c], old_L[c] * s_old, old_L[c] + s_old)
+            old_pred = np.where(f_c == FAM_GAUSS, old_pred, np.maximum(old_pred, 0.0))
+            old_noise = _noise_var(f_c, old_pred, ratio_sc[c], dent[c] if dent is not None else None,
+                                   lump[c] if p.lumpy else None)
+            old_sd = np.sqrt(V[c] * sfac[c] * sfac[c] + old_noise)
             with np.errstate(invalid="ignore", divide="ignore"):
-                back = ((old_age >= 0) & inited & ~shut & (ref_t < 0) & np.isfinite(x0)
-                        & (np.abs(x0 - pred) > p.run_z * sd)
-                        & ((np.abs(x0 - old_pred) < p.run_z * old_sd)
-                           | (np.abs(x0 - old_pred) < 0.2 * np.abs(x0 - pred)))
-                        & (np.sign(x0 - pred) == -old_dir))
+                far = np.abs(x0 - pred[c])
+                near = np.abs(x0 - old_pred)
+                back = (inited[c] & ~shut[c] & (ref_t[c] < 0) & np.isfinite(x0) & (far > p.run_z * sd[c])
+                        & ((near < p.run_z * old_sd) | (near < 0.2 * far)) & (np.sign(x0 - pred[c]) == -old_dir[c]))
             if back.any():
-                pred = np.where(back, old_pred, pred)
-                sd = np.where(back, np.maximum(old_sd, p.rel_floor * np.abs(old_pred)), sd)
-                L[back], B[back] = old_L[back], 0.0
-                S[back] = old_S[back]
-                s = np.where(back, s_old, s)
+                b = c[back]
+                pred = pred.copy()
+                sd = sd.copy()
+                s = s.copy()
+                pred[b] = old_pred[back]
+                sd[b] = np.maximum(old_sd[back], p.rel_floor * np.abs(old_pred[back]))
+                L[b], B[b] = old_L[b], 0.0
+                S[b] = old_S[b]
+                s[b] = s_old[back]
                 if lvl is not L:
-                    lvl = np.where(back, old_L, lvl)  # this step's level updates start from the old level
-                run_len[back], run_sum[back], old_age[back] = 0, 0.0, -1
-            old_age = np.where(old_age >= 0, old_age + 1, old_age)
+                    lvl = lvl.copy()
+                    lvl[b] = old_L[b]  # this step's level updates start from the old level
+                run_len[b], run_sum[b], old_age[b] = 0, 0.0, -1
+            old_age[c] += (old_age[c] >= 0)
             old_age[old_age > RECALL_FOR * p.adapt_after] = -1
             recall_any = bool((old_age >= 0).any())
         live = inited
