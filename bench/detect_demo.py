@@ -90,11 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scale", type=float, default=0.1)
     ap.add_argument("--sensitivity", type=float, default=5.0)
     ap.add_argument("--workspace", type=Path, default=Path("/tmp/metricloop-bench-demo"))
+    ap.add_argument("--end", type=dt.date.fromisoformat, default=dt.date(2026, 11, 20),
+                    help="last day of the generated data (another end is another draw of the same demo)")
     ap.add_argument("--detectors", default="auto,zscore")
     ap.add_argument("-v", "--verbose", action="store_true")
     ap.add_argument("--config", default="{}", help='extra detector config as JSON, e.g. {"sustained": 1}')
     args = ap.parse_args(argv)
-    ws = demo_workspace(args.workspace, args.scale)
+    ws = demo_workspace(args.workspace, args.scale, args.end)
     rows = []
     for name in args.detectors.split(","):
         s, secs = run(ws, args.workspace, name, args.sensitivity, args.verbose, json.loads(args.config))
@@ -104,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                      "alerts": s.true_alerts + s.false_alerts, "false_alerts": s.false_alerts, "series": s.series,
                      "false/series/quarter": round(s.false_alerts_per_series_per_quarter, 4),
                      "alerts/series/month": round(s.alerts_per_series_per_month, 4), "seconds": round(secs, 1)})
-    print(f"demo scale={args.scale} sensitivity={args.sensitivity} workspace={args.workspace}")
+    print(f"demo scale={args.scale} end={args.end} sensitivity={args.sensitivity} workspace={args.workspace}")
     print(pd.DataFrame(rows).to_string(index=False))
     return 0
 

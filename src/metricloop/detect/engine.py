@@ -487,8 +487,10 @@ def lump_size(win: np.ndarray, ph_win: dict[str, np.ndarray], candidates: list[s
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 typical = np.nanmedian(np.where(use, mean, np.nan), axis=1)
-            # an empty bucket is itself the mark of a sum of lumps (smooth noise never lands on 0)
-            empty = (w == 0).any(axis=1)
+            # an empty bucket in a slot that is usually busy is itself the mark of a sum of lumps
+            # (smooth noise never lands on 0); a shop's shut hours, always 0, say nothing
+            zeros = (fin & (w == 0)).astype(float) @ onehot
+            empty = ((zeros > 0) & (zeros < n)).any(axis=1)
             ok = (k >= 6) & (lump > 0) & ((lump > np.maximum(extra, 0.0) * typical) | empty)
         out[rows] = np.where(ok & np.isfinite(lump), lump, 0.0)
     return out
