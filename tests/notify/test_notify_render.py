@@ -38,7 +38,7 @@ def test_chinese_message_carries_everything_a_person_needs(incident):
     assert subject == "[P1 红] 新工单：门店 S012 饮料销售额下降"
     assert "S012 门店销售额比预期低 42%" in body
     assert "实际值：12,345.6，预期值：21,300" in body
-    assert "正常区间：18,000 ~ 24,000" in body
+    assert "告警界限：18,000 ~ 24,000" in body
     assert "偏离：-42.0%" in body
     assert "  - store=S012, category=Drinks" in body
     assert "负责人：wang.fang@example.com（east-stores）" in body

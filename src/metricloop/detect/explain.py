@@ -73,6 +73,7 @@ def sentence(
     unit: str = "",
     run: int = 0,
     grain: str | None = None,
+    by_run: bool | None = None,
 ) -> str:
     """One readable sentence, e.g. '华东区 GMV 121万，比预期 176万 低 31%（正常区间 158万–193万）'.
 
@@ -83,7 +84,8 @@ def sentence(
         pct = (actual - expected) / abs(expected) if expected not in (0, None) else float("nan")
     is_rate = unit in PERCENT_UNITS | PERMILLE_UNITS
     points = actual - expected
-    within = run >= 2 and lower <= actual <= upper  # flagged for the run, not for this point alone
+    # flagged for the run, not for this point alone (`by_run` when the range quoted is not the alert limit)
+    within = by_run if by_run is not None else (run >= 2 and lower <= actual <= upper)
     if lang == "zh":
         who = f"{slice_label} {title}" if slice_label else title
         word = "高" if actual >= expected else "低"
@@ -114,6 +116,38 @@ def sentence(
     return f"{who} was {f(actual)}, {diff} the expected {f(expected)}{band}"
 
 
+USUAL_K = 2.0  # the "normal range" a sentence quotes: where 95 % of ordinary points fall
+
+
+def usual_range(det: Any, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ±USUAL_K sd range (the same tail for counts and sums of lumps) at the given points; a
+    fixed-band detector's range is its band."""
+    from scipy import special, stats
+
+    from metricloop.detect.base import COUNT, GAUSS
+    from metricloop.detect.stats import _nb_params
+
+    scores = det.scores
+    fam = np.asarray(scores.family)[rows]
+    e = scores.expected[rows, cols]
+    sc = scores.scale[rows, cols]
+    lo = det.lower[rows, cols].astype(float).copy()
+    hi = det.upper[rows, cols].astype(float).copy()
+    g = fam == GAUSS
+    lo[g], hi[g] = e[g] - USUAL_K * sc[g], e[g] + USUAL_K * sc[g]
+    c = (fam == COUNT) & np.isfinite(e) & np.isfinite(sc)
+    if c.any():
+        u = np.ones(c.sum()) if scores.unit is None else np.asarray(scores.unit)[rows[c], cols[c]]
+        n, p = _nb_params(e[c] / u, sc[c] / (u * u))
+        tail = float(special.erfc(USUAL_K / np.sqrt(2.0))) / 2
+        lo[c], hi[c] = stats.nbinom.ppf(tail, n, p) * u, stats.nbinom.ppf(1 - tail, n, p) * u
+    if scores.floor is not None:
+        lo = np.maximum(lo, np.asarray(scores.floor)[rows])
+    if scores.ceiling is not None:
+        hi = np.minimum(hi, np.asarray(scores.ceiling)[rows])
+    return lo, hi
+
+
 def anomalies_frame(
     det: Any,
     *,
@@ -127,6 +161,7 @@ def anomalies_frame(
     """One row per flagged point of a `Detection`: actual, expected, band, deviation, who fired, why."""
     rows_i, cols_t = np.nonzero(det.is_anomaly)
     scores = det.scores
+    usual_lo, usual_hi = usual_range(det, rows_i, cols_t)
     names = scores.names or [str(i) for i in range(det.is_anomaly.shape[0])]
     times = scores.times
     dev_b = det.deviation_bands()
@@ -151,8 +186,12 @@ def anomalies_frame(
         }
         if explain:
             run = int(det.sustained[i, t]) if det.sustained is not None else 0
-            common = dict(actual=rec["actual"], expected=rec["expected"], lower=rec["lower"], upper=rec["upper"],
-                          unit=unit, run=run, grain=scores.grain)
+            # the sentence gives the usual range (±2 sd), not the alert limits (±k sd): "normal range
+            # 1.77K–8.76K" around 5.27K reads as "anything goes", however honest k = 5 is
+            pos = len(records)  # this point's place in rows_i / cols_t
+            common = dict(actual=rec["actual"], expected=rec["expected"], lower=float(usual_lo[pos]),
+                          upper=float(usual_hi[pos]), unit=unit, run=run, grain=scores.grain,
+                          by_run=run >= 2 and rec["lower"] <= rec["actual"] <= rec["upper"])
             zh_label = (slice_labels_zh or {}).get(name, slice_label)
             rec["explanation_zh"] = sentence(lang="zh", title=title_zh or metric, slice_label=zh_label, **common)
             rec["explanation_en"] = sentence(lang="en", title=title_en or metric, slice_label=slice_label, **common)
