@@ -204,3 +204,16 @@ def test_an_incident_without_numbers_still_renders(incident):
 def test_unknown_event_is_a_clear_error(incident):
     with pytest.raises(MetricloopError, match="unknown notification event 'exploded'"):
         render_incident(incident, event="exploded", language="zh", base_url="", secret_key=KEY)
+
+
+def test_messages_take_the_title_in_their_language(incident):
+    """A Chinese workspace's incident read in English: subject, body and payload carry the English
+    title the summary keeps, as the incident page does; without one, the stored title."""
+    titles = {"title_zh": "门店 S012 GMV 下降", "title_en": "GMV down at store S012"}
+    incident.summary = {**(incident.summary or {}), **titles}
+    subject, body, payload = render_incident(incident, event="created", language="en", base_url="http://x",
+                                             secret_key=KEY)  # fmt: skip
+    assert "GMV down at store S012" in subject and "GMV down at store S012" in body
+    assert payload["incident"]["title"] == "GMV down at store S012"
+    subject, _, payload = render_incident(incident, event="created", language="zh", base_url="http://x", secret_key=KEY)
+    assert "门店 S012 GMV 下降" in subject and payload["incident"]["title"] == "门店 S012 GMV 下降"

@@ -181,12 +181,20 @@ def incident_links(
     return links
 
 
-def incident_fields(incident, *, base_url: str, url: str | None = None) -> dict:
-    """The incident as messages and action payloads show it; `url` is its page (default: the bare page)."""
+def incident_title(incident, language: str | None) -> str:
+    """The incident's title in `language` when its summary has one (a Chinese workspace's incident
+    read in English), else the stored title. Messages, payloads and the page all use this."""
+    summary = incident.summary or {}
+    return (summary.get(f"title_{language}") if language else None) or incident.title
+
+
+def incident_fields(incident, *, base_url: str, url: str | None = None, language: str | None = None) -> dict:
+    """The incident as messages and action payloads show it; `url` is its page (default: the bare page);
+    `language` picks the title (default: the stored one)."""
     sev = SEVERITIES.get(incident.severity, SEVERITIES["P3"])
     return {
         "id": incident.id,
-        "title": incident.title,
+        "title": incident_title(incident, language),
         "state": incident.state or "triggered",
         "severity": incident.severity,
         "severity_colour": sev["colour"],
@@ -243,7 +251,7 @@ def render_incident(
     summary = dict(incident.summary or {})
     explanation = summary.get(f"explanation_{lang}") or summary.get("explanation") or ""
     links = incident_links(incident, base_url=base_url, secret_key=secret_key, ttl_seconds=ttl_seconds, now=now)
-    fields = incident_fields(incident, base_url=base_url, url=links["incident"])
+    fields = incident_fields(incident, base_url=base_url, url=links["incident"], language=lang)
     values = message_values(summary)
     sev = SEVERITIES.get(incident.severity, SEVERITIES["P3"])
     event_text = _EVENT_TEXT[lang][event].format(level=level + 1)

@@ -19,7 +19,14 @@ from metricloop.api.deps import workspace
 from metricloop.errors import MetricloopError
 from metricloop.incidents.models import Incident, IncidentEvent
 from metricloop.notify.render import LANGUAGES as LANGS
-from metricloop.notify.render import SEVERITIES, STATE_TEXT, incident_links, message_values, severity_reason
+from metricloop.notify.render import (
+    SEVERITIES,
+    STATE_TEXT,
+    incident_links,
+    incident_title,
+    message_values,
+    severity_reason,
+)
 from metricloop.notify.signing import DEFAULT_TTL, secret_key_for, verify_link
 from metricloop.web.pages import WORDS, clock, event_word, notice, page, pick_language, refusal_zh, zone_name
 
@@ -57,7 +64,7 @@ def incident_view(db_session: Session, ws, inc: Incident, lang: str) -> dict:
     )
     return {
         "id": inc.id,
-        "title": summary.get(f"title_{lang}") or inc.title,
+        "title": incident_title(inc, lang),
         "severity": inc.severity,
         "sev_name": sev[lang],
         "state": inc.state,
