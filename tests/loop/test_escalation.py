@@ -115,8 +115,9 @@ def test_repeat_runs_through_the_levels_again(shop):
     ws = shop(effects=[DROP], extra=MONITOR + ROUTING.replace("    sla:", "    repeat: 1\n    sla:"))
     run_monitor(ws, "shop_sales", at=OPENED, now=OPENED)
     (inc,) = incidents(ws)
-    service.process_timers(ws, now=OPENED + timedelta(days=1))
     # round 0: 30m, 2h; round 1 starts one step (30m) after the last level: 0m, 30m, 2h after 2h30m
+    for minutes in (31, 121, 151, 181, 271):
+        service.process_timers(ws, now=OPENED + timedelta(minutes=minutes))
     assert [n.recipient for n in escalation_rows(ws, inc.id)] == [
         "lead@shop.test",
         "head@shop.test",
@@ -316,3 +317,21 @@ def test_concurrent_acknowledgements_one_wins_the_others_are_refused(shop):
             w.close()
     assert sorted(outcomes) == ["409", "409", "409", "ok"]
     assert [e.kind for e in timeline(ws, inc.id)].count("acknowledged") == 1
+
+
+def test_after_downtime_each_level_escalates_once_in_order(shop):
+    """The server was down while two rounds of the policy fell due: on restart each level goes out
+    once (its latest round), in level order, and the earlier rounds are marked superseded."""
+    ws = shop(effects=[DROP], extra=MONITOR + ROUTING.replace("    sla:", "    repeat: 1\n    sla:"))
+    run = run_monitor(ws, "shop_sales", at=OPENED, now=OPENED)
+    assert run.status == "ok", run.error
+    (inc,) = incidents(ws)
+    fired = service.process_timers(ws, now=OPENED + timedelta(hours=6))  # both rounds are due
+    assert fired["escalated"] == 3
+    assert [n.recipient for n in escalation_rows(ws, inc.id)] == ["owner@shop.test", "lead@shop.test",
+                                                                   "head@shop.test"]
+    levels = [e.message for e in timeline(ws, inc.id) if e.kind == "escalated"]
+    assert [m.split(" → ")[0] for m in levels] == [f"not acknowledged: level {i}" for i in (1, 2, 3)]
+    with ws.db.session() as s:
+        statuses = sorted(t.status for t in s.scalars(select(Timer).where(Timer.kind == "escalate")))
+    assert statuses.count("superseded") == 2 and statuses.count("done") == 3

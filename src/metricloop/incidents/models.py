@@ -70,6 +70,7 @@ class Timer(Base):
     kind: Mapped[str] = mapped_column(String(16))  # escalate | repeat | sla_ack | sla_resolve
     level: Mapped[int] = mapped_column(Integer, default=0)
     due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
-    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)  # pending | done | cancelled
+    # pending | done | cancelled | superseded (a later round of the same level fired instead, after downtime)
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     fired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

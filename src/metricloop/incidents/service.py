@@ -478,7 +478,21 @@ def process_timers(ws, *, now: datetime | None = None, limit: int = 500) -> dict
         q = select(Timer).where(Timer.status == "pending", Timer.due_at <= now).order_by(Timer.due_at).limit(limit)
         if s.bind.dialect.name == "postgresql":
             q = q.with_for_update(skip_locked=True)
-        for timer in s.scalars(q).all():
+        due = s.scalars(q).all()
+        # after downtime several rounds of one escalation can be due at once: each level goes out
+        # once, its latest round, in level order (not "level 2, level 1, level 2" in one minute)
+        latest: dict[tuple[int, int], Timer] = {}
+        for timer in due:
+            if timer.kind == "escalate":
+                key = (timer.incident_id, timer.level % 100)
+                if key not in latest or timer.due_at > latest[key].due_at:
+                    latest[key] = timer
+        for timer in due:
+            if timer.kind == "escalate" and latest.get((timer.incident_id, timer.level % 100)) is not timer:
+                timer.status, timer.fired_at = "superseded", now
+                fired["skipped"] += 1
+        ordered = [t for t in due if t.kind != "escalate"] + [latest[k] for k in sorted(latest)]
+        for timer in ordered:
             inc = s.get(Incident, timer.incident_id)
             timer.status, timer.fired_at = "done", now
             if inc is None:
