@@ -122,10 +122,8 @@ USUAL_K = 2.0  # the "normal range" a sentence quotes: where 95 % of ordinary po
 def usual_range(det: Any, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The ±USUAL_K sd range (the same tail for counts and sums of lumps) at the given points; a
     fixed-band detector's range is its band."""
-    from scipy import special, stats
-
     from metricloop.detect.base import COUNT, GAUSS
-    from metricloop.detect.stats import _nb_params
+    from metricloop.detect.stats import clamp, count_interval
 
     scores = det.scores
     fam = np.asarray(scores.family)[rows]
@@ -135,17 +133,13 @@ def usual_range(det: Any, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarra
     hi = det.upper[rows, cols].astype(float).copy()
     g = fam == GAUSS
     lo[g], hi[g] = e[g] - USUAL_K * sc[g], e[g] + USUAL_K * sc[g]
-    c = (fam == COUNT) & np.isfinite(e) & np.isfinite(sc)
+    c = fam == COUNT
     if c.any():
         u = np.ones(c.sum()) if scores.unit is None else np.asarray(scores.unit)[rows[c], cols[c]]
-        n, p = _nb_params(e[c] / u, sc[c] / (u * u))
-        tail = float(special.erfc(USUAL_K / np.sqrt(2.0))) / 2
-        lo[c], hi[c] = stats.nbinom.ppf(tail, n, p) * u, stats.nbinom.ppf(1 - tail, n, p) * u
-    if scores.floor is not None:
-        lo = np.maximum(lo, np.asarray(scores.floor)[rows])
-    if scores.ceiling is not None:
-        hi = np.minimum(hi, np.asarray(scores.ceiling)[rows])
-    return lo, hi
+        lo_c, hi_c = count_interval(e[c] / u, sc[c] / (u * u), USUAL_K)
+        lo[c], hi[c] = lo_c * u, hi_c * u
+    return clamp(lo, hi, None if scores.floor is None else np.asarray(scores.floor)[rows],
+                 None if scores.ceiling is None else np.asarray(scores.ceiling)[rows])
 
 
 def anomalies_frame(

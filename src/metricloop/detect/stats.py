@@ -111,15 +111,7 @@ def band(scores: Scores, k: float) -> tuple[np.ndarray, np.ndarray]:
     if c.any():
         u = np.ones((c.sum(), 1)) if scores.unit is None else np.asarray(scores.unit, dtype=float)[c]
         u = np.broadcast_to(u, scores.expected[c].shape)
-        mu, var = scores.expected[c] / u, scores.scale[c] / (u * u)
-        ok = np.isfinite(mu) & np.isfinite(var)
-        tail = float(special.erfc(k / np.sqrt(2.0))) / 2  # one-sided tail of ±k
-        lo = np.full(mu.shape, np.nan)
-        hi = np.full(mu.shape, np.nan)
-        if ok.any():
-            n, p = _nb_params(mu[ok], var[ok])
-            lo[ok] = stats.nbinom.ppf(tail, n, p)
-            hi[ok] = stats.nbinom.ppf(1 - tail, n, p)
+        lo, hi = count_interval(scores.expected[c] / u, scores.scale[c] / (u * u), k)
         lower[c], upper[c] = lo * u, hi * u
     f = fam == FIXED
     if f.any() and scores.fixed_lower is not None and scores.fixed_upper is not None:
@@ -128,10 +120,32 @@ def band(scores: Scores, k: float) -> tuple[np.ndarray, np.ndarray]:
     return _clamp(scores, lower, upper)
 
 
-def _clamp(scores: Scores, lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A band never claims values the metric cannot take (a rate above 100 %, a negative count)."""
-    if scores.floor is not None:
-        lower = np.maximum(lower, scores.floor[:, None])
-    if scores.ceiling is not None:
-        upper = np.minimum(upper, scores.ceiling[:, None])
+def count_interval(mu: np.ndarray, var: np.ndarray, k: float) -> tuple[np.ndarray, np.ndarray]:
+    """The negative-binomial (Poisson-like) interval with the two-sided tail of ±k normal sd; NaN
+    where the mean or the variance is not known."""
+    tail = float(special.erfc(k / np.sqrt(2.0))) / 2  # one-sided tail of ±k
+    ok = np.isfinite(mu) & np.isfinite(var)
+    lo = np.full(np.shape(mu), np.nan)
+    hi = np.full(np.shape(mu), np.nan)
+    if ok.any():
+        n, p = _nb_params(mu[ok], var[ok])
+        lo[ok] = stats.nbinom.ppf(tail, n, p)
+        hi[ok] = stats.nbinom.ppf(1 - tail, n, p)
+    return lo, hi
+
+
+def clamp(lower: np.ndarray, upper: np.ndarray, floor: np.ndarray | None,
+          ceiling: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """A band never claims values the metric cannot take (a rate above 100 %, a negative count);
+    `floor` and `ceiling` broadcast against the band."""
+    if floor is not None:
+        lower = np.maximum(lower, floor)
+    if ceiling is not None:
+        upper = np.minimum(upper, ceiling)
     return lower, upper
+
+
+def _clamp(scores: Scores, lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`clamp` with the series' own floor and ceiling (series × time)."""
+    return clamp(lower, upper, None if scores.floor is None else scores.floor[:, None],
+                 None if scores.ceiling is None else scores.ceiling[:, None])
