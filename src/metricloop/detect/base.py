@@ -11,6 +11,7 @@ Every detector is causal: the output at time t uses only data up to t.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -100,6 +101,21 @@ class Scores:
 
 _REGISTRY: dict[str, type[Detector]] = {}
 
+THREADS = min(2, os.cpu_count() or 1)  # blocks of series run side by side on this many cores
+
+
+def map_blocks(fn: Callable[[tuple[int, int]], Any], n: int, size: int, threads: int = THREADS) -> list[Any]:
+    """`fn((lo, hi))` over blocks of `size` of `n` rows (one empty block when there are none), in
+    order. Rows are independent and numpy releases the GIL inside its loops: blocks run side by side
+    on the cores, and each keeps its temporaries small."""
+    bounds = [(lo, min(n, lo + size)) for lo in range(0, max(n, 1), size)]
+    if len(bounds) > 1 and threads > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            return list(pool.map(fn, bounds))
+    return [fn(b) for b in bounds]
+
 
 def register(cls: type[Detector]) -> type[Detector]:
     """Class decorator: built-in detectors register exactly as an extension would."""
@@ -147,7 +163,7 @@ class Detector:
     config_class: ClassVar[type[DetectorConfig]] = DetectorConfig
     default_warmup: ClassVar[int] = 1
     chunk_size: ClassVar[int] = 10_000  # series per block, bounds memory
-    threads: ClassVar[int] = min(2, os.cpu_count() or 1)
+    threads: ClassVar[int] = THREADS
 
     def __init__(self, config: DetectorConfig | dict[str, Any] | None = None, **overrides: Any) -> None:
         if config is None:
@@ -201,19 +217,8 @@ class Detector:
         if calendar is not None and batch.times is not None:
             masks = calendar.masks(batch.times, batch.grain, slices=names)
             batch.warnings.extend(masks.warnings)
-        bounds = [(lo, min(n, lo + self.chunk_size)) for lo in range(0, max(n, 1), self.chunk_size)]
-
-        def block(b: tuple[int, int]) -> Scores:
-            return self._score_block(batch.slice(*b), masks.rows(*b) if masks else None)
-
-        if len(bounds) > 1 and self.threads > 1:
-            # numpy releases the GIL inside its loops: blocks of series run side by side on the cores
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(max_workers=self.threads) as pool:
-                parts = list(pool.map(block, bounds))
-        else:
-            parts = [block(b) for b in bounds]
+        parts = map_blocks(lambda b: self._score_block(batch.slice(*b), masks.rows(*b) if masks else None),
+                           n, self.chunk_size, self.threads)
         out = _concat(parts) if len(parts) > 1 else parts[0]
         out.times = batch.times
         out.grain = batch.grain

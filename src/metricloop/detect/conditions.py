@@ -6,7 +6,6 @@ be retuned (from feedback, in a backtest preview) without re-running a detector.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +13,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from metricloop.detect.base import FIXED, DetectorConfig, Scores
+from metricloop.detect.base import FIXED, DetectorConfig, Scores, map_blocks
 from metricloop.detect.stats import band, sensitivity_to_k
 
 
@@ -66,20 +65,9 @@ def sustained_runs(scores: Scores, k: float, longest: int, z: np.ndarray | None 
         return None
     usable = np.isfinite(z) & ~scores.learning & ~scores.suppressed
     span = RHO_SPAN.get(scores.grain or "", 60)
-    n = z.shape[0]
-    if n < 2 * RUN_BLOCK:
-        return _sustained_block(z, usable, k, longest, span)
-    # rows are independent and numpy releases the GIL: blocks of series run side by side, and
-    # blocks keep the temporaries small
-    from concurrent.futures import ThreadPoolExecutor
-
-    out = np.zeros(z.shape, np.int16)
-    bounds = [(lo, min(lo + RUN_BLOCK, n)) for lo in range(0, n, RUN_BLOCK)]
-    with ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
-        parts = pool.map(lambda b: _sustained_block(z[b[0]:b[1]], usable[b[0]:b[1]], k, longest, span), bounds)
-        for (lo, hi), part in zip(bounds, parts, strict=True):
-            out[lo:hi] = part
-    return out
+    parts = map_blocks(lambda b: _sustained_block(z[b[0]:b[1]], usable[b[0]:b[1]], k, longest, span),
+                       z.shape[0], RUN_BLOCK)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 RUN_BLOCK = 2_000  # series per block of the run test
