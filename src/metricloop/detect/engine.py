@@ -20,7 +20,6 @@ series is "learning".
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +34,8 @@ from metricloop.detect.profiles import (  # noqa: F401 - FAM_* and TINY are part
     _choose_family,
     _nanmedian,
     init_state,
+    slot_counts,
+    slot_sums,
 )
 
 
@@ -244,8 +245,7 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
         ph = phase_tab[prof, t]
         s = S[rows, ph]
         lvl = L + p.phi * B if use_trend else L
-        pred = np.where(mult, lvl * s, lvl + s)
-        pred = np.where(fam == FAM_GAUSS, pred, np.maximum(pred, 0.0))  # a count or a rate is never below 0
+        pred = _expect(lvl, s, mult, fam)
         shut = closed[rows, ph]
         pred = np.where(shut, 0.0, pred)  # a slot that was always 0 (a shop's night) is expected to stay 0
         dent = denT[t] if denT is not None else None
@@ -283,8 +283,7 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
             x0 = yT[t, c]
             s_old = old_S[c, ph[c]]
             f_c = fam[c]
-            old_pred = np.where(mult[c], old_L[c] * s_old, old_L[c] + s_old)
-            old_pred = np.where(f_c == FAM_GAUSS, old_pred, np.maximum(old_pred, 0.0))
+            old_pred = _expect(old_L[c], s_old, mult[c], f_c)
             old_noise = _noise_var(f_c, old_pred, ratio_sc[c], dent[c] if dent is not None else None,
                                    lump[c] if p.lumpy else None)
             old_sd = np.sqrt(V[c] * sfac[c] * sfac[c] + old_noise)
@@ -397,6 +396,12 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
                      back(offday_sup), ceiling, back(lump_t) if lump_t is not None else None)
 
 
+def _expect(level: np.ndarray, s: np.ndarray, mult: np.ndarray, fam: np.ndarray) -> np.ndarray:
+    """The expectation from a level and a slot's seasonal factor; a count or a rate is never below 0."""
+    pred = np.where(mult, level * s, level + s)
+    return np.where(fam == FAM_GAUSS, pred, np.maximum(pred, 0.0))
+
+
 RECALL_FOR = 8  # a level from before a new normal is remembered for this many adapt_after spans
 LIFT_PRIOR_SD = 0.3  # how far event lifts usually are from 1 (a +30 % promotion day is ordinary)
 
@@ -466,11 +471,9 @@ def lump_size(win: np.ndarray, ph_win: dict[str, np.ndarray], candidates: list[s
             continue
         w = win[rows]
         ph = ph_win[name]
-        onehot = (ph[:, None] == np.arange(period)).astype(float)
         fin = np.isfinite(w)
-        n = fin.astype(float) @ onehot
-        s1 = np.where(fin, w, 0.0) @ onehot
-        s2 = np.where(fin, w * w, 0.0) @ onehot
+        n = slot_counts(fin, ph, period)
+        s1, s2 = slot_sums(w, ph, period), slot_sums(w * w, ph, period)
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = s1 / n
             var = (s2 - n * mean * mean) / (n - 1)
@@ -484,12 +487,10 @@ def lump_size(win: np.ndarray, ph_win: dict[str, np.ndarray], candidates: list[s
             sxy = (np.where(use, (x - mx[:, None]) * (y - my[:, None]), 0.0)).sum(axis=1)
             lump = sxy / sxx
             extra = my - lump * mx
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                typical = np.nanmedian(np.where(use, mean, np.nan), axis=1)
+            typical = _nanmedian(np.where(use, mean, np.nan))
             # an empty bucket in a slot that is usually busy is itself the mark of a sum of lumps
             # (smooth noise never lands on 0); a shop's shut hours, always 0, say nothing
-            zeros = (fin & (w == 0)).astype(float) @ onehot
+            zeros = slot_counts(fin & (w == 0), ph, period)
             empty = ((zeros > 0) & (zeros < n)).any(axis=1)
             ok = (k >= 6) & (lump > 0) & ((lump > np.maximum(extra, 0.0) * typical) | empty)
         out[rows] = np.where(ok & np.isfinite(lump), lump, 0.0)

@@ -143,12 +143,10 @@ def _shrink(prof: np.ndarray, r: np.ndarray, ph: np.ndarray, mult: np.ndarray) -
     series2 = _nanmedian(np.abs(resid)) ** 2
     own2 = np.zeros((m, period))
     absr = np.abs(resid)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        for j in range(period):
-            cols = ph == j
-            if cols.any():
-                own2[:, j] = np.nan_to_num(np.nanmedian(absr[:, cols], axis=1), nan=0.0) ** 2
+    for j in range(period):
+        cols = ph == j
+        if cols.any():
+            own2[:, j] = np.nan_to_num(_nanmedian(absr[:, cols]), nan=0.0) ** 2
     sigma2 = 1.4826**2 * (n * own2 + PRIOR_POINTS * series2[:, None]) / (n + PRIOR_POINTS)
     noise = (np.pi / 2) * sigma2 / np.maximum(n, 1)  # variance of a slot's median
     between = np.maximum(np.mean(dev * dev, axis=1) - np.mean(noise, axis=1), 0.0)
@@ -277,3 +275,8 @@ def closed_slots(win: np.ndarray, ph: np.ndarray, period: int, min_seen: int = 2
 def slot_counts(flags: np.ndarray, ph: np.ndarray, period: int) -> np.ndarray:
     """How many True each series (row) has in each phase slot: (m, H) flags → (m, period) counts."""
     return flags.astype(np.int64) @ (ph[:, None] == np.arange(period)).astype(np.int64)
+
+
+def slot_sums(values: np.ndarray, ph: np.ndarray, period: int) -> np.ndarray:
+    """Each series' (row's) sum per phase slot, NaN counting as 0: (m, H) → (m, period)."""
+    return np.nan_to_num(values) @ (ph[:, None] == np.arange(period)).astype(float)
