@@ -63,7 +63,10 @@ def episode_of(db_session: Session, incident_id: int) -> int:
 
 
 def actor_of(recipient: str, via: str) -> tuple[str, str]:
-    """(who, how) for the timeline: the link's recipient and the way it reached them."""
+    """(who, how) for the timeline: the link's recipient and the way it reached them ("link", "" for a token that
+    names neither)."""
+    if not recipient and not via:
+        return "link", ""
     return (recipient or "link"), VIA.get(via, "message link")
 
 

@@ -231,7 +231,7 @@ def act(incident_id: int, action: str, token: str | None, request: Request, ws, 
                 raise _Gone(gone)
             message_links.spend(
                 s, nonce=link.nonce, action=action, incident_id=incident_id, episode=link.episode,
-                actor=f"{who} via {via}",
+                actor=f"{who} via {via}" if via else who,
             )  # fmt: skip
             if action == "ack":
                 service.acknowledge(s, ws, ws.catalog(), incident_id=incident_id, actor=who, via=via)
