@@ -134,8 +134,10 @@ def test_one_email_and_one_signed_webhook(open_incident, mailbox, receiver):
     first = client.post(f"{link.path}?{link.query}")
     assert first.status_code == 200 and f"Incident #{inc.id} acknowledged" in first.text
     assert incidents(ws)[0].state == "acknowledged"
-    again = client.post(f"{link.path}?{link.query}")
-    assert again.status_code == 409 and "it cannot be acknowledged now" in again.text
+    again = client.post(f"{link.path}?{link.query}")  # a link acts once
+    assert again.status_code == 410 and "This link was already used" in again.text
+    # as the person it was sent to
+    assert [(e.kind, e.actor) for e in timeline(ws, inc.id)][-1] == ("acknowledged", f"{MANAGER} via e-mail link")
 
 
 def test_receiver_outage_then_delivered_exactly_once(open_incident, receiver):

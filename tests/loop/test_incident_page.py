@@ -15,6 +15,8 @@ from loop_helpers import Effect, incidents, monitor_yaml, morning, outbox, timel
 from metricloop.app import create_app
 from metricloop.incidents.models import Incident
 from metricloop.monitors.service import run_monitor
+from metricloop.notify.channels import Delivery
+from metricloop.notify.dispatcher import link_signer
 from metricloop.notify.signing import secret_key_for, sign_action
 
 HOOK = """
@@ -32,8 +34,13 @@ def opened(shop):
     ws = shop(effects=[Effect(date(2026, 11, 16), date(2026, 11, 16), 0.5, {"store": "SH-1"})], extra=monitor + HOOK)
     assert run_monitor(ws, "shop_sales", at=morning("2026-11-17"), now=morning("2026-11-17")).status == "ok"
     (inc,) = incidents(ws)
-    (message,) = outbox(ws, incident_id=inc.id)
-    return ws, inc, message, TestClient(create_app(ws))
+    (row,) = outbox(ws, incident_id=inc.id)
+    return ws, inc, delivered(ws, row), TestClient(create_app(ws))
+
+
+def delivered(ws, row, via: str = "webhook") -> Delivery:
+    """The message as its channel sends it: the dispatcher signs the row's links for its recipient on delivery."""
+    return link_signer(ws)(Delivery.of(row), via)
 
 
 def link(body: str, label: str) -> str:
@@ -141,15 +148,16 @@ def test_opening_the_ack_link_changes_nothing_and_confirming_acknowledges(opened
     done = client.post(confirm)
     assert done.status_code == 200 and f"工单 #{inc.id} 已认领，升级通知已停止。" in done.text
     assert incidents(ws)[0].state == "acknowledged"
-    assert [(e.kind, e.actor) for e in timeline(ws, inc.id)][-1] == ("acknowledged", "link")
+    # as the recipient the message was sent to (a webhook channel's recipient is the channel)
+    assert [(e.kind, e.actor) for e in timeline(ws, inc.id)][-1] == ("acknowledged", "hook via webhook link")
     back = unescape(re.search(r'<a class="btn light" href="([^"]+)">查看工单</a>', done.text).group(1))
     page = client.get(back)  # the result links back to the page, which now offers only resolving
     assert page.status_code == 200 and 'class="badge acknowledged"' in page.text and "处理中" in page.text
     assert "/ack?token=" not in page.text and "/resolve?token=" in page.text
-    assert '<b>认领</b> <span class="who">· link</span>' in page.text
-    again = client.post(confirm)
-    assert again.status_code == 409 and f"工单 #{inc.id} 当前为「处理中」，不能再认领。" in again.text
-    assert client.get(ack).status_code == 409  # and opening it again says so instead of asking
+    assert '<b>认领</b> <span class="who">· hook via webhook link</span>' in page.text
+    again = client.post(confirm)  # a link acts once
+    assert again.status_code == 410 and "这个链接已经用过了" in again.text and "hook via webhook link" in again.text
+    assert client.get(ack).status_code == 410  # and opening it again says so instead of asking
 
 
 def test_resolving_from_the_page_records_the_root_cause(opened):
@@ -162,12 +170,14 @@ def test_resolving_from_the_page_records_the_root_cause(opened):
     (after,) = incidents(ws)
     assert (after.state, after.root_cause, after.resolution) == ("resolved", "SH-1 饮料缺货", "restocked <today>")
     last = timeline(ws, inc.id)[-1]
-    assert (last.kind, last.actor, last.data["root_cause"]) == ("resolved", "link", "SH-1 饮料缺货")
+    assert (last.kind, last.actor, last.data["root_cause"]) == ("resolved", "hook via webhook link", "SH-1 饮料缺货")
     page = client.get(link(message.body, "查看工单：") + "&lang=en")
     assert "<form" not in page.text and 'class="badge resolved"' in page.text
     assert "SH-1 饮料缺货" in page.text and "restocked &lt;today&gt;" in page.text
-    r = client.get(link(message.body, "标记为已解决："))  # the message's resolve link, once it is done
-    assert r.status_code == 409 and "不能再标记为已解决" in r.text
+    r = client.get(link(message.body, "标记为已解决："))  # the message's resolve link is the page's: used
+    assert r.status_code == 410 and "这个链接已经用过了" in r.text
+    r = client.get(link(message.body, "我来处理（认领）："))  # its ack link was not, but the incident is past it
+    assert r.status_code == 409 and "不能再认领" in r.text
 
 
 def test_the_api_keeps_its_own_post_on_the_links_paths(opened):

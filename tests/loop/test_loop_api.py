@@ -203,7 +203,9 @@ def test_a_signed_ack_link_asks_on_get_acts_on_post_once_and_a_tampered_token_fa
     r = api.post(f"/api/incidents/{i}/ack", params={"token": token})
     assert r.status_code == 200 and f"工单 #{i} 已认领" in r.text
     assert api.get(f"/api/incidents/{i}").json()["state"] == "acknowledged"
-    r = api.post(f"/api/incidents/{i}/ack", params={"token": token})
+    r = api.post(f"/api/incidents/{i}/ack", params={"token": token})  # a link acts once
+    assert r.status_code == 410 and "这个链接已经用过了" in r.text
+    r = api.post(f"/api/incidents/{i}/ack", params={"token": sign_action(i, "ack", key=key)})  # another: too late
     assert r.status_code == 409 and "不能再认领" in r.text
     assert [e.actor for e in timeline(ws, i) if e.kind == "acknowledged"] == ["link"]
     resolve = sign_action(i, "resolve", key=key)

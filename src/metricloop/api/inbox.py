@@ -1,7 +1,8 @@
 """/api/inbox: a built-in webhook receiver, so the demo (and a new team) can see deliveries with no other server.
 
 It keeps the last 500 messages in memory and verifies signatures when METRICLOOP_INBOX_SECRET is set. Delivering
-to it needs no API token (the senders are channels, which have none); reading it needs a viewer's.
+to it needs no API token (the senders are channels, which have none); reading it needs a viewer's, and shows the
+messages with their link tokens redacted.
 """
 
 from __future__ import annotations
@@ -49,4 +50,8 @@ async def receive(box: str, request: Request) -> dict:
 
 @router.get("", dependencies=[Depends(viewer)])
 def messages(box: str | None = None, limit: int = 50) -> list[dict]:
-    return [m for m in _MESSAGES if box is None or m["box"] == box][:limit]
+    """The messages, newest first, their signed link tokens redacted: a link acts as the person it was sent to, so a
+    viewer reading the inbox must not get one."""
+    from metricloop.notify.links import redact
+
+    return [redact(m) for m in [m for m in _MESSAGES if box is None or m["box"] == box][:limit]]

@@ -83,12 +83,12 @@ def notify(
     stamp: int | None = None,
 ) -> int:
     """Queue one message per channel × recipient, each with an idempotency key."""
+    from metricloop.notify.links import episode_of
     from metricloop.notify.outbox import enqueue
     from metricloop.notify.render import render_incident
-    from metricloop.notify.signing import secret_key_for
 
     n = 0
-    key_secret = secret_key_for(ws)
+    episode = episode_of(db_session, incident.id)
     # The key is what makes a message unique: an incident is created once, but it can be escalated, resolved
     # and reopened again after a reopen, and each time is a new message (the moment tells them apart).
     if stamp is None:
@@ -102,9 +102,10 @@ def notify(
             event=event_name,
             language=spec.language,
             base_url=ws.settings.base_url,
-            secret_key=key_secret,
+            secret_key=None,  # the links are signed for each recipient on delivery (notify/links.py)
             level=level,
             channel_type=spec.type,
+            episode=episode,
         )
         for rcpt in recipients_for(catalog, channel, people):
             key = f"incident:{incident.id}:{event_name}:{level}:{round_}:{stamp}:{channel}:{rcpt}"
@@ -341,7 +342,14 @@ def _cancel_queued(db_session: Session, incident: Incident, events: tuple[str, .
     cancel(db_session, incident_id=incident.id, events=events)
 
 
-def acknowledge(db_session: Session, ws, catalog: Catalog, *, incident_id: int, actor: str, now=None) -> Incident:
+def _who(actor: str, via: str) -> str:
+    """The timeline's actor: the person, and how they acted when not directly ("li.lei@… via e-mail link")."""
+    return f"{actor} via {via}"[:200] if via else actor
+
+
+def acknowledge(
+    db_session: Session, ws, catalog: Catalog, *, incident_id: int, actor: str, via: str = "", now=None
+) -> Incident:
     inc = get_for_change(db_session, incident_id)
     if inc.state == "acknowledged":
         raise StateError(f"incident #{inc.id} is already acknowledged (by {inc.assignee or 'someone'})")
@@ -353,7 +361,8 @@ def acknowledge(db_session: Session, ws, catalog: Catalog, *, incident_id: int, 
         inc.assignee = actor
     _cancel_timers(db_session, inc, ("escalate", "sla_ack"))  # an ack stops escalation at once,
     _cancel_queued(db_session, inc, ("escalated", "repeat"))  # including pages queued but not yet sent
-    event(db_session, inc, "acknowledged", actor, f"{actor} is on it", at=now)
+    extra = {"via": via} if via else {}
+    event(db_session, inc, "acknowledged", _who(actor, via), f"{actor} is on it", at=now, **extra)
     return inc
 
 
@@ -420,6 +429,7 @@ def resolve(
     root_cause: str = "",
     note: str = "",
     auto: bool = False,
+    via: str = "",
     now=None,
 ) -> Incident:
     inc = get_for_change(db_session, incident_id)
@@ -434,7 +444,9 @@ def resolve(
     _cancel_timers(db_session, inc, ("escalate", "sla_ack", "sla_resolve", "repeat"))
     _cancel_queued(db_session, inc, ("escalated", "repeat"))
     kind = "auto_resolved" if auto else "resolved"
-    event(db_session, inc, kind, actor, note or root_cause or "resolved", at=now, root_cause=root_cause)
+    extra = {"via": via} if via else {}
+    event(db_session, inc, kind, _who(actor, via), note or root_cause or "resolved", at=now, root_cause=root_cause,
+          **extra)
     notify(db_session, ws, catalog, inc, event_name="resolved", people=[inc.assignee], channels=inc.channels, now=now)
     return inc
 

@@ -337,8 +337,10 @@ def send_apprise(spec: Any, msg: Delivery) -> str:
 class Channels:
     """Delivers rows to the channel definitions of one catalog; one HTTP connection pool for all."""
 
-    def __init__(self, catalog: Any) -> None:
+    def __init__(self, catalog: Any, *, sign_links: Any = None) -> None:
         self.catalog = catalog
+        # (Delivery, channel type) -> Delivery with its links signed for its recipient (notify/links.py arm)
+        self.sign_links = sign_links
         self._client: httpx.Client | None = None
         self._lock = threading.Lock()
 
@@ -372,6 +374,8 @@ class Channels:
         if msg.kind == "action" or msg.channel.startswith(ACTION_PREFIX):
             return send_action(self.client, msg)
         spec = self.spec(msg.channel)
+        if self.sign_links is not None:
+            msg = self.sign_links(msg, spec.type)
         if spec.type == "email":
             return send_email(spec, msg)
         if spec.type == "webhook":

@@ -263,6 +263,15 @@ def release(ws: Workspace, msgs: list[Delivery], *, worker: str, now: datetime) 
     return n
 
 
+def link_signer(ws: Workspace):
+    """Signs a message's links for its recipient as it goes out (the outbox row keeps placeholders)."""
+    from metricloop.notify.links import arm
+    from metricloop.notify.signing import secret_key_for
+
+    key = secret_key_for(ws)
+    return lambda msg, via: arm(msg, key=key, via=via)
+
+
 def dispatch_once(
     ws: Workspace,
     *,
@@ -288,7 +297,7 @@ def dispatch_once(
     stats.claimed = len(claimed)
     if not claimed:
         return stats
-    channels = Channels(ws.catalog())
+    channels = Channels(ws.catalog(), sign_links=link_signer(ws))
     deadline = time.monotonic() + lease_seconds
     groups: dict[object, list[Delivery]] = {}
     for msg in claimed:

@@ -235,8 +235,11 @@ def to_dict(row: Notification, *, full: bool = False) -> dict:
         "sent_at": _iso(row.sent_at),
     }
     if full:
-        out["body"] = row.body
-        out["payload"] = row.payload
+        from metricloop.notify.links import redact
+
+        # rows hold placeholder tokens (signed only on delivery); rows queued by older versions are redacted
+        out["body"] = redact(row.body)
+        out["payload"] = redact(row.payload)
     return out
 
 

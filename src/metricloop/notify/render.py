@@ -151,14 +151,24 @@ def signed_link(
     action: str,
     *,
     base_url: str,
-    secret_key: str,
+    secret_key: str | None,
     ttl_seconds: int = DEFAULT_TTL,
     now: float | None = None,
     expires: int | None = None,
+    **claims,
 ) -> str:
     """A link with a signed, expiring token: `view` opens the incident's web page (no API token needed); `ack` and
-    `resolve` open a page that asks to confirm, and the confirmation (a POST to the same URL) acts."""
-    token = sign_action(incident_id, action, key=secret_key, ttl_seconds=ttl_seconds, now=now, expires=expires)
+    `resolve` open a page that asks to confirm, and the confirmation (a POST to the same URL) acts. Without a
+    `secret_key` the token is a placeholder that the dispatcher signs on delivery (notify/links.py); `claims` are
+    sign_action's episode, nonce, recipient and via."""
+    if secret_key is None:
+        from metricloop.notify.links import placeholder
+
+        token = placeholder(action, claims.get("episode", 0))
+    else:
+        token = sign_action(
+            incident_id, action, key=secret_key, ttl_seconds=ttl_seconds, now=now, expires=expires, **claims
+        )
     path = f"/incidents/{incident_id}" if action == "view" else f"/api/incidents/{incident_id}/{action}"
     return f"{base_url.rstrip('/')}{path}?token={token}"
 
@@ -167,13 +177,20 @@ def incident_links(
     incident,
     *,
     base_url: str,
-    secret_key: str,
+    secret_key: str | None,
     ttl_seconds: int = DEFAULT_TTL,
     now: float | None = None,
     expires: int | None = None,
+    **claims,
 ) -> dict:
-    """The incident page, and signed expiring ack/resolve links where the state still allows them."""
+    """The incident page, and signed expiring ack/resolve links where the state still allows them. The links of one
+    call share a nonce, so each action's link is spent once whichever copy acts (the message's or its page's)."""
+    if secret_key is not None and not claims.get("nonce"):
+        from metricloop.notify.signing import new_nonce
+
+        claims["nonce"] = new_nonce()
     signed = dict(base_url=base_url, secret_key=secret_key, ttl_seconds=ttl_seconds, now=now, expires=expires)
+    signed |= claims
     links: dict[str, str | None] = {"incident": signed_link(incident.id, "view", **signed)}
     state = incident.state or "triggered"
     links["ack"] = signed_link(incident.id, "ack", **signed) if state == "triggered" else None
@@ -237,20 +254,24 @@ def render_incident(
     event: str,
     language: str,
     base_url: str,
-    secret_key: str,
+    secret_key: str | None,
     level: int = 0,
     channel_type: str = "email",
     timezone: str = "Asia/Shanghai",
     ttl_seconds: int = DEFAULT_TTL,
     now: float | None = None,
+    episode: int = 0,
 ) -> tuple[str, str, dict]:
-    """(subject, body, payload) for one incident event in one language."""
+    """(subject, body, payload) for one incident event in one language. With `secret_key=None` (what the outbox
+    stores) the links carry placeholder tokens that the dispatcher signs for each recipient on delivery."""
     if event not in EVENTS:
         raise MetricloopError(f"unknown notification event '{event}' (known: {', '.join(EVENTS)})")
     lang = language if language in LANGUAGES else "zh"
     summary = dict(incident.summary or {})
     explanation = summary.get(f"explanation_{lang}") or summary.get("explanation") or ""
-    links = incident_links(incident, base_url=base_url, secret_key=secret_key, ttl_seconds=ttl_seconds, now=now)
+    links = incident_links(
+        incident, base_url=base_url, secret_key=secret_key, ttl_seconds=ttl_seconds, now=now, episode=episode
+    )
     fields = incident_fields(incident, base_url=base_url, url=links["incident"], language=lang)
     values = message_values(summary)
     sev = SEVERITIES.get(incident.severity, SEVERITIES["P3"])

@@ -1,9 +1,11 @@
 """Signatures: expiring links in messages (view, ack, resolve) and HMAC-signed webhook bodies.
 
 Link tokens are `<payload>.<mac>`, both base64url without padding. The payload is compact JSON
-`{"i": incident_id, "a": action, "e": expiry (unix seconds)}` and the mac is HMAC-SHA256 over the
-payload text with the workspace's secret key. Nothing in a token is secret; it only cannot be forged.
-`view` opens the incident's page; `ack` and `resolve` act on the incident (after a confirmation).
+`{"i": incident_id, "a": action, "e": expiry (unix seconds), "g": episode, "n": nonce, "r": recipient,
+"v": via}` and the mac is HMAC-SHA256 over the payload text with the workspace's secret key. Nothing in a
+token is secret; it only cannot be forged. `view` opens the incident's page; `ack` and `resolve` act on the
+incident (after a confirmation), once (web/links.py spends them), as the recipient the message was sent to,
+and only in the episode they were issued in (`g`: how many times the incident had been reopened).
 
 Webhook signatures follow the common "timestamp.body" scheme (as Stripe and Slack do) so a receiver
 can reject replays: `X-Metricloop-Signature: sha256=<hex HMAC-SHA256(secret, f"{timestamp}.".encode() + body)>`.
@@ -19,6 +21,7 @@ import json
 import os
 import secrets
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
 
 ACTIONS = ("view", "ack", "resolve")
 DEFAULT_TTL = 7 * 86400
+MAX_TOKEN_LENGTH = 2048  # a real token is ~250 characters; anything much longer is not one
 SECRET_KEY_FILE = ".secret_key"
 
 IDEMPOTENCY_HEADER = "X-Metricloop-Idempotency-Key"
@@ -48,6 +52,23 @@ def _mac(key: str, message: bytes) -> bytes:
     return hmac.new(key.encode("utf-8"), message, hashlib.sha256).digest()
 
 
+@dataclass(frozen=True)
+class Link:
+    """What a valid token says: which incident, what for, until when, for which episode, and for whom."""
+
+    incident_id: int
+    action: str
+    expires: int
+    episode: int = 0
+    nonce: str = ""
+    recipient: str = ""
+    via: str = ""
+
+
+def new_nonce() -> str:
+    return secrets.token_urlsafe(12)
+
+
 def sign_action(
     incident_id: int,
     action: str,
@@ -56,16 +77,30 @@ def sign_action(
     ttl_seconds: int = DEFAULT_TTL,
     now: float | None = None,
     expires: int | None = None,
+    episode: int = 0,
+    nonce: str | None = None,
+    recipient: str = "",
+    via: str = "",
 ) -> str:
-    """A token that lets whoever holds the link perform `action` on the incident until it expires
-    (`expires`, unix seconds, else `ttl_seconds` from now)."""
+    """A token for `action` on the incident until it expires (`expires`, unix seconds, else `ttl_seconds` from now),
+    in its `episode`, on behalf of `recipient` (reached `via` a channel type); `nonce` names the link (random if not
+    given): a used ack/resolve link is spent by it."""
     if not key:
         raise MetricloopError("no secret key to sign links with (set METRICLOOP_SECRET_KEY)")
     if action not in ACTIONS:
         raise MetricloopError(f"unknown link action '{action}' (known: {', '.join(ACTIONS)})")
     if expires is None:
         expires = int((time.time() if now is None else now) + ttl_seconds)
-    body = json.dumps({"i": int(incident_id), "a": action, "e": int(expires)}, separators=(",", ":"), sort_keys=True)
+    claims = {
+        "i": int(incident_id),
+        "a": action,
+        "e": int(expires),
+        "g": int(episode),
+        "n": nonce or new_nonce(),
+        "r": str(recipient),
+        "v": str(via),
+    }
+    body = json.dumps(claims, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
     payload = _b64(body.encode("utf-8"))
     return f"{payload}.{_b64(_mac(key, payload.encode('ascii')))}"
 
@@ -75,40 +110,65 @@ def verify_action(token: str, *, key: str, action: str | None = None, now: float
 
     Pass `action` to also require that the token was issued for that action (an ack link cannot resolve).
     """
-    incident_id, token_action, _ = _verified(token, key=key, action=action, now=now)
-    return incident_id, token_action
+    link = _verified(token, key=key, action=action, now=now)
+    return link.incident_id, link.action
+
+
+def check_link(token: str | None, *, key: str, action: str, incident_id: int, now: float | None = None) -> Link:
+    """What a valid `action` token for this incident says; raise MetricloopError otherwise (never anything else,
+    whatever the token holds)."""
+    if not token:
+        raise MetricloopError("the link has no token")
+    link = _verified(token, key=key, action=action, now=now)
+    if link.incident_id != incident_id:
+        raise MetricloopError("this link belongs to another incident")
+    return link
 
 
 def verify_link(token: str | None, *, key: str, action: str, incident_id: int, now: float | None = None) -> int:
     """The expiry (unix seconds) of a valid `action` token for this incident; raise MetricloopError otherwise."""
-    if not token:
-        raise MetricloopError("the link has no token")
-    token_incident, _, expires = _verified(token, key=key, action=action, now=now)
-    if token_incident != incident_id:
-        raise MetricloopError("this link belongs to another incident")
-    return expires
+    return check_link(token, key=key, action=action, incident_id=incident_id, now=now).expires
 
 
-def _verified(token: str, *, key: str, action: str | None, now: float | None) -> tuple[int, str, int]:
-    if not token or token.count(".") != 1:
-        raise MetricloopError("the link's token is malformed")
+_MALFORMED = "the link's token is malformed"
+
+
+def _verified(token: str, *, key: str, action: str | None, now: float | None) -> Link:
+    # Whatever arrives in a query string (non-ASCII, bad base64, too many parts, megabytes) is refused with a
+    # MetricloopError: the pages answer 400/401 for it, never 500.
+    if not isinstance(token, str) or not token or token.count(".") != 1:
+        raise MetricloopError(_MALFORMED)
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise MetricloopError(f"{_MALFORMED} (longer than {MAX_TOKEN_LENGTH} characters)")
     payload, mac = token.split(".")
     try:
         given = _unb64(mac)
-    except (binascii.Error, ValueError):
-        raise MetricloopError("the link's token is malformed") from None
-    if not hmac.compare_digest(given, _mac(key, payload.encode("ascii"))):
+        expected = _mac(key, payload.encode("ascii"))
+    except (binascii.Error, ValueError):  # UnicodeEncodeError is a ValueError
+        raise MetricloopError(_MALFORMED) from None
+    if not hmac.compare_digest(given, expected):
         raise MetricloopError("the link's signature is not valid (was it changed, or signed with another key?)")
     try:
         data = json.loads(_unb64(payload))
-        incident_id, token_action, expires = int(data["i"]), str(data["a"]), int(data["e"])
-    except (binascii.Error, ValueError, KeyError, TypeError):
-        raise MetricloopError("the link's token is malformed") from None
-    if (time.time() if now is None else now) > expires:
+        link = Link(
+            incident_id=int(data["i"]),
+            action=str(data["a"]),
+            expires=int(data["e"]),
+            episode=int(data["g"]),
+            nonce=str(data["n"]),
+            recipient=str(data.get("r") or ""),
+            via=str(data.get("v") or ""),
+        )
+    except (binascii.Error, ValueError, KeyError, TypeError, AttributeError, OverflowError):
+        # a token signed before links had episodes and nonces is refused too: it could not be spent
+        raise MetricloopError(_MALFORMED) from None
+    if not link.nonce:
+        raise MetricloopError(_MALFORMED)
+    if (time.time() if now is None else now) > link.expires:
         raise MetricloopError("the link has expired")
-    if action is not None and token_action != action:
-        raise MetricloopError(f"the link is for '{token_action}', not '{action}'")
-    return incident_id, token_action, expires
+    if action is not None and link.action != action:
+        raise MetricloopError(f"the link is for '{link.action}', not '{action}'")
+    return link
 
 
 def webhook_signature(secret: str, body: bytes, timestamp: int) -> str:

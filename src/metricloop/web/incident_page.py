@@ -2,7 +2,8 @@
 buttons while the state allows them.
 
 The link in a message carries a signed, expiring `view` token (notify/signing.py); the page is the permission's
-holder's, and its buttons are signed links that expire with it. Without a valid token the page says how to get
+holder's, and its buttons are the message's own signed links (same recipient, same nonce: each acts once), which
+expire with it and stop acting once the incident is reopened. Without a valid token the page says how to get
 in (HTTP 401), unless METRICLOOP_PUBLIC_READS opens reads to anyone (then without buttons).
 """
 
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session
 from metricloop.api.deps import workspace
 from metricloop.errors import MetricloopError
 from metricloop.incidents.models import Incident, IncidentEvent
+from metricloop.notify.links import episode_of
 from metricloop.notify.render import LANGUAGES as LANGS
 from metricloop.notify.render import (
     SEVERITIES,
@@ -27,7 +29,7 @@ from metricloop.notify.render import (
     message_values,
     severity_reason,
 )
-from metricloop.notify.signing import DEFAULT_TTL, secret_key_for, verify_link
+from metricloop.notify.signing import DEFAULT_TTL, check_link, secret_key_for
 from metricloop.web.pages import WORDS, clock, event_word, notice, page, pick_language, refusal_zh, zone_name
 
 router = APIRouter()
@@ -96,6 +98,7 @@ def incident_view(db_session: Session, ws, inc: Incident, lang: str) -> dict:
         "resolve_url": None,
         "until": "",
         "read_only": False,
+        "hint": "",
     }
 
 
@@ -151,9 +154,9 @@ def not_found(incident_id: int, lang: str | None = None):
 def incident_page(incident_id: int, request: Request, token: str | None = None, ws=Depends(workspace)):
     lang = pick_language(request, ws.config.get("language", "zh"))
     key = secret_key_for(ws)
-    expires = None
+    held = None
     try:
-        expires = verify_link(token, key=key, action="view", incident_id=incident_id)
+        held = check_link(token, key=key, action="view", incident_id=incident_id)
     except MetricloopError as e:
         if token or not ws.settings.public_reads:  # a token that is sent must be valid, as in the API
             return refused(incident_id, e.message)
@@ -162,12 +165,26 @@ def incident_page(incident_id: int, request: Request, token: str | None = None, 
         if inc is None:
             return not_found(incident_id, lang)
         v = incident_view(s, ws, inc, lang)
-        if expires is None:
+        if held is None:
             v["read_only"] = inc.state in ("triggered", "acknowledged")
-        else:  # the buttons are signed links that end when the page's own link does
-            links = incident_links(inc, base_url="", secret_key=key, expires=expires)
+        elif held.episode != episode_of(s, inc.id):  # a link from before a reopen: it still shows, it cannot act
+            v["read_only"] = inc.state in ("triggered", "acknowledged")
+            v["hint"] = WORDS[lang]["outdated"]
+        else:
+            # The buttons are the links of the message that opened the page: the same recipient, episode and nonce
+            # (so each acts once, whichever copy is used), ending when the page's own link does.
+            links = incident_links(
+                inc,
+                base_url="",
+                secret_key=key,
+                expires=held.expires,
+                episode=held.episode,
+                nonce=held.nonce,
+                recipient=held.recipient,
+                via=held.via,
+            )
             v["ack_url"] = links["ack"] and f"{links['ack']}&lang={lang}"
             v["resolve_url"] = links["resolve"] and f"{links['resolve']}&lang={lang}"
-            v["until"] = until_text(expires, ws, lang)
+            v["until"] = until_text(held.expires, ws, lang)
     switch = language_switch(page_path(incident_id), token)
     return page("incident.html", lang=lang, v=v, words=WORDS[lang], switch=switch)

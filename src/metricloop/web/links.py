@@ -5,6 +5,10 @@ acknowledge it before anyone read the mail. GET `/api/incidents/{id}/ack?token=�
 button; the button POSTs the form to the same URL, and that acknowledges (resolve: with an optional root cause
 and note). The signed, expiring token is the permission, as it is for the incident page.
 
+A link acts once, as the recipient its token names: acting records its use (notify/links.py LinkUse) in the
+transaction that changes the incident, and a link that was used, or that is from before the incident was reopened,
+answers 410 and changes nothing. The timeline names the recipient and the way ("li.lei@… via e-mail link").
+
 The POST shares its path with the API's `POST /api/incidents/{id}/ack` (an operator's API token). A request with
 `?token=` in its query string is a confirmation and is routed here; any other goes to the API.
 """
@@ -15,18 +19,19 @@ from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.routing import APIRoute
+from sqlalchemy.exc import IntegrityError
 from starlette.routing import Match
 
 from metricloop.api.deps import workspace
+from metricloop.db.times import aware
 from metricloop.errors import MetricloopError, NotFound
 from metricloop.incidents import service
 from metricloop.incidents.models import Incident
+from metricloop.notify import links as message_links
 from metricloop.notify.render import STATE_TEXT
-from metricloop.notify.signing import secret_key_for, sign_action, verify_link
-from metricloop.web.incident_page import incident_view, language_switch, not_found, page_path
+from metricloop.notify.signing import Link, check_link, secret_key_for, sign_action
+from metricloop.web.incident_page import incident_view, language_switch, not_found, page_path, until_text
 from metricloop.web.pages import WORDS, notice, page, pick_language, refusal_zh
-
-LINK_ACTOR = "link"  # who acted, on the timeline: whoever held the message's link
 
 ALLOWED = {"ack": ("triggered",), "resolve": service.OPEN_STATES}
 
@@ -112,21 +117,30 @@ def _refused(incident_id: int, reason: str):
     )
 
 
-def _back(incident_id: int, key: str, expires: int, lang: str) -> tuple[str, str]:
-    """A link back to the incident page that works as long as the action link did."""
-    view = sign_action(incident_id, "view", key=key, expires=expires)
-    return page_path(incident_id, token=view, lang=lang), WORDS[lang]["open_incident"]
+def _back(link: Link, key: str, lang: str) -> tuple[str, str]:
+    """A link back to the incident page that works as long as the action link did (the same recipient and nonce)."""
+    view = sign_action(
+        link.incident_id,
+        "view",
+        key=key,
+        expires=link.expires,
+        episode=link.episode,
+        nonce=link.nonce,
+        recipient=link.recipient,
+        via=link.via,
+    )
+    return page_path(link.incident_id, token=view, lang=lang), WORDS[lang]["open_incident"]
 
 
 def _checked(incident_id: int, action: str, token: str | None, request: Request, ws):
-    """(language, way back to the incident page) for a link that verifies, else the page that refuses it."""
+    """(language, the link, way back to the incident page) for a link that verifies, else the page refusing it."""
     lang = pick_language(request, ws.config.get("language", "zh"))
     key = secret_key_for(ws)
     try:
-        expires = verify_link(token, key=key, action=action, incident_id=incident_id)
+        link = check_link(token, key=key, action=action, incident_id=incident_id)
     except MetricloopError as e:
         return _refused(incident_id, e.message)
-    return lang, _back(incident_id, key, expires, lang)
+    return lang, link, _back(link, key, lang)
 
 
 def _not_now(inc: Incident, action: str, lang: str, back):
@@ -135,15 +149,49 @@ def _not_now(inc: Incident, action: str, lang: str, back):
     return notice(lang, status=409, title={lang: title}, lines={lang: [text]}, link=back)
 
 
+GONE = {
+    "zh": {
+        "title": "这个链接已失效",
+        "used": "这个链接已经用过了（{when}，{who}），每个链接只能操作一次。工单 #{id} 没有任何改动。",
+        "outdated": "这个链接发出后工单 #{id} 已重新打开，旧链接不能再操作；请使用最新消息中的链接。工单没有任何改动。",
+    },
+    "en": {
+        "title": "This link was already used",
+        "used": "This link was already used ({when}, {who}); a link acts once. Nothing was changed on incident #{id}.",
+        "outdated": "Incident #{id} was reopened after this link was sent, so it no longer acts; use the links of the "
+        "newest message. Nothing was changed.",
+    },
+}
+
+
+def _gone(s, ws, link: Link, lang: str, back):
+    """The 410 page for a link that cannot act any more (used, or from an earlier episode), else None."""
+    words = GONE[lang]
+    use = message_links.used(s, link.nonce, link.action)
+    if use is not None:
+        when = until_text(int(aware(use.used_at).timestamp()), ws, lang)
+        text = words["used"].format(id=link.incident_id, when=when, who=use.actor)
+        title = words["title"]
+    elif link.episode != message_links.episode_of(s, link.incident_id):
+        text = words["outdated"].format(id=link.incident_id)
+        title = {"zh": "这个链接已过时", "en": "This link is out of date"}[lang]
+    else:
+        return None
+    return notice(lang, status=410, title={lang: title}, lines={lang: [text]}, link=back)
+
+
 def confirm_page(incident_id: int, action: str, token: str | None, request: Request, ws):
     checked = _checked(incident_id, action, token, request, ws)
     if isinstance(checked, Response):
         return checked
-    lang, back = checked
+    lang, link, back = checked
     with ws.db.session() as s:
         inc = s.get(Incident, incident_id)
         if inc is None:
             return not_found(incident_id, lang)
+        gone = _gone(s, ws, link, lang, back)
+        if gone is not None:
+            return gone
         if inc.state not in ALLOWED[action]:
             return _not_now(inc, action, lang, back)
         v = incident_view(s, ws, inc, lang)
@@ -163,30 +211,51 @@ def confirm_page(incident_id: int, action: str, token: str | None, request: Requ
     )
 
 
+class _Gone(Exception):
+    def __init__(self, response) -> None:
+        self.response = response
+
+
 def act(incident_id: int, action: str, token: str | None, request: Request, ws, form: dict[str, str]):
     checked = _checked(incident_id, action, token, request, ws)
     if isinstance(checked, Response):
         return checked
-    lang, back = checked
+    lang, link, back = checked
+    who, via = message_links.actor_of(link.recipient, link.via)
     try:
         with ws.db.session() as s:
+            # Lock the incident first: two uses of one link at once are serialized, the second sees the first's use.
+            service.get_for_change(s, incident_id)
+            gone = _gone(s, ws, link, lang, back)
+            if gone is not None:
+                raise _Gone(gone)
+            message_links.spend(
+                s, nonce=link.nonce, action=action, incident_id=incident_id, episode=link.episode,
+                actor=f"{who} via {via}" if via else who,
+            )  # fmt: skip
             if action == "ack":
-                service.acknowledge(s, ws, ws.catalog(), incident_id=incident_id, actor=LINK_ACTOR)
+                service.acknowledge(s, ws, ws.catalog(), incident_id=incident_id, actor=who, via=via)
             else:
                 service.resolve(
                     s,
                     ws,
                     ws.catalog(),
                     incident_id=incident_id,
-                    actor=LINK_ACTOR,
+                    actor=who,
+                    via=via,
                     root_cause=form.get("root_cause", "")[:2000],
                     note=form.get("note", "")[:4000] or "resolved from a message link",
                 )
+    except _Gone as g:  # the session rolled back: nothing was recorded
+        return g.response
     except NotFound:
         return not_found(incident_id, lang)
-    except service.StateError:
+    except service.StateError:  # rolled back too: the link is not spent by a refusal
         with ws.db.session() as s:
             return _not_now(service.get(s, incident_id), action, lang, back)
+    except IntegrityError:  # the same link used at the same moment elsewhere (the use's key)
+        with ws.db.session() as s:
+            return _gone(s, ws, link, lang, back) or _not_now(service.get(s, incident_id), action, lang, back)
     text = TEXT[action][lang]
     done = text["done"].format(id=incident_id)
     return notice(lang, status=200, title={lang: text["done_title"]}, lines={lang: [done]}, link=back)

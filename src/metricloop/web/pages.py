@@ -60,6 +60,7 @@ WORDS = {
         "open_incident": "查看工单",
         "links_until": "本页的操作按钮有效期至 {until}",
         "read_only": "只读：从消息中的链接打开本页即可认领或解决。",
+        "outdated": "只读：这个链接发出后工单已重新打开，旧链接不能再认领或解决；请使用最新消息中的链接。",
         "tagline": "指标预警闭环",
     },
     "en": {
@@ -97,6 +98,8 @@ WORDS = {
         "open_incident": "Open the incident",
         "links_until": "The buttons on this page work until {until}",
         "read_only": "Read only: open this page from the link in a message to acknowledge or resolve.",
+        "outdated": "Read only: the incident was reopened after this link was sent, so its buttons no longer act; "
+        "use the links of the newest message.",
         "tagline": "metric alerts, owned",
     },
 }
