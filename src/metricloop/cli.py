@@ -473,7 +473,7 @@ def _register_extensions() -> None:
     """Commands from other domains register themselves the way an extension would."""
     import importlib
 
-    for name in ("metricloop.cli_detect", "metricloop.cli_loop", "metricloop.cli_notify"):
+    for name in ("metricloop.cli_detect", "metricloop.cli_rca", "metricloop.cli_loop", "metricloop.cli_notify"):
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as e:
