@@ -101,8 +101,12 @@ def list_incidents(
     monitor: str | None = None,
     limit: int = 100,
     offset: int = 0,
+    within: set[str] | None = None,
 ) -> list[Incident]:
+    """Newest first. `within`: only incidents of these metrics (a user's domains); None: all."""
     q = select(Incident).order_by(Incident.created_at.desc(), Incident.id.desc())
+    if within is not None:
+        q = q.where(Incident.metric.in_(sorted(within)))
     for column, value in (
         (Incident.state, state),
         (Incident.severity, severity),
