@@ -94,7 +94,7 @@ def incident_chart(ws, inc: Incident) -> dict | None:
     return out
 
 
-def metric_chart(ws, name: str, *, by: str | None, days: int = 60) -> dict:
+def metric_chart(ws, name: str, *, by: str | None, days: int = 60, lang: str = "en") -> dict:
     """{"times", "series": [{"name", "values"}], "sql"}: the metric over the last `days` days of its data, the total
     or broken down by dimension `by` (its 8 largest values)."""
     catalog = ws.catalog()
@@ -111,7 +111,8 @@ def metric_chart(ws, name: str, *, by: str | None, days: int = 60) -> dict:
     series = []
     if not by:
         values = df.set_index(pd.to_datetime(df["time"]))["value"] if not df.empty else pd.Series(dtype=float)
-        series.append({"name": metric.title.en or name, "values": [_num(values.get(t)) for t in times]})
+        title = (metric.title.zh if lang == "zh" else metric.title.en) or name
+        series.append({"name": title, "values": [_num(values.get(t)) for t in times]})
     else:
         wide = df.pivot_table(index="time", columns=by, values="value", aggfunc="sum") if not df.empty else None
         if wide is not None:

@@ -2,9 +2,8 @@
 (function () {
   "use strict";
 
-  function data(id) {
-    var el = document.getElementById(id);
-    return el ? JSON.parse(el.textContent) : null;
+  function data(el) {
+    return el && el.dataset.chart ? JSON.parse(el.dataset.chart) : null;
   }
 
   var charts = [];
@@ -18,7 +17,7 @@
   }
 
   function incidentChart(el) {
-    var d = data("incident-chart-data");
+    var d = data(el);
     if (!d) { return; }
     var lower = d.lower.length ? d.lower : d.times.map(function () { return null; });
     var width = d.upper.length ? d.upper.map(function (u, i) {
@@ -28,7 +27,8 @@
       { name: "lower", type: "line", data: lower, stack: "band", symbol: "none", lineStyle: { opacity: 0 },
         tooltip: { show: false }, silent: true },
       { name: el.dataset.band, type: "line", data: width, stack: "band", symbol: "none", lineStyle: { opacity: 0 },
-        areaStyle: { color: "rgba(23, 92, 211, 0.12)" }, silent: true },
+        areaStyle: { color: "rgba(23, 92, 211, 0.12)" }, itemStyle: { color: "rgba(23, 92, 211, 0.35)" },
+        silent: true },
       { name: el.dataset.expected, type: "line", data: d.expected, symbol: "none",
         lineStyle: { type: "dashed", color: "#667085" }, itemStyle: { color: "#667085" } },
       { name: el.dataset.actual, type: "line", data: d.actual, symbol: "circle", symbolSize: 4,
@@ -48,7 +48,7 @@
   }
 
   function metricChart(el) {
-    var d = data("metric-chart-data");
+    var d = data(el);
     if (!d) { return; }
     var stacked = d.series.length > 1;
     make(el).setOption({
