@@ -3,6 +3,7 @@ and bad input. The browser tests (tests/loop/test_console_browser.py) drive the 
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import UTC, datetime, timedelta
 from html import unescape
@@ -58,12 +59,14 @@ def logged_in(ws, name: str) -> TestClient:
     return c
 
 
-def test_log_in_see_home_and_log_out_and_the_cookie_is_refused_after(world):
+def test_log_in_see_home_and_log_out_and_the_cookie_is_refused_after(world, caplog):
+    caplog.set_level(logging.DEBUG)
     ws, inc = world
     anonymous = client_of(ws)
     r = anonymous.get("/console", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/login?next=/console"
     c, r = login(ws, "ana")
+    assert PASSWORD not in caplog.text  # the server's log never has it
     cookie = r.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=lax" in cookie.replace("Lax", "lax") and "Max-Age=43200" in cookie
     home = c.get("/console")
@@ -192,9 +195,15 @@ def test_a_message_link_opens_its_one_incident_without_login(world):
     assert r.status_code == 200 and inc.title in unescape(r.text)
     assert anonymous.get(f"/incidents/{inc.id + 1}?token={view}").status_code == 401
     assert anonymous.get("/console", follow_redirects=False).status_code == 303  # the link opens nothing else
-    # a logged-in person with a message link still gets the link's page; without it, the console's screen
+    # a logged-in person reaching the incident, with the link or without, gets the console's screen
     c = logged_in(ws, "ana")
     assert 'id="do-ack"' in c.get(f"/incidents/{inc.id}").text
+    assert 'id="do-ack"' in c.get(f"/incidents/{inc.id}?token={view}").text
+    # … unless it is outside their domains: then the link still opens its one incident, read as the link allows
+    lou = logged_in(ws, "lou")
+    assert lou.get(f"/incidents/{inc.id}").status_code == 404
+    r = lou.get(f"/incidents/{inc.id}?token={view}")
+    assert r.status_code == 200 and "do-ack" not in r.text and inc.title in unescape(r.text)
 
 
 def test_metric_catalogue_and_metric_page(world):

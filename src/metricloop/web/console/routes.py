@@ -640,21 +640,18 @@ def monitors_page(request: Request, ws=Depends(workspace), who: Who = Depends(ne
 # ------------------------------------------------------------------ wiring
 
 
-def _has_session_not_token(scope_) -> bool:
-    query = parse_qs(scope_.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
-    if "token" in query:
-        return False
+def _has_session(scope_) -> bool:
     headers = dict(scope_.get("headers") or [])
     return f"{sessions.COOKIE}=".encode() in headers.get(b"cookie", b"")
 
 
 class SessionRoute(APIRoute):
-    """/incidents/{id} for a request with a console session and no signed `token`: the console's screen. A message
-    link (with ?token=) goes on to the incident page of web/incident_page.py, as before."""
+    """/incidents/{id} for a request with a console session cookie: the console's screen. Any other request (a
+    message link opened by someone not logged in) goes on to the incident page of web/incident_page.py."""
 
     def matches(self, scope_):
         match, child = super().matches(scope_)
-        if match is not Match.NONE and not _has_session_not_token(scope_):
+        if match is not Match.NONE and not _has_session(scope_):
             return Match.NONE, {}
         return match, child
 
@@ -663,11 +660,22 @@ person = APIRouter(include_in_schema=False, route_class=SessionRoute)
 
 
 @person.get("/incidents/{incident_id}")
-def incident_for_person(incident_id: int, request: Request, ws=Depends(workspace)):
+def incident_for_person(incident_id: int, request: Request, token: str | None = None, ws=Depends(workspace)):
+    """A logged-in person gets the console's screen of an incident in their domains. With a message link's token
+    the link's own page is the fallback (a stale session, or an incident outside the person's domains: the
+    signed link is the permission for that one incident); without one, a stale session logs in again."""
+    from metricloop.web.incident_page import incident_page
+
     who = sessions.current(ws, request)
-    if who is None:  # a stale cookie: log in again, then come back here
-        return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
-    return _incident_screen(request, ws, who, incident_id)
+    if who is not None:
+        try:
+            return _incident_screen(request, ws, who, incident_id)
+        except Refused:
+            if not token:
+                raise
+    if token:
+        return incident_page(incident_id, request, token=token, ws=ws)
+    return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
 
 
 def install(app: FastAPI) -> None:
