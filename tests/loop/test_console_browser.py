@@ -230,7 +230,8 @@ def test_the_console_fits_a_phone(server, watched):
     w = watched(locale="zh-CN", viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True)
     log_in(w, url, "ana")
     screens = {"/console": "mobile-home", f"/incidents/{inc.id}": "mobile-incident",
-               "/console/incidents": "mobile-incidents", "/console/metrics/sales": "mobile-metric"}  # fmt: skip
+               "/console/incidents": "mobile-incidents", "/console/metrics/sales": "mobile-metric",
+               "/console/silences": "mobile-silences"}  # fmt: skip
     for path, name in screens.items():
         w.page.goto(url + path)
         width = w.page.evaluate("document.documentElement.scrollWidth")

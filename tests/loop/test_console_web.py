@@ -228,3 +228,41 @@ def test_the_language_follows_the_browser_then_the_choice_is_remembered(world):
     assert "My incidents" in c.get("/console", headers={"Accept-Language": "en-US"}).text
     c.get("/console?lang=zh")
     assert "我的工单" in c.get("/console", headers={"Accept-Language": "en-US"}).text
+
+
+def test_silences_create_list_and_expire(world):
+    from metricloop.alerting.models import Silence
+
+    ws, _ = world
+    c = logged_in(ws, "ana")
+    page = c.get("/console/silences")
+    token = csrf_of(page.text)
+    form = {"csrf": token, "matchers": "metric=sales\nstore=SH-1", "reason": "till outage 收银故障", "duration": "2h"}
+    r = c.post("/console/silences", data=form, follow_redirects=False)
+    assert r.status_code == 303
+    page = c.get("/console/silences")
+    assert "store=SH-1" in page.text and "till outage 收银故障" in page.text
+    # bad input: a bad duration, a bad matcher, no matcher of one's domains; nothing is written, the form is kept
+    r = c.post("/console/silences", data=form | {"duration": "soon"})
+    assert r.status_code == 400 and "(duration)" in r.text and "till outage 收银故障" in r.text
+    r = c.post("/console/silences", data=form | {"matchers": "metric=sales\nnot a matcher"})
+    assert r.status_code == 400 and "is not a matcher" in r.text
+    r = c.post("/console/silences", data=form | {"matchers": "store=SH-1"})
+    assert r.status_code == 400 and ("metric=NAME" in r.text or "metric=指标名" in r.text)
+    with ws.db.session() as s:
+        (row,) = s.query(Silence).all()
+        silence_id = row.id
+    # other domains neither see nor end it; a viewer cannot
+    lou = logged_in(ws, "lou")
+    assert "till outage 收银故障" not in lou.get("/console/silences").text
+    lou_token = csrf_of(lou.get("/console/silences").text)
+    assert lou.post(f"/console/silences/{silence_id}/expire", data={"csrf": lou_token}).status_code == 404
+    vic = logged_in(ws, "vic")
+    assert 'id="silence-form"' not in vic.get("/console/silences").text
+    vic_token = csrf_of(vic.get("/console/silences").text)
+    assert vic.post(f"/console/silences/{silence_id}/expire", data={"csrf": vic_token}).status_code == 403
+    assert c.post(f"/console/silences/{silence_id}/expire", data={}).status_code == 403  # no CSRF token
+    r = c.post(f"/console/silences/{silence_id}/expire", data={"csrf": token}, follow_redirects=False)
+    assert r.status_code == 303
+    with ws.db.session() as s:
+        assert s.get(Silence, silence_id).expired_early_at is not None

@@ -637,6 +637,135 @@ def monitors_page(request: Request, ws=Depends(workspace), who: Who = Depends(ne
     return render(request, ws, who, "monitors.html", items=items)
 
 
+# ------------------------------------------------------------------ silences
+
+
+def _silence_scope_ok(ws, who: Who, matchers: list[str]) -> bool:
+    """A person with domains may only silence inside them: one matcher must be metric=NAME of their domains."""
+    from metricloop.alerting.matchers import parse_matchers
+
+    allowed = _scope(ws, who)
+    if allowed is None:
+        return True
+    return any(m.label == "metric" and m.op == "=" and m.value in allowed for m in parse_matchers(matchers))
+
+
+def _silence_rows(ws, s, who: Who) -> list[dict]:
+    from metricloop.alerting.matchers import parse_matchers
+    from metricloop.alerting.silences import list_silences
+    from metricloop.db.times import aware
+
+    allowed = _scope(ws, who)
+    now = datetime.now(UTC)
+    rows = []
+    for x in list_silences(s)[:200]:
+        metrics = {m.value for m in parse_matchers(x.matchers) if m.label == "metric" and m.op == "="}
+        if allowed is not None and not (metrics and metrics <= allowed):
+            continue  # a silence of other domains (or of all): not theirs to see
+        active = x.expired_early_at is None and aware(x.ends_at) > now
+        rows.append(
+            {
+                "id": x.id,
+                "matchers": x.matchers,
+                "reason": x.reason,
+                "by": x.created_by,
+                "active": active,
+                "starts": clock(x.starts_at, _tz(ws)),
+                "ends": clock(x.expired_early_at or x.ends_at, _tz(ws)),
+            }
+        )
+    return rows
+
+
+def _silences_page(request: Request, ws, who: Who, *, status: int = 200, error: str = "", form=None):
+    with ws.db.session() as s:
+        rows = _silence_rows(ws, s, who)
+    return render(
+        request,
+        ws,
+        who,
+        "silences.html",
+        status=status,
+        error=error,
+        items=rows,
+        csrf=who.csrf,
+        can_act=who.can("operator"),
+        form=form or {"matchers": "", "reason": "", "duration": "2h"},
+        done=request.query_params.get("done", ""),
+    )
+
+
+@router.get("/console/silences")
+def silences_page(request: Request, ws=Depends(workspace), who: Who = Depends(need_login)):
+    return _silences_page(request, ws, who)
+
+
+@router.post("/console/silences")
+async def silence_create(request: Request, ws=Depends(workspace), who: Who = Depends(need_login)):
+    from metricloop.alerting.matchers import parse_matchers
+    from metricloop.alerting.silences import create
+    from metricloop.definitions.durations import parse_duration
+
+    lang = language(request, ws)
+    form = await form_of(request)
+    _check_csrf(request, ws, who, form)
+    if not who.can("operator"):
+        raise Refused(
+            403,
+            {
+                "zh": f"你的角色是 {who.role}：创建静默需要 operator 或 admin。",
+                "en": f"Your role is {who.role}: silencing needs operator or admin.",
+            }[lang],
+        )
+    kept = {k: form.get(k, "")[:MAX_FIELD] for k in ("matchers", "reason", "duration")}
+    matchers = [line.strip() for line in kept["matchers"].splitlines() if line.strip()]
+    try:
+        try:
+            length = parse_duration(kept["duration"].strip() or "2h")
+        except (ValueError, MetricloopError) as e:
+            raise MetricloopError(str(getattr(e, "message", e)), where="duration") from None
+        try:
+            parse_matchers(matchers)
+        except ValueError as e:
+            raise MetricloopError(str(e), where="matchers") from None
+        if matchers and not _silence_scope_ok(ws, who, matchers):
+            raise MetricloopError(
+                {
+                    "zh": "你只能静默自己业务域内的指标：请加上 metric=指标名。",
+                    "en": "You may only silence metrics of your domains: add metric=NAME.",
+                }[lang],
+                where="matchers",
+            )
+        with ws.db.session() as s:
+            create(s, matchers=matchers, reason=kept["reason"], created_by=who.name, duration=length)
+    except MetricloopError as e:
+        where = f" ({e.where})" if e.where else ""
+        return _silences_page(request, ws, who, status=400, error=e.message + where, form=kept)
+    return RedirectResponse("/console/silences?done=1", status_code=303)
+
+
+@router.post("/console/silences/{silence_id}/expire")
+async def silence_expire(silence_id: int, request: Request, ws=Depends(workspace), who: Who = Depends(need_login)):
+    from metricloop.alerting.silences import expire
+
+    lang = language(request, ws)
+    form = await form_of(request)
+    _check_csrf(request, ws, who, form)
+    if not who.can("operator"):
+        raise Refused(
+            403,
+            {
+                "zh": f"你的角色是 {who.role}：结束静默需要 operator 或 admin。",
+                "en": f"Your role is {who.role}: ending a silence needs operator or admin.",
+            }[lang],
+        )
+    with ws.db.session() as s:
+        if silence_id not in {r["id"] for r in _silence_rows(ws, s, who)}:
+            raise Refused(404, {"zh": f"没有静默 #{silence_id}", "en": f"No silence #{silence_id}"}[lang])
+        expire(s, silence_id=silence_id)
+    return RedirectResponse("/console/silences?done=1", status_code=303)
+
+
 # ------------------------------------------------------------------ wiring
 
 
