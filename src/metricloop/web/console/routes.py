@@ -136,16 +136,12 @@ def _scope(ws, who: Who) -> set[str] | None:
 
 
 def _visible_incident(s, ws, who: Who, incident_id: int) -> Incident:
-    lang = language_of_who(who)
+    lang = who.lang
     inc = s.get(Incident, incident_id)
     allowed = _scope(ws, who)
     if inc is None or (allowed is not None and inc.metric not in allowed):
         raise Refused(404, {"zh": f"没有工单 #{incident_id}", "en": f"No incident #{incident_id}"}[lang])
     return inc
-
-
-def language_of_who(who: Who) -> str:
-    return getattr(who, "lang", "en")
 
 
 async def form_of(request: Request) -> dict[str, str]:
@@ -400,7 +396,7 @@ def _incident_screen(request: Request, ws, who: Who, incident_id: int, *, status
     from metricloop.web.incident_page import incident_view
 
     lang = language(request, ws)
-    who.lang = lang  # type: ignore[attr-defined]
+    who.lang = lang
     with ws.db.session() as s:
         inc = _visible_incident(s, ws, who, incident_id)
         v = incident_view(s, ws, inc, lang)
@@ -470,7 +466,7 @@ async def incident_action(
     incident_id: int, action: str, request: Request, ws=Depends(workspace), who: Who = Depends(need_login)
 ):
     lang = language(request, ws)
-    who.lang = lang  # type: ignore[attr-defined]
+    who.lang = lang
     form = await form_of(request)
     _check_csrf(request, ws, who, form)
     if action not in ACTIONS:

@@ -43,6 +43,7 @@ class Who:
     domains: list[str] | None  # None: every domain (admin)
     session_id: str
     csrf: str
+    lang: str = "en"  # the language of the request's page, set by the route
 
     def can(self, role: str) -> bool:
         from metricloop.auth.service import ROLES
