@@ -31,7 +31,7 @@ def test_health_and_docs(client):
     assert {"/api/metrics", "/api/metrics/{name}", "/api/metrics/{name}/series", "/api/sources"} <= set(spec["paths"])
     params = {p["name"] for p in spec["paths"]["/api/metrics/{name}/series"]["get"]["parameters"]}
     assert {"by", "from", "to", "grain", "where"} <= params
-    assert client.get("/", follow_redirects=False).headers["location"] == "/docs"
+    assert client.get("/", follow_redirects=False).headers["location"] == "/console"  # the console; /docs is the API
 
 
 def test_list_metrics(client):

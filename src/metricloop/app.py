@@ -54,12 +54,16 @@ def create_app(ws, *, background: bool = False) -> FastAPI:
 
     @app.get("/", include_in_schema=False)
     def index() -> RedirectResponse:
-        return RedirectResponse("/docs")
+        return RedirectResponse("/console")  # the web console; it asks to log in first
 
     @app.get("/api/health", tags=["system"])
     def health() -> dict:
         return {"status": "ok", "version": __version__, "workspace": str(ws.home)}
 
+    # The web console; its /incidents/{id} for a logged-in person comes before the message links' incident page.
+    from metricloop.web.console.routes import install as install_console
+
+    install_console(app)
     # The confirmations of signed message links share their paths with API writes: they must be tried first.
     app.include_router(links.confirmations)
     for module in (metrics, sources, runs, incidents, links, alerting, outbox, inbox, incident_page):

@@ -141,6 +141,8 @@ def init_workspace(directory: Path, *, demo: bool, scale: float, seed: int, end:
         if summary.get("token_file"):
             console.print(f"[green]✓[/] API token (operator) in {summary['token_file']}: "
                           "send it as 'Authorization: Bearer <token>'")
+        for name, role, password in summary.get("users", []):
+            console.print(f"[green]✓[/] console user [bold]{name}[/] ({role}), password {password}", highlight=False)
     return ws
 
 
@@ -473,7 +475,8 @@ def _register_extensions() -> None:
     """Commands from other domains register themselves the way an extension would."""
     import importlib
 
-    for name in ("metricloop.cli_detect", "metricloop.cli_rca", "metricloop.cli_loop", "metricloop.cli_notify"):
+    for name in ("metricloop.cli_detect", "metricloop.cli_rca", "metricloop.cli_loop", "metricloop.cli_notify",
+                 "metricloop.cli_users"):
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as e:

@@ -30,6 +30,38 @@ class Actor:
     name: str  # the person acting: the token's user
     role: str
     token: str = ""  # the token's name
+    domains: list[str] | None = None  # the metric domains it may see; None: every domain
+
+
+def actor_for(s: Session, row) -> Actor:
+    """Who holds token `row`: a token of a console user carries that user's role and domains (admins: all);
+    a token without a user keeps its own role and sees every domain."""
+    from metricloop.auth.models import User
+    from metricloop.auth.service import AuthError
+
+    if row.user_id is None:
+        return Actor(name=row.user or row.name, role=row.role, token=row.name)
+    user = s.get(User, row.user_id)
+    if user is None or user.disabled_at is not None:
+        raise AuthError("the API token is not valid (its user is disabled)")
+    domains = None if user.role == "admin" else list(user.domains or [])
+    return Actor(name=user.name, role=user.role, token=row.name, domains=domains)
+
+
+def metric_scope(ws, actor: Actor | None) -> set[str] | None:
+    """The metric names `actor` may see, or None for all."""
+    from metricloop.auth.users import scope
+
+    return scope(ws.catalog(), actor.domains if actor is not None else None)
+
+
+def check_metric(ws, actor: Actor | None, metric: str, what: str = "metric", name: str | None = None) -> None:
+    """A metric (or the incident / monitor of one) outside the actor's domains does not exist for them: 404."""
+    from metricloop.errors import NotFound
+
+    allowed = metric_scope(ws, actor)
+    if allowed is not None and metric not in allowed:
+        raise NotFound(f"no {what} '{name or metric}'")
 
 
 # Declared so the OpenAPI page offers "Authorize"; a missing token still gets our own clear 401 message.
@@ -52,8 +84,7 @@ def caller(request: Request, ws=Depends(workspace), credentials=Depends(bearer))
     if not token:
         return None
     with ws.db.session() as s:
-        row = authenticate(s, token)
-        return Actor(name=row.user or row.name, role=row.role, token=row.name)
+        return actor_for(s, authenticate(s, token))
 
 
 def _needs(actor: Actor | None, role: str) -> Actor:

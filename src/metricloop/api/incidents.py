@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from metricloop.api.deps import Actor, db_session, operator, viewer, workspace
+from metricloop.api.deps import Actor, db_session, metric_scope, operator, viewer, workspace
 from metricloop.incidents import service
 from metricloop.incidents.views import incident_detail, incident_dict, list_incidents
 
@@ -15,6 +15,17 @@ router = APIRouter(prefix="/api/incidents", tags=["incidents"])
 # Reads need a token per route (not for the whole router): the signed message links on the same paths
 # (metricloop.web.links) carry their own permission.
 READ = [Depends(viewer)]
+
+
+def visible(s, ws, actor: Actor | None, incident_id: int):
+    """The incident, if it is inside the actor's domains; else it does not exist for them (404)."""
+    from metricloop.errors import NotFound
+
+    inc = service.get(s, incident_id)
+    allowed = metric_scope(ws, actor)
+    if allowed is not None and inc.metric not in allowed:
+        raise NotFound(f"no incident #{incident_id}")
+    return inc
 
 
 class _Body(BaseModel):
@@ -43,9 +54,11 @@ class ReviewBody(_Body):
     note: str = ""
 
 
-@router.get("", dependencies=READ)
+@router.get("")
 def incidents(
     s=Depends(db_session),
+    ws=Depends(workspace),
+    actor: Actor | None = Depends(viewer),
     state: Annotated[
         str | None, Query(description="triggered, acknowledged, resolved, reviewed (comma-separated)")
     ] = None,
@@ -57,7 +70,15 @@ def incidents(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[dict]:
     rows = list_incidents(
-        s, state=state, severity=severity, assignee=assignee, metric=metric, monitor=monitor, limit=limit, offset=offset
+        s,
+        state=state,
+        severity=severity,
+        assignee=assignee,
+        metric=metric,
+        monitor=monitor,
+        limit=limit,
+        offset=offset,
+        within=metric_scope(ws, actor),
     )
     return [incident_dict(r) for r in rows]
 
@@ -68,13 +89,16 @@ def kpis(s=Depends(db_session)) -> dict:
     return service.kpis(s)
 
 
-@router.get("/{incident_id}", dependencies=READ)
-def incident(incident_id: int, s=Depends(db_session)) -> dict:
-    return incident_detail(s, service.get(s, incident_id))
+@router.get("/{incident_id}")
+def incident(
+    incident_id: int, s=Depends(db_session), ws=Depends(workspace), actor: Actor | None = Depends(viewer)
+) -> dict:
+    return incident_detail(s, visible(s, ws, actor, incident_id))
 
 
 @router.post("/{incident_id}/ack")
 def ack(incident_id: int, actor: Actor = Depends(operator), ws=Depends(workspace), s=Depends(db_session)) -> dict:
+    visible(s, ws, actor, incident_id)
     return incident_dict(service.acknowledge(s, ws, ws.catalog(), incident_id=incident_id, actor=actor.name))
 
 
@@ -82,6 +106,7 @@ def ack(incident_id: int, actor: Actor = Depends(operator), ws=Depends(workspace
 def assign(
     incident_id: int, body: AssignBody, actor: Actor = Depends(operator), ws=Depends(workspace), s=Depends(db_session)
 ) -> dict:
+    visible(s, ws, actor, incident_id)
     inc = service.assign(
         s, ws, ws.catalog(), incident_id=incident_id, assignee=body.assignee, team=body.team, actor=actor.name
     )
@@ -89,7 +114,10 @@ def assign(
 
 
 @router.post("/{incident_id}/comment")
-def comment(incident_id: int, body: CommentBody, actor: Actor = Depends(operator), s=Depends(db_session)) -> dict:
+def comment(
+    incident_id: int, body: CommentBody, actor: Actor = Depends(operator), ws=Depends(workspace), s=Depends(db_session)
+) -> dict:
+    visible(s, ws, actor, incident_id)
     return incident_dict(service.comment(s, incident_id=incident_id, actor=actor.name, text=body.text))
 
 
@@ -97,6 +125,7 @@ def comment(incident_id: int, body: CommentBody, actor: Actor = Depends(operator
 def resolve(
     incident_id: int, body: ResolveBody, actor: Actor = Depends(operator), ws=Depends(workspace), s=Depends(db_session)
 ) -> dict:
+    visible(s, ws, actor, incident_id)
     inc = service.resolve(
         s, ws, ws.catalog(), incident_id=incident_id, actor=actor.name, root_cause=body.root_cause, note=body.note
     )
@@ -107,11 +136,15 @@ def resolve(
 def reopen(
     incident_id: int, body: ReasonBody, actor: Actor = Depends(operator), ws=Depends(workspace), s=Depends(db_session)
 ) -> dict:
+    visible(s, ws, actor, incident_id)
     return incident_dict(
         service.reopen(s, ws, ws.catalog(), incident_id=incident_id, actor=actor.name, reason=body.reason)
     )
 
 
 @router.post("/{incident_id}/review")
-def review(incident_id: int, body: ReviewBody, actor: Actor = Depends(operator), s=Depends(db_session)) -> dict:
+def review(
+    incident_id: int, body: ReviewBody, actor: Actor = Depends(operator), ws=Depends(workspace), s=Depends(db_session)
+) -> dict:
+    visible(s, ws, actor, incident_id)
     return incident_dict(service.review(s, incident_id=incident_id, actor=actor.name, note=body.note))

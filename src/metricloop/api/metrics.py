@@ -8,7 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
 
-from metricloop.api.deps import viewer, workspace
+from metricloop.api import deps
+from metricloop.api.deps import Actor, metric_scope, viewer, workspace
 from metricloop.metrics.quality import check_metric
 from metricloop.metrics.query import query_metric
 
@@ -20,13 +21,24 @@ def _records(df) -> list[dict[str, Any]]:
 
 
 @router.get("")
-def list_metrics(ws=Depends(workspace), domain: str | None = None) -> list[dict]:
-    return [m.normalized() for m in ws.catalog().metrics.values() if not domain or m.domain == domain]
+def list_metrics(ws=Depends(workspace), domain: str | None = None, actor: Actor | None = Depends(viewer)) -> list[dict]:
+    allowed = metric_scope(ws, actor)
+    return [
+        m.normalized()
+        for m in ws.catalog().metrics.values()
+        if (not domain or m.domain == domain) and (allowed is None or m.name in allowed)
+    ]
+
+
+def _visible(ws, actor: Actor | None, name: str):
+    metric = ws.catalog().metric(name)  # an unknown name: the catalogue's own 404
+    deps.check_metric(ws, actor, metric.name)
+    return metric
 
 
 @router.get("/{name}")
-def get_metric(name: str, ws=Depends(workspace)) -> dict:
-    return ws.catalog().metric(name).normalized()
+def get_metric(name: str, ws=Depends(workspace), actor: Actor | None = Depends(viewer)) -> dict:
+    return _visible(ws, actor, name).normalized()
 
 
 @router.get("/{name}/series")
@@ -38,7 +50,9 @@ async def series(
     end: Annotated[str | None, Query(alias="to", description="Exclusive end, ISO date/time")] = None,
     grain: Annotated[str | None, Query(description="minute, hour, day, week or month")] = None,
     where: Annotated[list[str] | None, Query(description="DIM=VALUE, repeatable")] = None,
+    actor: Actor | None = Depends(viewer),
 ) -> dict:
+    _visible(ws, actor, name)
     dims = [d.strip() for d in (by or "").split(",") if d.strip()]
     frame = await run_in_threadpool(query_metric, ws, name, by=dims, start=start, end=end, grain=grain, where=where)
     return {
@@ -52,6 +66,9 @@ async def series(
 
 
 @router.get("/{name}/quality")
-async def quality(name: str, ws=Depends(workspace), at: str | None = None) -> list[dict]:
+async def quality(
+    name: str, ws=Depends(workspace), at: str | None = None, actor: Actor | None = Depends(viewer)
+) -> list[dict]:
+    _visible(ws, actor, name)
     checks = await run_in_threadpool(check_metric, ws, name, at=at)
     return [c.to_dict() for c in checks]

@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
-from metricloop.api.deps import Actor, db_session, operator, viewer, workspace
+from metricloop.api.deps import Actor, check_metric, db_session, metric_scope, operator, viewer, workspace
 from metricloop.db.times import utc_iso
 from metricloop.errors import NotFound
 from metricloop.monitors.models import Anomaly, MonitorRun
@@ -58,13 +58,17 @@ def anomaly_dict(a: Anomaly) -> dict:
 
 
 @router.get("/api/monitors")
-def monitors(ws=Depends(workspace)) -> list[dict]:
-    return [m.normalized() for m in ws.catalog().all("monitor").values()]
+def monitors(ws=Depends(workspace), actor: Actor | None = Depends(viewer)) -> list[dict]:
+    allowed = metric_scope(ws, actor)
+    monitors = ws.catalog().all("monitor").values()
+    return [m.normalized() for m in monitors if allowed is None or m.metric in allowed]
 
 
 @router.get("/api/monitors/{name}")
-def monitor(name: str, ws=Depends(workspace)) -> dict:
-    return ws.catalog().get("monitor", name).normalized()
+def monitor(name: str, ws=Depends(workspace), actor: Actor | None = Depends(viewer)) -> dict:
+    spec = ws.catalog().get("monitor", name)
+    check_metric(ws, actor, spec.metric, "monitor", name)
+    return spec.normalized()
 
 
 class RunBody(BaseModel):
@@ -77,7 +81,7 @@ async def run_now(name: str, body: RunBody | None = None, actor: Actor = Depends
     """Run one monitor now (or as of `at`), outside its schedule."""
     from metricloop.monitors.service import run_monitor
 
-    ws.catalog().get("monitor", name)
+    check_metric(ws, actor, ws.catalog().get("monitor", name).metric, "monitor", name)
     run = await run_in_threadpool(run_monitor, ws, name, at=body.at if body else None, trigger="manual")
     return run_dict(run)
 

@@ -27,13 +27,16 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(db_session: Session, *, name: str, role: str = "operator", user: str = "") -> str:
+def create_token(
+    db_session: Session, *, name: str, role: str = "operator", user: str = "", user_id: int | None = None
+) -> str:
+    """A new token; with `user_id` it belongs to that console user and carries the user's role and domains."""
     if role not in ROLES:
         raise MetricloopError(f"role must be one of {', '.join(ROLES)}, not '{role}'", where="role")
     if db_session.scalar(select(ApiToken.id).where(ApiToken.name == name)) is not None:
         raise MetricloopError(f"a token named '{name}' already exists", where="name")
     token = "ml_" + secrets.token_urlsafe(32)
-    db_session.add(ApiToken(name=name, token_hash=_hash(token), role=role, user=user or name))
+    db_session.add(ApiToken(name=name, token_hash=_hash(token), role=role, user=user or name, user_id=user_id))
     return token
 
 

@@ -18,6 +18,19 @@ DEFINITIONS = Path(__file__).with_name("definitions.yaml")
 LOOP = Path(__file__).with_name("loop.yaml")
 TOKEN_FILE = ".api_token"
 
+# The console's demo users, one per role and a logistics-only operator: (name, role, domains, display name).
+# Their password is NAME-demo (e.g. admin / admin-demo); printed at set-up, documented in the README.
+DEMO_USERS = (
+    ("admin", "admin", [], "Demo admin 管理员"),
+    ("operator", "operator", ["sales", "fulfilment", "inventory", "traffic", "service"], "Demo operator 值班"),
+    ("viewer", "viewer", ["sales", "fulfilment", "inventory", "traffic", "service"], "Demo viewer 只读"),
+    ("logistics", "operator", ["fulfilment", "inventory"], "物流 operator (logistics only)"),
+)
+
+
+def demo_password(name: str) -> str:
+    return f"{name}-demo"
+
 
 def demo_definitions(into: str | None = None) -> str:
     text = DEFINITIONS.read_text(encoding="utf-8")
@@ -71,7 +84,23 @@ def install_demo(
     summary["replay"] = replay(ws, last=last, days=replay_days, progress=progress) if replay_days else []
     summary["incidents"] = incidents_since(ws, seen)
     summary["token_file"] = demo_token(ws)
+    summary["users"] = demo_users(ws)
     return summary
+
+
+def demo_users(ws) -> list[tuple[str, str, str]]:
+    """The demo's console users (those not there yet): [(name, role, password)]."""
+    from metricloop.auth.users import add_user, list_users
+
+    made = []
+    with ws.db.session() as s:
+        taken = {u.name for u in list_users(s)}
+        for name, role, domains, display in DEMO_USERS:
+            if name in taken:
+                continue
+            add_user(s, name=name, password=demo_password(name), role=role, domains=domains, display_name=display)
+            made.append((name, role, demo_password(name)))
+    return made
 
 
 def demo_token(ws) -> Path:

@@ -101,14 +101,29 @@ def list_incidents(
     monitor: str | None = None,
     limit: int = 100,
     offset: int = 0,
+    within: set[str] | None = None,
+    team: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> list[Incident]:
+    """Newest first. `within`: only incidents of these metrics (a user's domains); None: all. `since` / `until`:
+    opened in [since, until) (aware times)."""
+    from metricloop.db.times import as_utc
+
     q = select(Incident).order_by(Incident.created_at.desc(), Incident.id.desc())
+    if within is not None:
+        q = q.where(Incident.metric.in_(sorted(within)))
+    if since is not None:
+        q = q.where(Incident.created_at >= as_utc(since))
+    if until is not None:
+        q = q.where(Incident.created_at < as_utc(until))
     for column, value in (
         (Incident.state, state),
         (Incident.severity, severity),
         (Incident.assignee, assignee),
         (Incident.metric, metric),
         (Incident.monitor, monitor),
+        (Incident.team, team),
     ):
         if value:
             values = [v.strip() for v in value.split(",") if v.strip()]
