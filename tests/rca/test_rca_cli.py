@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from tests.rca.test_drilldown import cube, hit
+from test_drilldown import cube, hit
 
 
 def rca(*args, cwd=None):
