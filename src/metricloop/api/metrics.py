@@ -8,7 +8,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
 
+from metricloop.api.contract import errors
 from metricloop.api.deps import viewer, workspace
+from metricloop.api.params import TimeText
 from metricloop.metrics.quality import check_metric
 from metricloop.metrics.query import query_metric
 
@@ -29,13 +31,13 @@ def get_metric(name: str, ws=Depends(workspace)) -> dict:
     return ws.catalog().metric(name).normalized()
 
 
-@router.get("/{name}/series")
+@router.get("/{name}/series", responses=errors(502))
 async def series(
     name: str,
     ws=Depends(workspace),
     by: Annotated[str | None, Query(description="Dimensions, comma-separated")] = None,
-    start: Annotated[str | None, Query(alias="from", description="Inclusive start, ISO date/time")] = None,
-    end: Annotated[str | None, Query(alias="to", description="Exclusive end, ISO date/time")] = None,
+    start: Annotated[TimeText, Query(alias="from", description="Inclusive start, ISO date/time")] = None,
+    end: Annotated[TimeText, Query(alias="to", description="Exclusive end, ISO date/time")] = None,
     grain: Annotated[str | None, Query(description="minute, hour, day, week or month")] = None,
     where: Annotated[list[str] | None, Query(description="DIM=VALUE, repeatable")] = None,
 ) -> dict:
@@ -51,7 +53,7 @@ async def series(
     }
 
 
-@router.get("/{name}/quality")
-async def quality(name: str, ws=Depends(workspace), at: str | None = None) -> list[dict]:
+@router.get("/{name}/quality", responses=errors(502))
+async def quality(name: str, ws=Depends(workspace), at: Annotated[TimeText, Query()] = None) -> list[dict]:
     checks = await run_in_threadpool(check_metric, ws, name, at=at)
     return [c.to_dict() for c in checks]

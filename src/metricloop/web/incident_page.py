@@ -16,6 +16,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from metricloop.api.deps import workspace
+from metricloop.api.guards import rate_limited
+from metricloop.api.params import IncidentId
 from metricloop.errors import MetricloopError
 from metricloop.incidents.models import Incident, IncidentEvent
 from metricloop.notify.render import LANGUAGES as LANGS
@@ -30,7 +32,7 @@ from metricloop.notify.render import (
 from metricloop.notify.signing import DEFAULT_TTL, secret_key_for, verify_link
 from metricloop.web.pages import WORDS, clock, event_word, notice, page, pick_language, refusal_zh, zone_name
 
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(rate_limited)])  # no API token: each address gets a rate
 
 
 def page_path(incident_id: int, **query: str) -> str:
@@ -148,7 +150,7 @@ def not_found(incident_id: int, lang: str | None = None):
 
 
 @router.get("/incidents/{incident_id}", include_in_schema=False)
-def incident_page(incident_id: int, request: Request, token: str | None = None, ws=Depends(workspace)):
+def incident_page(incident_id: IncidentId, request: Request, token: str | None = None, ws=Depends(workspace)):
     lang = pick_language(request, ws.config.get("language", "zh"))
     key = secret_key_for(ws)
     expires = None
