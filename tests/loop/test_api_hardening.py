@@ -162,8 +162,11 @@ def test_the_openapi_document_lists_each_routes_real_statuses(api):
         for code, response in codes.items():
             if code.startswith("4") or code.startswith("5"):
                 content = response["content"]
-                assert content == {"text/html": {"schema": {"type": "string"}}} if html and code in (
-                    "400", "404", "409") else content == {"application/json": {"schema": error_ref}}, (path, code)
+                assert (
+                    content == {"text/html": {"schema": {"type": "string"}}}
+                    if html and code in ("400", "404", "409")
+                    else content == {"application/json": {"schema": error_ref}}
+                ), (path, code)
     by_route = {(m, p): op["responses"] for m, p, op in ops}
     for flow in ("ack", "assign", "resolve", "reopen", "review"):
         assert "409" in by_route[("POST", f"/api/incidents/{{incident_id}}/{flow}")]
