@@ -12,6 +12,7 @@ curl line to reproduce it.
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import date
 
@@ -21,8 +22,9 @@ from loop_helpers import Effect, monitor_yaml, morning
 
 pytestmark = pytest.mark.slow
 
-EXAMPLES = 15  # per operation
-BUDGET = 45.0  # seconds of fuzzing per state database; past it each remaining operation gets only a few requests
+# A deeper run by hand: FUZZ_EXAMPLES=200 FUZZ_BUDGET=900 .venv/bin/pytest tests/loop/test_api_fuzz.py
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", 15))  # per operation
+BUDGET = float(os.environ.get("FUZZ_BUDGET", 45))  # seconds per state database; past it, a few requests per operation
 
 
 # four stores, four incidents (P1, P1, P2, P3), their notifications to a webhook channel, a route with an assignee
