@@ -249,3 +249,37 @@ def test_the_rate_limit_refills_and_can_be_turned_off():
     for i in range(RateLimiter.MAX_ADDRESSES + 50):
         many.take(f"10.{i}", now=0.0)
     assert len(many._buckets) == RateLimiter.MAX_ADDRESSES  # memory stays bounded
+
+
+def test_a_served_instance_stops_a_chunked_body_at_the_limit_and_keeps_serving(api):
+    """Over real HTTP (uvicorn on 127.0.0.1): a chunked upload with no Content-Length is cut off at the limit."""
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    from loopback import free_port
+
+    api.ws.settings.max_body_bytes = 64 * 1024
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(api.ws), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(100):
+            if server.started:
+                break
+            time.sleep(0.05)
+
+        def endless():  # 512 KiB, sent in 64 KiB chunks
+            for _ in range(8):
+                yield b"z" * 65536
+
+        r = httpx.post(f"http://127.0.0.1:{port}/api/inbox/flood", content=endless(), timeout=10)
+        assert r.status_code == 413 and r.json()["where"] == "body"
+        assert "the limit is 65536 bytes" in r.json()["error"]
+        assert httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=5).json()["status"] == "ok"
+    finally:
+        server.should_exit = True
+        thread.join(10)
