@@ -71,7 +71,7 @@ class RunBody(Body):
     at: Moment | None = None
 
 
-@router.post("/api/monitors/{name}/run", responses=errors(409, 502))
+@router.post("/api/monitors/{name}/run", responses=errors(502))
 async def run_now(name: str, body: RunBody | None = None, actor: Actor = Depends(operator), ws=Depends(workspace)):
     """Run one monitor now (or as of `at`), outside its schedule."""
     from metricloop.monitors.service import run_monitor
