@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import Depends, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from metricloop import __version__
-from metricloop.errors import DefinitionError, MetricloopError
+from metricloop.api import contract, guards
 
 
 def create_app(ws, *, background: bool = False) -> FastAPI:
@@ -40,23 +39,15 @@ def create_app(ws, *, background: bool = False) -> FastAPI:
 
     app.state.workspace = ws
 
-    @app.exception_handler(MetricloopError)
-    async def _user_error(_request: Request, exc: MetricloopError) -> JSONResponse:
-        body: dict = {"error": exc.message, "where": exc.where}
-        if isinstance(exc, DefinitionError):
-            body["problems"] = [vars(p) for p in exc.problems]
-        return JSONResponse(status_code=exc.status_code, content=body)
-
-    @app.exception_handler(RequestValidationError)
-    async def _bad_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [{"where": ".".join(str(p) for p in e["loc"]), "error": e["msg"]} for e in exc.errors()]
-        return JSONResponse(status_code=422, content={"error": "invalid request", "problems": problems})
+    contract.install(app)  # one error shape everywhere; the OpenAPI document lists each route's statuses
+    app.add_middleware(guards.BodyLimit, max_bytes=ws.settings.max_body_bytes)
+    app.state.rate_limiter = guards.RateLimiter(ws.settings.rate_limit_per_minute, ws.settings.rate_limit_burst)
 
     @app.get("/", include_in_schema=False)
     def index() -> RedirectResponse:
         return RedirectResponse("/console")  # the web console; it asks to log in first
 
-    @app.get("/api/health", tags=["system"])
+    @app.get("/api/health", tags=["system"], dependencies=[Depends(guards.rate_limited)])
     def health() -> dict:
         return {"status": "ok", "version": __version__, "workspace": str(ws.home)}
 

@@ -58,3 +58,19 @@ class DefinitionError(MetricloopError):
         lines = "\n".join(f"  - {p}" for p in self.problems)
         n = len(self.problems)
         MetricloopError.__init__(self, f"{n} problem{'s' if n != 1 else ''} found, nothing was changed:\n{lines}")
+
+
+class TooLarge(MetricloopError):
+    """A request body over the server's limit (METRICLOOP_MAX_BODY_BYTES)."""
+
+    status_code = 413
+
+
+class RateLimited(MetricloopError):
+    """Too many requests from one address to the routes that need no token; try again after `retry_after` s."""
+
+    status_code = 429
+
+    def __init__(self, message: str, *, retry_after: int, where: str | None = None) -> None:
+        super().__init__(message, where=where)
+        self.headers = {"Retry-After": str(retry_after)}

@@ -33,6 +33,15 @@ class Settings(BaseSettings):
     public_reads: bool = False
     """Let requests without an API token read the API (GET routes). Writes always need a token."""
 
+    max_body_bytes: int = 1_048_576
+    """The largest request body the server reads (413 beyond it); 0 turns the limit off."""
+
+    rate_limit_per_minute: int = 120
+    """Requests a minute one client address may make to the routes that need no token (429 beyond); 0: no limit."""
+
+    rate_limit_burst: int = 30
+    """How many of those requests may come at once."""
+
     @property
     def db_url(self) -> str:
         return self.db or f"sqlite:///{(self.home / 'state.db').resolve()}"

@@ -5,23 +5,24 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from sqlalchemy import select
 
 from metricloop.alerting import silences
 from metricloop.alerting.models import Alert
+from metricloop.api.contract import errors
 from metricloop.api.deps import Actor, db_session, operator, viewer, workspace
+from metricloop.api.params import MAX_SILENCE_MINUTES, Body, Limit, Moment, SilenceId
 from metricloop.incidents.views import alert_dict
 
 router = APIRouter(tags=["alerting"], dependencies=[Depends(viewer)])
 
 
-class SilenceBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class SilenceBody(Body):
     matchers: list[str] = Field(min_length=1, description='e.g. ["region=East", "monitor=store_sales"]')
     reason: str = Field(min_length=1)
-    ends_at: datetime | None = None
-    duration_minutes: float | None = Field(None, gt=0)
+    ends_at: Moment | None = None
+    duration_minutes: float | None = Field(None, gt=0, le=MAX_SILENCE_MINUTES, description="at most 3660 days")
 
 
 @router.get("/api/silences")
@@ -41,13 +42,13 @@ def create_silence(body: SilenceBody, actor: Actor = Depends(operator), s=Depend
 
 
 @router.delete("/api/silences/{silence_id}")
-def expire_silence(silence_id: int, actor: Actor = Depends(operator), s=Depends(db_session)) -> dict:
+def expire_silence(silence_id: SilenceId, actor: Actor = Depends(operator), s=Depends(db_session)) -> dict:
     return silences.silence_dict(silences.expire(s, silence_id=silence_id))
 
 
 @router.get("/api/alerts")
 def list_alerts(
-    s=Depends(db_session), status: str | None = None, monitor: str | None = None, limit: int = 200
+    s=Depends(db_session), status: str | None = None, monitor: str | None = None, limit: Limit = 200
 ) -> list[dict]:
     q = select(Alert).order_by(Alert.id.desc()).limit(limit)
     if status:
@@ -62,12 +63,11 @@ def routes(ws=Depends(workspace)) -> list[dict]:
     return [r.normalized() for r in sorted(ws.catalog().all("route").values(), key=lambda r: (r.order, r.name))]
 
 
-class RouteTestBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class RouteTestBody(Body):
     labels: dict[str, str] = Field(description='e.g. {"monitor": "store_sales", "store": "SH-003", "severity": "P1"}')
 
 
-@router.post("/api/routes/test")
+@router.post("/api/routes/test", responses=errors(502))
 def test_route(body: RouteTestBody, ws=Depends(workspace)) -> dict:
     """Who would get an alert with these labels, on which channels, with which escalation."""
     from metricloop.routing.service import resolve_route

@@ -14,13 +14,16 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Depends, Request
 
+from metricloop.api.contract import errors
 from metricloop.api.deps import viewer
+from metricloop.api.guards import rate_limited
+from metricloop.api.params import Limit
 
 router = APIRouter(prefix="/api/inbox", tags=["inbox"])
 _MESSAGES: deque[dict] = deque(maxlen=500)
 
 
-@router.post("/{box}", status_code=202)
+@router.post("/{box}", status_code=202, dependencies=[Depends(rate_limited)], responses=errors(413))
 async def receive(box: str, request: Request) -> dict:
     body = await request.body()
     key = request.headers.get("x-metricloop-idempotency-key", "")
@@ -49,7 +52,7 @@ async def receive(box: str, request: Request) -> dict:
 
 
 @router.get("", dependencies=[Depends(viewer)])
-def messages(box: str | None = None, limit: int = 50) -> list[dict]:
+def messages(box: str | None = None, limit: Limit = 50) -> list[dict]:
     """The messages, newest first, their signed link tokens redacted: a link acts as the person it was sent to, so a
     viewer reading the inbox must not get one."""
     from metricloop.notify.links import redact

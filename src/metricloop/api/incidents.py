@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from metricloop.api.contract import errors
 from metricloop.api.deps import Actor, db_session, metric_scope, operator, viewer, workspace
+from metricloop.api.params import Body, IncidentId, Limit, Offset
 from metricloop.incidents import service
 from metricloop.incidents.views import incident_detail, incident_dict, list_incidents
 
@@ -28,8 +30,8 @@ def visible(s, ws, actor: Actor | None, incident_id: int):
     return inc
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Body(Body):
+    pass
 
 
 class AssignBody(_Body):
@@ -66,8 +68,8 @@ def incidents(
     assignee: str | None = None,
     metric: str | None = None,
     monitor: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> list[dict]:
     rows = list_incidents(
         s,
@@ -91,20 +93,26 @@ def kpis(s=Depends(db_session)) -> dict:
 
 @router.get("/{incident_id}")
 def incident(
-    incident_id: int, s=Depends(db_session), ws=Depends(workspace), actor: Actor | None = Depends(viewer)
+    incident_id: IncidentId, s=Depends(db_session), ws=Depends(workspace), actor: Actor | None = Depends(viewer)
 ) -> dict:
     return incident_detail(s, visible(s, ws, actor, incident_id))
 
 
-@router.post("/{incident_id}/ack")
-def ack(incident_id: int, actor: Actor = Depends(operator), ws=Depends(workspace), s=Depends(db_session)) -> dict:
+@router.post("/{incident_id}/ack", responses=errors(409))
+def ack(
+    incident_id: IncidentId, actor: Actor = Depends(operator), ws=Depends(workspace), s=Depends(db_session)
+) -> dict:
     visible(s, ws, actor, incident_id)
     return incident_dict(service.acknowledge(s, ws, ws.catalog(), incident_id=incident_id, actor=actor.name))
 
 
-@router.post("/{incident_id}/assign")
+@router.post("/{incident_id}/assign", responses=errors(409))
 def assign(
-    incident_id: int, body: AssignBody, actor: Actor = Depends(operator), ws=Depends(workspace), s=Depends(db_session)
+    incident_id: IncidentId,
+    body: AssignBody,
+    actor: Actor = Depends(operator),
+    ws=Depends(workspace),
+    s=Depends(db_session),
 ) -> dict:
     visible(s, ws, actor, incident_id)
     inc = service.assign(
@@ -115,15 +123,20 @@ def assign(
 
 @router.post("/{incident_id}/comment")
 def comment(
-    incident_id: int, body: CommentBody, actor: Actor = Depends(operator), ws=Depends(workspace), s=Depends(db_session)
+    incident_id: IncidentId, body: CommentBody, actor: Actor = Depends(operator), ws=Depends(workspace),
+    s=Depends(db_session),
 ) -> dict:
     visible(s, ws, actor, incident_id)
     return incident_dict(service.comment(s, incident_id=incident_id, actor=actor.name, text=body.text))
 
 
-@router.post("/{incident_id}/resolve")
+@router.post("/{incident_id}/resolve", responses=errors(409))
 def resolve(
-    incident_id: int, body: ResolveBody, actor: Actor = Depends(operator), ws=Depends(workspace), s=Depends(db_session)
+    incident_id: IncidentId,
+    body: ResolveBody,
+    actor: Actor = Depends(operator),
+    ws=Depends(workspace),
+    s=Depends(db_session),
 ) -> dict:
     visible(s, ws, actor, incident_id)
     inc = service.resolve(
@@ -132,9 +145,13 @@ def resolve(
     return incident_dict(inc)
 
 
-@router.post("/{incident_id}/reopen")
+@router.post("/{incident_id}/reopen", responses=errors(409))
 def reopen(
-    incident_id: int, body: ReasonBody, actor: Actor = Depends(operator), ws=Depends(workspace), s=Depends(db_session)
+    incident_id: IncidentId,
+    body: ReasonBody,
+    actor: Actor = Depends(operator),
+    ws=Depends(workspace),
+    s=Depends(db_session),
 ) -> dict:
     visible(s, ws, actor, incident_id)
     return incident_dict(
@@ -142,9 +159,10 @@ def reopen(
     )
 
 
-@router.post("/{incident_id}/review")
+@router.post("/{incident_id}/review", responses=errors(409))
 def review(
-    incident_id: int, body: ReviewBody, actor: Actor = Depends(operator), ws=Depends(workspace), s=Depends(db_session)
+    incident_id: IncidentId, body: ReviewBody, actor: Actor = Depends(operator), ws=Depends(workspace),
+    s=Depends(db_session),
 ) -> dict:
     visible(s, ws, actor, incident_id)
     return incident_dict(service.review(s, incident_id=incident_id, actor=actor.name, note=body.note))

@@ -9,7 +9,9 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
 
 from metricloop.api import deps
+from metricloop.api.contract import errors
 from metricloop.api.deps import Actor, metric_scope, viewer, workspace
+from metricloop.api.params import TimeText
 from metricloop.metrics.quality import check_metric
 from metricloop.metrics.query import query_metric
 
@@ -41,13 +43,13 @@ def get_metric(name: str, ws=Depends(workspace), actor: Actor | None = Depends(v
     return _visible(ws, actor, name).normalized()
 
 
-@router.get("/{name}/series")
+@router.get("/{name}/series", responses=errors(502))
 async def series(
     name: str,
     ws=Depends(workspace),
     by: Annotated[str | None, Query(description="Dimensions, comma-separated")] = None,
-    start: Annotated[str | None, Query(alias="from", description="Inclusive start, ISO date/time")] = None,
-    end: Annotated[str | None, Query(alias="to", description="Exclusive end, ISO date/time")] = None,
+    start: Annotated[TimeText, Query(alias="from", description="Inclusive start, ISO date/time")] = None,
+    end: Annotated[TimeText, Query(alias="to", description="Exclusive end, ISO date/time")] = None,
     grain: Annotated[str | None, Query(description="minute, hour, day, week or month")] = None,
     where: Annotated[list[str] | None, Query(description="DIM=VALUE, repeatable")] = None,
     actor: Actor | None = Depends(viewer),
@@ -65,9 +67,9 @@ async def series(
     }
 
 
-@router.get("/{name}/quality")
+@router.get("/{name}/quality", responses=errors(502))
 async def quality(
-    name: str, ws=Depends(workspace), at: str | None = None, actor: Actor | None = Depends(viewer)
+    name: str, ws=Depends(workspace), at: Annotated[TimeText, Query()] = None, actor: Actor | None = Depends(viewer)
 ) -> list[dict]:
     _visible(ws, actor, name)
     checks = await run_in_threadpool(check_metric, ws, name, at=at)

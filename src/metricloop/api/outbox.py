@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, ConfigDict
 
+from metricloop.api.contract import errors
 from metricloop.api.deps import Actor, db_session, operator, viewer
+from metricloop.api.params import Body, IdFilter, Limit, NotificationId, Offset
 from metricloop.notify import actions, outbox
 
 router = APIRouter(prefix="/api/outbox", tags=["outbox"], dependencies=[Depends(viewer)])
@@ -17,11 +18,11 @@ router = APIRouter(prefix="/api/outbox", tags=["outbox"], dependencies=[Depends(
 def list_outbox(
     s=Depends(db_session),
     status: Annotated[str | None, Query(description="awaiting_approval, pending, sending, sent, dead, …")] = None,
-    incident: int | None = None,
+    incident: IdFilter = None,
     kind: Annotated[str | None, Query(description="notify or action")] = None,
     channel: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> list[dict]:
     rows = outbox.list_notifications(
         s, status=status, incident_id=incident, kind=kind, channel=channel, limit=limit, offset=offset
@@ -35,29 +36,31 @@ def outbox_counts(s=Depends(db_session)) -> dict[str, int]:
 
 
 @router.get("/{notification_id}")
-def get_outbox(notification_id: int, s=Depends(db_session)) -> dict:
+def get_outbox(notification_id: NotificationId, s=Depends(db_session)) -> dict:
     return outbox.to_dict(outbox.get(s, notification_id), full=True)
 
 
 @router.post("/{notification_id}/retry")
-def retry(notification_id: int, actor: Actor = Depends(operator), s=Depends(db_session)) -> dict:
+def retry(notification_id: NotificationId, actor: Actor = Depends(operator), s=Depends(db_session)) -> dict:
     return outbox.to_dict(outbox.retry(s, notification_id=notification_id, actor=actor.name))
 
 
-class RejectBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class RejectBody(Body):
     reason: str = ""
 
 
-@router.post("/{notification_id}/approve")
-def approve(notification_id: int, actor: Actor = Depends(operator), s=Depends(db_session)) -> dict:
+@router.post("/{notification_id}/approve", responses=errors(409))
+def approve(notification_id: NotificationId, actor: Actor = Depends(operator), s=Depends(db_session)) -> dict:
     """Let an action that waits for approval go out (the approver must be allowed by the action)."""
     return outbox.to_dict(actions.approve_action(s, notification_id=notification_id, actor=actor.name))
 
 
-@router.post("/{notification_id}/reject")
+@router.post("/{notification_id}/reject", responses=errors(409))
 def reject(
-    notification_id: int, body: RejectBody | None = None, actor: Actor = Depends(operator), s=Depends(db_session)
+    notification_id: NotificationId,
+    body: RejectBody | None = None,
+    actor: Actor = Depends(operator),
+    s=Depends(db_session),
 ) -> dict:
     row = actions.reject_action(
         s, notification_id=notification_id, actor=actor.name, reason=body.reason if body else ""

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
+from metricloop.api.contract import errors
 from metricloop.api.deps import Actor, check_metric, db_session, metric_scope, operator, viewer, workspace
+from metricloop.api.params import Body, Limit, Moment, RunId
 from metricloop.db.times import utc_iso
 from metricloop.errors import NotFound
 from metricloop.monitors.models import Anomaly, MonitorRun
@@ -71,12 +71,11 @@ def monitor(name: str, ws=Depends(workspace), actor: Actor | None = Depends(view
     return spec.normalized()
 
 
-class RunBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    at: datetime | None = None
+class RunBody(Body):
+    at: Moment | None = None
 
 
-@router.post("/api/monitors/{name}/run")
+@router.post("/api/monitors/{name}/run", responses=errors(502))
 async def run_now(name: str, body: RunBody | None = None, actor: Actor = Depends(operator), ws=Depends(workspace)):
     """Run one monitor now (or as of `at`), outside its schedule."""
     from metricloop.monitors.service import run_monitor
@@ -91,7 +90,7 @@ def runs(
     s=Depends(db_session),
     monitor: str | None = None,
     status: Annotated[str | None, Query(description="running, ok, failed")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Limit = 100,
 ) -> list[dict]:
     q = select(MonitorRun).order_by(MonitorRun.id.desc()).limit(limit)
     if monitor:
@@ -102,7 +101,7 @@ def runs(
 
 
 @router.get("/api/runs/{run_id}")
-def run(run_id: int, s=Depends(db_session)) -> dict:
+def run(run_id: RunId, s=Depends(db_session)) -> dict:
     r = s.get(MonitorRun, run_id)
     if r is None:
         raise NotFound(f"no run #{run_id}")

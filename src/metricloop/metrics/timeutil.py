@@ -10,6 +10,9 @@ import pandas as pd
 from metricloop.errors import QueryError
 
 FREQ = {"minute": "min", "hour": "h", "day": "D", "week": "W-MON", "month": "MS"}
+# Times a query may name: wide enough for any business data, inside what pandas and every source can hold.
+FIRST_TIME = pd.Timestamp("1900-01-01")
+END_TIME = pd.Timestamp("2200-01-01")
 
 
 def parse_time(value: str | date | datetime | None, tz: str, *, what: str) -> datetime | None:
@@ -18,12 +21,17 @@ def parse_time(value: str | date | datetime | None, tz: str, *, what: str) -> da
         return None
     try:
         ts = pd.Timestamp(value)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         raise QueryError(
             f"'{value}' is not a date or time (use e.g. 2026-11-01 or 2026-11-01T08:00)", where=what
         ) from None
     if ts is pd.NaT:
         raise QueryError(f"'{value}' is not a date or time", where=what)
+    if not FIRST_TIME <= ts.tz_localize(None) < END_TIME:
+        raise QueryError(
+            f"'{value}' is out of range: a time must be from {FIRST_TIME.date()} to before {END_TIME.date()}",
+            where=what,
+        )
     if ts.tzinfo is not None:
         ts = ts.tz_convert(ZoneInfo(tz)).tz_localize(None)
     return ts.to_pydatetime()

@@ -17,6 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from metricloop.api.deps import workspace
+from metricloop.api.guards import rate_limited
+from metricloop.api.params import IncidentId
 from metricloop.errors import MetricloopError
 from metricloop.incidents.models import Incident, IncidentEvent
 from metricloop.notify.links import episode_of
@@ -32,7 +34,7 @@ from metricloop.notify.render import (
 from metricloop.notify.signing import DEFAULT_TTL, check_link, secret_key_for
 from metricloop.web.pages import WORDS, clock, event_word, notice, page, pick_language, refusal_zh, zone_name
 
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(rate_limited)])  # no API token: each address gets a rate
 
 
 def page_path(incident_id: int, **query: str) -> str:
@@ -151,7 +153,7 @@ def not_found(incident_id: int, lang: str | None = None):
 
 
 @router.get("/incidents/{incident_id}", include_in_schema=False)
-def incident_page(incident_id: int, request: Request, token: str | None = None, ws=Depends(workspace)):
+def incident_page(incident_id: IncidentId, request: Request, token: str | None = None, ws=Depends(workspace)):
     lang = pick_language(request, ws.config.get("language", "zh"))
     key = secret_key_for(ws)
     held = None

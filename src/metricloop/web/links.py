@@ -18,11 +18,15 @@ from __future__ import annotations
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
 from sqlalchemy.exc import IntegrityError
 from starlette.routing import Match
 
+from metricloop.api.contract import errors
 from metricloop.api.deps import workspace
+from metricloop.api.guards import rate_limited
+from metricloop.api.params import IncidentId
 from metricloop.db.times import aware
 from metricloop.errors import MetricloopError, NotFound
 from metricloop.incidents import service
@@ -91,9 +95,13 @@ class SignedLinkRoute(APIRoute):
         return match, child
 
 
-router = APIRouter(prefix="/api/incidents", tags=["incidents"])
+LIMITED = [Depends(rate_limited)]  # no API token: each address gets a rate (api/guards.py)
+router = APIRouter(prefix="/api/incidents", tags=["incidents"], dependencies=LIMITED)
 # Included before the API's incident routes; hidden from the OpenAPI document, which lists the API's POST.
-confirmations = APIRouter(prefix="/api/incidents", route_class=SignedLinkRoute, include_in_schema=False)
+confirmations = APIRouter(
+    prefix="/api/incidents", route_class=SignedLinkRoute, include_in_schema=False, dependencies=LIMITED
+)
+PAGE = {"response_class": HTMLResponse, "responses": errors(400, 404, 409)}  # a page, also when it refuses
 
 
 async def form_fields(request: Request) -> dict[str, str]:
@@ -261,23 +269,23 @@ def act(incident_id: int, action: str, token: str | None, request: Request, ws, 
     return notice(lang, status=200, title={lang: text["done_title"]}, lines={lang: [done]}, link=back)
 
 
-@router.get("/{incident_id}/ack", summary="Open a signed acknowledge link from a message: asks to confirm")
-def ack_link(incident_id: int, request: Request, token: str | None = None, ws=Depends(workspace)):
+@router.get("/{incident_id}/ack", summary="Open a signed acknowledge link from a message: asks to confirm", **PAGE)
+def ack_link(incident_id: IncidentId, request: Request, token: str | None = None, ws=Depends(workspace)):
     return confirm_page(incident_id, "ack", token, request, ws)
 
 
-@router.get("/{incident_id}/resolve", summary="Open a signed resolve link from a message: asks to confirm")
-def resolve_link(incident_id: int, request: Request, token: str | None = None, ws=Depends(workspace)):
+@router.get("/{incident_id}/resolve", summary="Open a signed resolve link from a message: asks to confirm", **PAGE)
+def resolve_link(incident_id: IncidentId, request: Request, token: str | None = None, ws=Depends(workspace)):
     return confirm_page(incident_id, "resolve", token, request, ws)
 
 
 @confirmations.post("/{incident_id}/ack")
-def ack_confirmed(incident_id: int, request: Request, token: str = "", ws=Depends(workspace)):
+def ack_confirmed(incident_id: IncidentId, request: Request, token: str = "", ws=Depends(workspace)):
     return act(incident_id, "ack", token, request, ws, {})
 
 
 @confirmations.post("/{incident_id}/resolve")
 def resolve_confirmed(
-    incident_id: int, request: Request, token: str = "", form: dict = Depends(form_fields), ws=Depends(workspace)
+    incident_id: IncidentId, request: Request, token: str = "", form: dict = Depends(form_fields), ws=Depends(workspace)
 ):
     return act(incident_id, "resolve", token, request, ws, form)
