@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
 from metricloop.api.deps import Actor, db_session, operator, viewer, workspace
@@ -44,8 +45,8 @@ class ReviewBody(_Body):
 
 
 @router.get("", dependencies=READ)
-def incidents(
-    s=Depends(db_session),
+async def incidents(
+    ws=Depends(workspace),
     state: Annotated[
         str | None, Query(description="triggered, acknowledged, resolved, reviewed (comma-separated)")
     ] = None,
@@ -56,10 +57,15 @@ def incidents(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[dict]:
-    rows = list_incidents(
-        s, state=state, severity=severity, assignee=assignee, metric=metric, monitor=monitor, limit=limit, offset=offset
-    )
-    return [incident_dict(r) for r in rows]
+    def read() -> list[dict]:  # one trip to the thread pool for the whole read (see api/deps.py)
+        with ws.db.session() as s:
+            rows = list_incidents(
+                s, state=state, severity=severity, assignee=assignee, metric=metric, monitor=monitor, limit=limit,
+                offset=offset,
+            )
+            return [incident_dict(r) for r in rows]
+
+    return await run_in_threadpool(read)
 
 
 @router.get("/kpis", dependencies=READ)
