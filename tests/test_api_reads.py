@@ -42,3 +42,23 @@ def test_reads_write_last_used_at_at_most_once_a_minute(make_ws):
         event.remove(ws.db.engine, "before_cursor_execute", count)
     with ws.db.session() as s:
         assert aware(s.scalar(select(ApiToken.last_used_at))) > first - timedelta(seconds=1)
+
+
+def test_the_catalog_is_parsed_once_per_change(make_ws):
+    from metricloop.definitions import service
+
+    ws = make_ws()
+    first = ws.catalog()
+    assert ws.catalog() is first  # unchanged definitions: the parsed catalog is reused
+    text = """
+sources:
+  - {name: files, type: duckdb, tables: {sales: data/sales.csv}}
+"""
+    path = ws.home / "defs" / "files.yaml"
+    path.write_text(text)
+    entries, problems = service.read_definitions([path])
+    with ws.db.session() as s:
+        service.apply(s, entries=entries, problems=problems, author="tester", checks=[])
+    changed = ws.catalog()
+    assert changed is not first and "files" in changed.sources
+    assert ws.catalog() is changed
