@@ -7,8 +7,10 @@
 It builds (once, cached in bench/data/api-demo) the demo workspace at scale 0.1, copies it, starts
 `metricloop serve` on it on a free 127.0.0.1 port (the real server: uvicorn, the scheduler and the
 dispatcher threads), and drives each endpoint with the demo's operator token for `--duration` seconds
-per connection count. The client is `wrk` when it is installed (apt-get install wrk), else an httpx
-async loop (which costs CPU on the same cores, so its figures are lower). With `--baseline REF` the
+per connection count (the best of --repeat tries), and reports the server process's CPU time per request
+too, which other work on the machine moves less than the rates. The scheduler's first round (every due
+monitor, at start) is waited out first. The client is `wrk` when it is installed (apt-get install wrk),
+else an httpx async loop (which costs CPU on the same cores, so its figures are lower). With `--baseline REF` the
 source of REF (git archive) is served from the same workspace copy, one server after the other, and
 the ratio is printed. It prints figures; it asserts nothing about time.
 """
@@ -133,7 +135,7 @@ class Server:
 def run_wrk(url: str, token: str, connections: int, duration: float) -> dict:
     threads = min(connections, 2)
     out = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "--latency",
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "--latency", "--timeout", "30s",
          "-H", f"Authorization: Bearer {token}", url],
         capture_output=True, text=True, check=True,
     ).stdout
@@ -192,9 +194,13 @@ def measure(label: str, src: Path | None, args, token: str) -> dict:
             url = server.base + path
             client(url, token, 1, 1.0)  # warm up: imports, caches, the first query
             for n in args.connections:
-                cpu = server.cpu_seconds()
-                r = client(url, token, n, args.duration)
-                r["cpu_ms"] = (server.cpu_seconds() - cpu) * 1000 / max(1, r["requests"])
+                tries = []
+                for _ in range(args.repeat):  # the best of a few: other work on the machine only ever slows it
+                    cpu = server.cpu_seconds()
+                    r = client(url, token, n, args.duration)
+                    r["cpu_ms"] = (server.cpu_seconds() - cpu) * 1000 / max(1, r["requests"])
+                    tries.append(r)
+                r = max(tries, key=lambda t: t["rps"])
                 results[(name, n)] = r
                 extra = f"  ({r['bad']} non-200{', socket errors ' + r['errors'] if r['errors'] else ''})" if (
                     r["bad"] or r["errors"]) else ""
@@ -211,12 +217,14 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=10.0, help="seconds per endpoint and connection count")
     ap.add_argument("--connections", default="1,8", help="comma-separated connection counts")
     ap.add_argument("--client", choices=["wrk", "httpx"], default="wrk" if shutil.which("wrk") else "httpx")
+    ap.add_argument("--repeat", type=int, default=3, help="measure each point this often and keep the best")
     ap.add_argument("--baseline", metavar="REF", help="also serve the code of this git ref, for a ratio")
     args = ap.parse_args()
     args.connections = [int(c) for c in args.connections.split(",")]
     build_demo()
     token = (DEMO / ".api_token").read_text().strip()
-    print(f"client {args.client}, {args.duration:g} s per point, load average {os.getloadavg()[0]:.1f}", flush=True)
+    print(f"client {args.client}, best of {args.repeat} × {args.duration:g} s per point, "
+          f"load average {os.getloadavg()[0]:.1f}", flush=True)
     runs = [("this", None)]
     if args.baseline:
         runs.insert(0, (args.baseline, source_of(args.baseline)))
