@@ -186,10 +186,15 @@ def serve(
     port: Annotated[int, typer.Option(envvar="METRICLOOP_PORT", help="Port to bind.")] = 8000,
 ) -> None:
     """Serve the API (OpenAPI at /docs) and run the scheduler, timers and the outbox dispatcher."""
+    import os
+
     import uvicorn
 
     from metricloop.app import create_app
 
+    # What this process serves on, for everything in it that asks: the default base URL (links in messages) and
+    # ${METRICLOOP_ADDRESS} (the demo's channels, which deliver to this server's own inbox) follow --port.
+    os.environ["METRICLOOP_HOST"], os.environ["METRICLOOP_PORT"] = host, str(port)
     ws = open_ws()
     console.print(f"serving workspace [bold]{ws.home}[/] at [link]http://{host}:{port}[/]  (API docs: /docs)")
     uvicorn.run(create_app(ws, background=True), host=host, port=port, log_level="info")

@@ -55,23 +55,39 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option(help="Pretend it is this time (with offset), e.g. 2026-11-16T09:00+08:00.")
         ] = None,
         force: Annotated[bool, typer.Option("--force", help="Run MONITOR even if its slot has a run.")] = False,
+        notify: Annotated[
+            bool,
+            typer.Option(
+                "--notify", help="With --force and an --at in the past: alert and notify as of then (else a backtest)."
+            ),
+        ] = False,
         dispatch: Annotated[
             bool, typer.Option("--dispatch/--no-dispatch", help="Also send queued notifications.")
         ] = True,
     ) -> None:
         """Run due monitors once, fire due timers and send the outbox: for cron or an orchestrator."""
         from metricloop.incidents.service import process_timers
-        from metricloop.monitors.service import run_due, run_monitor
+        from metricloop.monitors.service import check_clock, manual_run, run_due
 
         ws = cli.open_ws()
         when = _parse_at(at)
         if force:
             if not monitor:
                 raise MetricloopError("--force needs --monitor", where="--force")
-            runs = [run_monitor(ws, monitor, at=when, trigger="manual")]
+            runs = [manual_run(ws, monitor, at=when, notify=notify, where="--at")]
         else:
+            if when is not None:
+                check_clock(ws, when, only=monitor, where="--at")
             runs = run_due(ws, now=when, only=monitor)
         _print_runs(console, runs)
+        for r in runs:
+            if r.status == "skipped":
+                console.print(f"run #{r.id} skipped: {(r.details or {}).get('skipped', '')}")
+            elif r.trigger == "backtest":
+                console.print(
+                    f"run #{r.id} is a backtest (--at is in the past): {r.anomalies} points would have been "
+                    "flagged; nothing was sent and no incident opened (add --notify to alert as of then)"
+                )
         if not runs:
             console.print("no monitor was due" + (f" (use --force to run {monitor} again)" if monitor else ""))
         fired = process_timers(ws, now=when)
@@ -104,7 +120,7 @@ def register(app: typer.Typer) -> None:
                 str(r.series_evaluated),
                 str(r.anomalies),
                 opened,
-                (r.error or "").splitlines()[0][:80] if r.error else "",
+                (r.error or "").splitlines()[0][:80] if r.error else (r.details or {}).get("skipped", "")[:80],
             )
         console.print(table)
 

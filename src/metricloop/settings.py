@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 WORKSPACE_FILE = "metricloop.yaml"
@@ -24,8 +25,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
 
-    base_url: str = "http://127.0.0.1:8000"
-    """Where people reach this server: links in notifications point here."""
+    base_url: str = ""
+    """Where people reach this server: links in notifications point here. Default: http://HOST:PORT (127.0.0.1 for
+    a server bound to every address)."""
 
     secret_key: str | None = None
     """Signs the links in messages (incident page, acknowledge, resolve). Default: a random key in HOME/.secret_key."""
@@ -41,6 +43,12 @@ class Settings(BaseSettings):
 
     rate_limit_burst: int = 30
     """How many of those requests may come at once."""
+    @model_validator(mode="after")
+    def _base_url(self) -> Settings:
+        if not self.base_url:  # follows --port / METRICLOOP_PORT
+            host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+            self.base_url = f"http://{'[' + host + ']' if ':' in host else host}:{self.port}"
+        return self
 
     @property
     def db_url(self) -> str:

@@ -29,6 +29,7 @@ class Workspace:
             self.settings = self.settings.model_copy(update={"home": self.home})
         self._db: Database | None = None
         self._sources: dict[str, tuple[dict, Source]] = {}
+        self._catalog: tuple[tuple, Catalog] | None = None
         self._lock = threading.Lock()
         self._db_lock = threading.Lock()
         cfg_file = self.home / WORKSPACE_FILE
@@ -83,8 +84,24 @@ class Workspace:
         return self._db
 
     def catalog(self) -> Catalog:
+        """The definitions, parsed once per change: every version bump (apply, rollback, delete) gives a new key,
+        and reading the keys costs far less than validating every spec again, which every API call did."""
+        from sqlalchemy import select
+
+        from metricloop.db.models import Definition
+
         with self.db.session() as s:
-            return service.load_catalog(s)
+            key = tuple(
+                s.execute(
+                    select(Definition.id, Definition.kind, Definition.name, Definition.version).order_by(Definition.id)
+                ).all()
+            )
+            cached = self._catalog
+            if cached is not None and cached[0] == key:
+                return cached[1]
+            catalog = service.load_catalog(s)
+        self._catalog = (key, catalog)
+        return catalog
 
     def source(self, name: str, catalog: Catalog | None = None) -> Source:
         spec = (catalog or self.catalog()).source(name)

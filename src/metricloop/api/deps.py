@@ -16,7 +16,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 
-def workspace(request: Request):
+# The dependencies that do no I/O are `async def`: FastAPI runs a plain `def` dependency in the thread pool, and
+# each such hop (with the GIL handed back and forth) cost more than the work of a small read (bench/api_load.py).
+async def workspace(request: Request):
     return request.app.state.workspace
 
 
@@ -96,17 +98,17 @@ def _needs(actor: Actor | None, role: str) -> Actor:
     return actor
 
 
-def viewer(ws=Depends(workspace), actor: Actor | None = Depends(caller)) -> Actor | None:
+async def viewer(ws=Depends(workspace), actor: Actor | None = Depends(caller)) -> Actor | None:
     """Reads need a token of any role, unless METRICLOOP_PUBLIC_READS lets anyone read."""
     if actor is None and ws.settings.public_reads:
         return None
     return _needs(actor, "viewer")
 
 
-def operator(actor: Actor | None = Depends(caller)) -> Actor:
+async def operator(actor: Actor | None = Depends(caller)) -> Actor:
     """Writes need a token with the operator (or admin) role."""
     return _needs(actor, "operator")
 
 
-def admin(actor: Actor | None = Depends(caller)) -> Actor:
+async def admin(actor: Actor | None = Depends(caller)) -> Actor:
     return _needs(actor, "admin")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
+from fastapi.concurrency import run_in_threadpool
 from pydantic import Field
 
 from metricloop.api.contract import errors
@@ -57,8 +58,7 @@ class ReviewBody(_Body):
 
 
 @router.get("")
-def incidents(
-    s=Depends(db_session),
+async def incidents(
     ws=Depends(workspace),
     actor: Actor | None = Depends(viewer),
     state: Annotated[
@@ -71,18 +71,15 @@ def incidents(
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> list[dict]:
-    rows = list_incidents(
-        s,
-        state=state,
-        severity=severity,
-        assignee=assignee,
-        metric=metric,
-        monitor=monitor,
-        limit=limit,
-        offset=offset,
-        within=metric_scope(ws, actor),
-    )
-    return [incident_dict(r) for r in rows]
+    def read() -> list[dict]:  # one trip to the thread pool for the whole read (see api/deps.py)
+        with ws.db.session() as s:
+            rows = list_incidents(
+                s, state=state, severity=severity, assignee=assignee, metric=metric, monitor=monitor, limit=limit,
+                offset=offset, within=metric_scope(ws, actor),
+            )
+            return [incident_dict(r) for r in rows]
+
+    return await run_in_threadpool(read)
 
 
 @router.get("/kpis", dependencies=READ)

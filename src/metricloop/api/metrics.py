@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
 
 from metricloop.api import deps
 from metricloop.api.contract import errors
@@ -16,10 +17,6 @@ from metricloop.metrics.quality import check_metric
 from metricloop.metrics.query import query_metric
 
 router = APIRouter(prefix="/api/metrics", tags=["metrics"], dependencies=[Depends(viewer)])
-
-
-def _records(df) -> list[dict[str, Any]]:
-    return json.loads(df.to_json(orient="records", date_format="iso"))
 
 
 @router.get("")
@@ -56,15 +53,22 @@ async def series(
 ) -> dict:
     _visible(ws, actor, name)
     dims = [d.strip() for d in (by or "").split(",") if d.strip()]
-    frame = await run_in_threadpool(query_metric, ws, name, by=dims, start=start, end=end, grain=grain, where=where)
-    return {
-        "metric": frame.metric.name,
-        "by": frame.by,
-        "grain": frame.grain,
-        "from": frame.start.isoformat() if frame.start else None,
-        "to": frame.end.isoformat() if frame.end else None,
-        "rows": _records(frame.df),
-    }
+
+    def read() -> bytes:
+        frame = query_metric(ws, name, by=dims, start=start, end=end, grain=grain, where=where)
+        head = {
+            "metric": frame.metric.name,
+            "by": frame.by,
+            "grain": frame.grain,
+            "from": frame.start.isoformat() if frame.start else None,
+            "to": frame.end.isoformat() if frame.end else None,
+        }
+        # the rows as pandas writes them, in the pool thread: parsing them back into dicts for FastAPI to
+        # serialise again cost more than the rest of the answer
+        rows = frame.df.to_json(orient="records", date_format="iso")
+        return (json.dumps(head, ensure_ascii=False)[:-1] + ', "rows": ' + rows + "}").encode()
+
+    return Response(await run_in_threadpool(read), media_type="application/json")
 
 
 @router.get("/{name}/quality", responses=errors(502))

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
+from pydantic import Field
 from sqlalchemy import select
 
 from metricloop.api.contract import errors
@@ -72,16 +73,24 @@ def monitor(name: str, ws=Depends(workspace), actor: Actor | None = Depends(view
 
 
 class RunBody(Body):
-    at: Moment | None = None
+    at: Moment | None = Field(
+        None,
+        description="judge as of this moment (ISO, with its offset; without one it is the metric's local time). "
+        "Before now it is a backtest: nothing is written but the run, nothing sent. Later than now, or before the "
+        "metric's data, is refused (422).",
+    )
+    notify: bool = Field(False, description="with `at` in the past: take the alert path and notify as of then")
 
 
 @router.post("/api/monitors/{name}/run", responses=errors(502))
 async def run_now(name: str, body: RunBody | None = None, actor: Actor = Depends(operator), ws=Depends(workspace)):
-    """Run one monitor now (or as of `at`), outside its schedule."""
-    from metricloop.monitors.service import run_monitor
+    """Run one monitor now (or as of `at`), outside its schedule. A run that meets another run of the same
+    monitor in progress is recorded as `skipped` and says which one (`details.skipped`)."""
+    from metricloop.monitors.service import manual_run
 
     check_metric(ws, actor, ws.catalog().get("monitor", name).metric, "monitor", name)
-    run = await run_in_threadpool(run_monitor, ws, name, at=body.at if body else None, trigger="manual")
+    body = body or RunBody()
+    run = await run_in_threadpool(manual_run, ws, name, at=body.at, notify=body.notify, where="at")
     return run_dict(run)
 
 

@@ -7,7 +7,10 @@ and raises one data-quality alert to the data owner; it never raises out of `run
 from __future__ import annotations
 
 import hashlib
+import os
+import threading
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,6 +19,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
 
 from metricloop.alerting.models import Alert
 from metricloop.alerting.mutes import Mutes
@@ -39,6 +43,10 @@ MAX_CATCHUP_BUCKETS = 200
 # Runs that take a schedule slot. A manual run (or a replay of an old day) judges what it was asked to and
 # leaves the slot to the scheduler.
 SCHEDULED = ("schedule", "catchup")
+# A manual run as of a moment before now (less this much, for clocks and slow requests) is a backtest, unless told
+# to notify: it judges what was, writes its run row and nothing else.
+BACKTEST_BEFORE = timedelta(minutes=1)
+BACKTEST_PREVIEW = 50  # flagged points listed in a backtest run's details
 
 
 @dataclass
@@ -97,7 +105,12 @@ def base_labels(monitor: MonitorSpec, metric: MetricSpec, catalog: Catalog) -> d
 def _last_until(s, monitor: str) -> datetime | None:
     return s.scalar(
         select(MonitorRun.data_until)
-        .where(MonitorRun.monitor == monitor, MonitorRun.status == "ok", MonitorRun.data_until.is_not(None))
+        .where(
+            MonitorRun.monitor == monitor,
+            MonitorRun.status == "ok",
+            MonitorRun.trigger != "backtest",  # a look at the past is not where the scheduler goes on from
+            MonitorRun.data_until.is_not(None),
+        )
         .order_by(MonitorRun.data_until.desc())
         .limit(1)
     )
@@ -116,18 +129,33 @@ def run_monitor(
     """Evaluate one monitor as of `at` (aware, or naive in the metric's timezone). Never raises for data problems.
 
     With `claim`, the run first claims its slot (`scheduled_for`) and returns None when another instance already
-    has: several instances may share one state database."""
+    has: several instances may share one state database.
+
+    One monitor runs one run at a time (a lock per monitor, across processes and hosts). A run that finds another
+    in progress does not wait: a scheduled one returns None and its slot stays due for the next tick; any other
+    is recorded as `skipped`, saying which run it met.
+
+    `trigger="backtest"` judges and records what it would have flagged in the run's details, and writes nothing
+    else: no anomaly, alert, incident or notification, and no data-quality alert."""
+    now = as_utc(now)
+    slot = as_utc(scheduled_for or now)
+    with run_lock(ws, name) as held:
+        if not held:
+            return None if claim else _skipped(ws, name, slot, trigger=trigger, now=now)
+        return _run_locked(ws, name, at=at, trigger=trigger, slot=slot, now=now, claim=claim)
+
+
+def _run_locked(ws, name: str, *, at, trigger: str, slot: datetime, now: datetime, claim: bool) -> MonitorRun | None:
     catalog = ws.catalog()
     monitor: MonitorSpec = catalog.get("monitor", name)
-    metric = catalog.metric(monitor.metric)
-    grain = monitor.grain or metric.grain
-    now = as_utc(now)
     started = datetime.now(UTC)
-    at_local = local_now(metric.timezone, at)
-    slot = as_utc(scheduled_for or now)
-    run_id = _claim_slot(ws, name, slot, trigger=trigger, now=now, exclusive=claim)
+    run_id = _claim_slot(ws, name, slot, trigger=trigger, now=now, exclusive=claim)  # first: a run met can be named
     if run_id is None:
         return None
+    metric = catalog.metric(monitor.metric)
+    grain = monitor.grain or metric.grain
+    at_local = local_now(metric.timezone, at)
+    backtest = trigger == "backtest"
     with ws.db.session() as s:
         version = _version(s, name)
         last_until = _last_until(s, name)
@@ -135,13 +163,21 @@ def run_monitor(
         run = s.get(MonitorRun, run_id)
         run.monitor_version, run.data_until = version, win.until
     try:
-        details = _evaluate(ws, catalog, monitor, metric, grain, win, run.id, now)
+        details = _evaluate(ws, catalog, monitor, metric, grain, win, run.id, now, backtest=backtest)
         status, error = "ok", ""
+    except IntegrityError as e:
+        if "anomal" not in str(e).lower():
+            raise
+        # another run (one that does not take the lock: an older version sharing the database) wrote the same
+        # points between our read and our write; they are recorded once, by it
+        details, status, error = {"skipped": "another run recorded the same points at the same time"}, "skipped", ""
     except Exception as e:  # a run must never take the service down
         user_error = isinstance(e, MetricloopError)
         details, status = {}, "failed"
         error = str(e) if user_error else f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}"
-        if isinstance(e, SourceError):  # the data owner hears of it once; metric alerts wait
+        if backtest:
+            details["backtest"] = True
+        elif isinstance(e, SourceError):  # the data owner hears of it once; metric alerts wait
             with ws.db.session() as s:
                 raise_data_quality(
                     s,
@@ -197,6 +233,212 @@ def _claim_slot(ws, name: str, slot: datetime, *, trigger: str, now: datetime, e
         return run.id
 
 
+def _skipped(ws, name: str, slot: datetime, *, trigger: str, now: datetime) -> MonitorRun:
+    """The row of a run that met another run of the same monitor in progress."""
+    import time
+
+    for _ in range(20):  # the holder writes its row just after taking the lock
+        with ws.db.session() as s:
+            other = s.scalar(
+                select(MonitorRun.id)
+                .where(MonitorRun.monitor == name, MonitorRun.status == "running")
+                .order_by(MonitorRun.id.desc())
+                .limit(1)
+            )
+        if other is not None:
+            break
+        time.sleep(0.1)
+    with ws.db.session() as s:
+        which = f"run #{other}" if other is not None else "another run"
+        run = MonitorRun(
+            monitor=name,
+            trigger=trigger,
+            scheduled_for=slot,
+            started_at=now,
+            finished_at=now,
+            status="skipped",
+            details={
+                "skipped": f"{which} of monitor {name} is in progress (a monitor runs one run at a time); "
+                "nothing was judged: run it again when that run has ended",
+                "running": other,
+            },
+        )
+        s.add(run)
+    return run
+
+
+# ------------------------------------------------------------------ one run at a time per monitor
+
+_local_locks: dict[tuple[str, str], threading.Lock] = {}
+_local_guard = threading.Lock()
+
+
+def _lock_key(name: str) -> bytes:
+    return hashlib.sha256(f"metricloop:running:{name}".encode()).digest()
+
+
+@contextmanager
+def run_lock(ws, name: str):
+    """Yield True when this process now runs monitor `name` alone, False when another run holds it; never waits.
+
+    PostgreSQL: a session advisory lock; MySQL/MariaDB: GET_LOCK; both are released when their connection ends, so
+    a crashed process frees them. SQLite (one host): flock on a file beside the database (HOME/state.db.locks/),
+    freed by the OS when the process ends. Other databases: one run at a time per process."""
+    engine = ws.db.engine
+    dialect = engine.dialect.name
+    key = _lock_key(name)
+    if dialect in ("postgresql", "mysql", "mariadb"):
+        pg = dialect == "postgresql"
+        number = int.from_bytes(key[:8], "big", signed=True)
+        label = "metricloop:" + key.hex()[:40]
+        conn = engine.connect()
+        held = False
+        try:
+            if pg:
+                held = bool(conn.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": number}))
+            else:
+                held = conn.scalar(text("SELECT GET_LOCK(:k, 0)"), {"k": label}) == 1
+            conn.commit()
+            yield held
+        finally:
+            try:
+                if held:
+                    if pg:
+                        conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": number})
+                    else:
+                        conn.execute(text("SELECT RELEASE_LOCK(:k)"), {"k": label})
+                    conn.commit()
+                conn.close()
+            except Exception:  # never back into the pool with the lock held: drop the connection, and the lock
+                conn.invalidate()
+        return
+    database = engine.url.database if dialect == "sqlite" else None
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        fcntl = None
+    if database and database != ":memory:" and fcntl is not None:
+        folder = Path(f"{database}.locks")
+        folder.mkdir(exist_ok=True)
+        fd = os.open(folder / f"{key.hex()[:32]}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                held = True
+            except BlockingIOError:
+                held = False
+            try:
+                yield held
+            finally:
+                if held:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+        return
+    with _local_guard:
+        lock = _local_locks.setdefault((str(engine.url), name), threading.Lock())
+    held = lock.acquire(blocking=False)
+    try:
+        yield held
+    finally:
+        if held:
+            lock.release()
+
+
+# ------------------------------------------------------------------ runs people ask for
+
+
+class BadRunTime(MetricloopError):
+    status_code = 422
+
+
+def manual_run(
+    ws, name: str, *, at: datetime | None = None, notify: bool = False, now: datetime | None = None, where: str = "at"
+) -> MonitorRun:
+    """A run a person asked for (`metricloop run --force`, POST /api/monitors/{name}/run), outside the schedule.
+
+    Without `at` it judges now and takes the alert path as a scheduled run does. With `at` before now it is a
+    backtest (trigger `backtest`): what it would flag goes into the run's details and nothing else is written or
+    sent, unless `notify` says to take the alert path as of then. A meaningless `at` is refused (see check_at)."""
+    catalog = ws.catalog()
+    monitor: MonitorSpec = catalog.get("monitor", name)
+    now = as_utc(now)
+    trigger = "manual"
+    if at is not None:
+        check_at(ws, catalog, monitor, at, now=now, where=where)
+        if as_utc(_aware_at(catalog, monitor, at)) < now - BACKTEST_BEFORE and not notify:
+            trigger = "backtest"
+    return run_monitor(ws, name, at=at, trigger=trigger, now=now)
+
+
+def _aware_at(catalog, monitor: MonitorSpec, at: datetime) -> datetime:
+    """`at` with its zone: a naive one is in the metric's timezone."""
+    if at.tzinfo is not None:
+        return at
+    return at.replace(tzinfo=ZoneInfo(catalog.metric(monitor.metric).timezone))
+
+
+def check_at(ws, catalog, monitor: MonitorSpec, at: datetime, *, now: datetime, where: str = "at") -> None:
+    """Refuse an `at` a run cannot mean: later than now (its data does not exist yet), or so early that the
+    buckets the run would judge end before the metric's first row (1970, or `0` read as a Unix time)."""
+    metric = catalog.metric(monitor.metric)
+    moment = as_utc(_aware_at(catalog, monitor, at))
+    if moment > now + BACKTEST_BEFORE:
+        raise BadRunTime(
+            f"{moment.isoformat()} is in the future (now is {now.replace(microsecond=0).isoformat()}): a run "
+            "judges buckets whose data has arrived; leave it out to run as of now",
+            where=where,
+        )
+    grain = monitor.grain or metric.grain
+    win = window_for(monitor, metric, grain, local_now(metric.timezone, moment), None)
+    first = _first_row(ws, catalog, metric)
+    if first is not None and win.until <= first:
+        raise BadRunTime(
+            f"{moment.isoformat()} is before the data of metric {metric.name}: as of then the run would judge "
+            f"buckets before {win.until:%Y-%m-%d %H:%M}, and its first row is at {first:%Y-%m-%d %H:%M} "
+            f"({metric.timezone})",
+            where=where,
+        )
+
+
+def check_clock(ws, at: datetime, *, only: str | None = None, where: str = "--at") -> None:
+    """`metricloop run --at` (no --force) sets the scheduler's clock: refuse one check_at refuses for a monitor."""
+    catalog = ws.catalog()
+    now = as_utc(None)
+    for name, monitor in sorted(catalog.all("monitor").items()):
+        if (only and name != only) or not monitor.enabled:
+            continue
+        check_at(ws, catalog, monitor, at, now=now, where=where)
+
+
+def _first_row(ws, catalog, metric: MetricSpec) -> datetime | None:
+    """The oldest row of the metric's data (metric-local, naive); None when it has none or cannot be read (the
+    run itself then says why)."""
+    from sqlglot import exp
+
+    from metricloop.metrics.compile import col, where_clause
+
+    firsts = []
+    for base in base_metrics(catalog, metric):
+        try:
+            source = ws.source(base.source, catalog)
+            q = exp.select(exp.Min(this=col(base.time_column)).as_("first", quoted=True)).from_(
+                source.relation(table=base.table, sql=base.sql)
+            )
+            for cond in where_clause(base, source.dialect, start=None, end=None, where=None):
+                q = q.where(cond)
+            value = source.query(q.sql(dialect=source.dialect), timezone=base.timezone).iloc[0]["first"]
+        except MetricloopError:
+            return None
+        if value is None or pd.isna(value):
+            continue
+        t = pd.Timestamp(value)
+        if t.tzinfo is not None:
+            t = t.tz_convert(base.timezone).tz_localize(None)
+        firsts.append(t.to_pydatetime())
+    return min(firsts) if firsts else None
+
+
 def _version(s, name: str) -> int:
     from metricloop.db.models import Definition
 
@@ -204,7 +446,9 @@ def _version(s, name: str) -> int:
     return row or 0
 
 
-def _evaluate(ws, catalog, monitor, metric, grain, win: Window, run_id: int, now: datetime) -> dict:
+def _evaluate(
+    ws, catalog, monitor, metric, grain, win: Window, run_id: int, now: datetime, *, backtest: bool = False
+) -> dict:
     from metricloop.detect import detector_from_dict
     from metricloop.metrics.quality import check_metric
 
@@ -212,6 +456,8 @@ def _evaluate(ws, catalog, monitor, metric, grain, win: Window, run_id: int, now
         "window": [win.start.isoformat(), win.until.isoformat()],
         "evaluate_from": win.evaluate_from.isoformat(),
     }
+    if backtest:
+        details["backtest"] = True
     # 1. data quality: problems hold metric alerts back and go to the data owner instead
     with ws.db.session() as s:
         mutes = Mutes.load(s, catalog, now=now)
@@ -225,14 +471,17 @@ def _evaluate(ws, catalog, monitor, metric, grain, win: Window, run_id: int, now
                 continue
             base = catalog.metric(check.metric)  # the metric whose table holds the data
             failing.append((base.name, check.check, check.slice))
-            raise_data_quality(
-                s, ws, catalog, monitor, base, check=check.check, slice_=check.slice, message=check.message, now=now
-            )
+            if not backtest:
+                raise_data_quality(
+                    s, ws, catalog, monitor, base, check=check.check, slice_=check.slice, message=check.message,
+                    now=now,
+                )
             mutes.inhibit(parse_slice(check.slice), f"data quality ({check.check}) on {base.name}")
         for base in base_metrics(catalog, metric):
-            resolve_data_quality(
-                s, ws, catalog, monitor, base, now=now, failing=[(c, sl) for b, c, sl in failing if b == base.name]
-            )
+            if not backtest:
+                resolve_data_quality(
+                    s, ws, catalog, monitor, base, now=now, failing=[(c, sl) for b, c, sl in failing if b == base.name]
+                )
         details["data_quality"] = [f"{b}:{c}:{sl}" for b, c, sl in failing]
     # 2. only buckets the data has reached: a zero-filled count must not read "0 orders" for an hour whose
     #    rows have not arrived yet (lateness itself is the freshness check's business, at the metric's grain)
@@ -290,6 +539,20 @@ def _evaluate(ws, catalog, monitor, metric, grain, win: Window, run_id: int, now
     )
     frame = frame[pd.to_datetime(frame["time"]) >= pd.Timestamp(win.evaluate_from)] if not frame.empty else frame
     details["series"] = len(names)
+    if backtest:  # what it would have flagged, and nothing written
+        details["anomalies"] = len(frame)
+        details["would_flag"] = [
+            {
+                "slice": r.slice,
+                "time": pd.Timestamp(r.time).isoformat(),
+                "actual": _f(r.actual),
+                "expected": _f(r.expected),
+                "direction": r.direction,
+                "explanation_en": r.explanation_en,
+            }
+            for r in frame.head(BACKTEST_PREVIEW).itertuples(index=False)
+        ]
+        return details
     # 3. anomalies → alert path
     with ws.db.session() as s:
         ctx = Context(

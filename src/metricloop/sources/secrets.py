@@ -8,12 +8,27 @@ from metricloop.definitions.schemas import ENV_REF
 from metricloop.errors import SourceError
 
 
+def server_address() -> str:
+    """${METRICLOOP_ADDRESS}: this server's base URL without its scheme (host:port, and a path prefix if any), from
+    METRICLOOP_BASE_URL, else METRICLOOP_HOST and METRICLOOP_PORT (`serve --port` sets them). The demo's channels
+    deliver to the server's own inbox with it, whatever port it serves on."""
+    from metricloop.settings import Settings
+
+    return Settings().base_url.split("://", 1)[-1].rstrip("/")
+
+
+# References that need no environment variable: not secrets, so never masked.
+BUILTIN = {"METRICLOOP_ADDRESS": server_address}
+
+
 def expand(value: str, *, where: str) -> tuple[str, list[str]]:
     """Return the value with ${VAR} replaced, and the secret values used (for masking)."""
     used: list[str] = []
 
     def sub(m):
         var = m.group(1)
+        if var not in os.environ and var in BUILTIN:
+            return BUILTIN[var]()
         if var not in os.environ:
             raise SourceError(f"environment variable {var} is not set", where=where)
         used.append(os.environ[var])
