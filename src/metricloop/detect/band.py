@@ -35,7 +35,35 @@ def _huge_factor(values: np.ndarray) -> np.ndarray:
         return np.where(mag > 1e100, 2.0 ** np.floor(np.log2(np.maximum(mag, 1.0))), 1.0)
 
 
-def engine_params(cfg: BandConfig, grain: str | None, warmup: int) -> EngineParams:
+def step_seconds(batch: Batch) -> float | None:
+    """The series' step in seconds: given on the batch (`step_seconds`), else the median spacing of
+    its times; None for a plain sequence of points."""
+    given = getattr(batch, "step_seconds", None)
+    if given:
+        return float(given)
+    if batch.times is not None and len(batch.times) > 1:
+        return float(np.median(np.diff(batch.times.as_unit("ns").asi8))) / 1e9
+    from metricloop.detect.prepare import GRAIN_SECONDS
+
+    return float(GRAIN_SECONDS[batch.grain]) if batch.grain in GRAIN_SECONDS else None
+
+
+def cycle_params(step: float | None, warmup: int) -> dict[str, Any]:
+    """Where to look for a series' own cycles, in points of its step: periods up to a week (a day
+    and a week are the hints detected periods snap to), in up to four weeks of history; a plain
+    sequence of unknown step looks at its last 2,048 points."""
+    if not step:
+        return {"max_period": 1024, "period_window": 2048, "period_hints": ()}
+    per_day = 86400.0 / step
+    if per_day < 1:
+        return {"max_period": 0}  # weeks and months: no cycle search
+    hints = tuple(int(round(h)) for h in (per_day, 7 * per_day) if abs(h - round(h)) < 1e-6 and h >= 2)
+    window = max(2 * warmup, int(round(28 * per_day)))
+    return {"max_period": max(2, min(int(round(7 * per_day)), window // 2)), "period_window": window,
+            "period_hints": hints}
+
+
+def engine_params(cfg: BandConfig, grain: str | None, warmup: int, step: float | None = None) -> EngineParams:
     week = {"hour": 24 * 7, "minute": 24 * 60 * 7}.get(grain or "", 7)
     # a day of hours moves less per point than a day: smooth hourly levels over more points
     alpha = cfg.smoothing if grain not in ("hour", "minute") else cfg.smoothing / 3
@@ -51,6 +79,7 @@ def engine_params(cfg: BandConfig, grain: str | None, warmup: int) -> EnginePara
         compare_halfwidth={"hour": 12, "minute": 12 * 60}.get(grain or "", 0),
         noise_power=0.75 if grain in ("hour", "minute") else 1.0,
         lumpy=grain in ("hour", "minute"),
+        **cycle_params(step, warmup),
     )
 
 
@@ -59,11 +88,18 @@ class EngineDetector(Detector):
 
     config: BandConfig
 
-    def warmup_points(self, grain: str | None) -> int:
-        return self.config.warmup or default_warmup(grain)
+    def warmup_points(self, grain: str | None, step: float | None = None) -> int:
+        if self.config.warmup:
+            return self.config.warmup
+        if grain is None and step and step < 3600:
+            # a sub-hourly step the grains do not name (5 minutes): two days of its points, so that
+            # the daily cycle is seen twice before the first judgement
+            return int(round(2 * 86400 / step))
+        return default_warmup(grain)
 
     def _score_block(self, batch: Batch, masks: CalendarMasks | None) -> Scores:
-        params = engine_params(self.config, batch.grain, self.warmup_points(batch.grain))
+        step = step_seconds(batch)
+        params = engine_params(self.config, batch.grain, self.warmup_points(batch.grain, step), step)
         # huge magnitudes would overflow variances: work in units of a power of two of the first
         # value (exact in floating point, and known at the first point, so still causal)
         factor = _huge_factor(batch.values)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from metricloop.detect.calendar import CalendarMasks
+from metricloop.detect.periods import detect_periods
 from metricloop.detect.prepare import PROFILES, Batch, candidate_profiles, phase_index
 from metricloop.detect.profiles import (  # noqa: F401 - FAM_* and TINY are part of this module's interface
     FAM_COUNT,
@@ -68,6 +69,11 @@ class EngineParams:
     noise_power: float = 1.0  # sd ∝ seasonal factor ** noise_power
     compare_halfwidth: int = 0  # buckets either side of last time's bucket that the event lift is averaged over
     lumpy: bool = False  # estimate a sum's lump size (its variance grows with its mean, like a count's)
+    # cycles found in each series' own past (`periods.detect_periods`), counted in points of the step:
+    # the longest looked for (0 = none), the history looked at, and periods to snap to (a day, a week)
+    max_period: int = 0
+    period_window: int = 0
+    period_hints: tuple[int, ...] = ()
 
 
 @dataclass
@@ -100,6 +106,8 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
     cal_ex = np.broadcast_to(masks.exclude, (m, T))
     cmp_ref = np.broadcast_to(masks.compare_ref, (m, T))
     candidates = candidate_profiles(batch.grain) if p.seasonality == "auto" else [p.seasonality]
+    find_cycles = p.seasonality == "auto" and p.max_period >= 2
+    known_periods = {PROFILES[c] for c in candidates}
     phases = {c: phase_index(times, T, c) for c in candidates}
     if masks.weekday_as is not None and (masks.weekday_as >= 0).any() and times is not None:
         # days off use the weekend slot, make-up workdays a weekday slot
@@ -150,6 +158,8 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
     # the unit factor of a ratio (100 for %): given, or read off the first bucket with a numerator
     ratio_sc = np.full(m, float(batch.ratio_scale) if batch.ratio_scale else np.nan)
     pmax = max(PROFILES[c] for c in candidates)
+    # which profiles each series may take: the grain's own, and the cycle found in its own past
+    allowed = np.ones((m, len(candidates)), bool)
     S = np.zeros((m, pmax))
     old_S = np.zeros((m, pmax))
     closed = np.zeros((m, pmax), bool)  # slots that were always 0 (shut hours): no updates from them
@@ -170,12 +180,60 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
     prev_sign = np.zeros(m)
     use_trend = p.beta > 0
 
+    def add_cycle(period: int) -> int:
+        """The index of profile cycle:`period`, added to the candidates on first sight."""
+        nonlocal phase_tab, weekly, allowed, S, old_S, closed, pmax
+        name = f"cycle:{period}"
+        if name in candidates:
+            return candidates.index(name)
+        candidates.append(name)
+        phases[name] = phase_index(times, T, name)
+        phase_tab = np.vstack([phase_tab, phases[name][None, :]])
+        weekly = np.append(weekly, False)
+        allowed = np.hstack([allowed, np.zeros((m, 1), bool)])
+        if period > pmax:
+            grow = ((0, 0), (0, period - pmax))
+            S = np.pad(S, grow, constant_values=0.0)
+            old_S = np.pad(old_S, grow, constant_values=0.0)
+            closed = np.pad(closed, grow, constant_values=False)
+            pmax = period
+        return len(candidates) - 1
+
+    def look_for_cycles(idx: np.ndarray, t: int) -> None:
+        """Cycles in the clean history of series `idx` before t: each series may then take the cycle
+        it shows (and keeps the one it follows)."""
+        lo = max(0, t - p.period_window)
+        win = y[idx, lo:t].copy()
+        win[excluded[lo:t, idx].T | cal_ex[idx, lo:t]] = np.nan
+        found = detect_periods(win, p.max_period, p.period_hints)
+        # a cycle the grain's own profiles already hold (a day of hours, 12 hours within it) is theirs
+        covered = np.array([any(k % f == 0 for k in known_periods) if f > 0 else True for f in found], bool)
+        found = np.where(covered, 0, found)
+        cyc = np.array([c.startswith("cycle:") for c in candidates])
+        cur = prof[idx]
+        keep = np.zeros((len(idx), len(candidates)), bool)
+        keep[np.arange(len(idx)), cur] = True
+        allowed[idx] = np.where(cyc[None, :], keep, allowed[idx])
+        for period in np.unique(found[found > 0]):
+            j = add_cycle(int(period))
+            allowed[idx[found == period], j] = True
+
+    def window_start(idx: np.ndarray, t: int) -> int:
+        """History a profile is fitted on: two warm-ups, or three of the longest cycle allowed."""
+        need = 2 * p.warmup
+        cyc = [PROFILES[c] for j, c in enumerate(candidates) if c.startswith("cycle:") and allowed[idx, j].any()]
+        if cyc:
+            need = max(need, min(3 * max(cyc), max(p.period_window, need)))
+        return max(0, t - need)
+
     for t in range(T):
         # ---- initialise series whose warm-up just completed (uses data before t only)
         ready = ~inited & (n_obs >= p.warmup)
         if ready.any():
             idx = np.flatnonzero(ready)
-            lo = max(0, t - 2 * p.warmup)
+            if find_cycles:
+                look_for_cycles(idx, t)
+            lo = window_start(idx, t)
             win = y[idx, lo:t].copy()
             win[cal_ex[idx, lo:t]] = np.nan
             wnum = num[idx, lo:t] if num is not None else None
@@ -192,7 +250,8 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
             else:
                 mu = np.full(len(idx), p.multiplicative == "yes")
             ph_win = {c: phases[c][lo:t] for c in candidates}
-            choice, season, lvl, sig, shut_win = init_state(win, ph_win, candidates, mu, f != FAM_GAUSS)
+            choice, season, lvl, sig, shut_win = init_state(win, ph_win, candidates, mu, f != FAM_GAUSS,
+                                                            allowed=allowed[idx])
             fam[idx], mult[idx], prof[idx] = f, mu, choice
             weigh[idx] = np.where(mu, np.where(f == FAM_COUNT, 1.0, 2 - 2 * p.noise_power), 0.0)
             S[idx] = season
@@ -207,17 +266,21 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
             V[idx] = np.maximum(p.init_inflation * sig**2 - noise, 0.0)
             inited[idx] = True
             since[idx] = 0
-        elif len(candidates) > 1 and t % p.reselect_every == 0:
+        elif (len(candidates) > 1 or find_cycles) and t % p.reselect_every == 0:
             # ---- look at the profile again on recent clean history: a weekly pattern hidden in the
-            # warm-up (a festival, a new store) is picked up later, causally
+            # warm-up (a festival, a new store), or a cycle that needed more history to show, is
+            # picked up later, causally
             idx = np.flatnonzero(inited & (since >= p.reselect_every))
-            if len(idx):
-                lo = max(0, t - 2 * p.warmup)
+            if len(idx) and find_cycles:
+                look_for_cycles(idx, t)
+            if len(idx) and len(candidates) > 1:
+                lo = window_start(idx, t)
                 win = y[idx, lo:t].copy()
                 win[excluded[lo:t, idx].T] = np.nan
                 ph_win = {c: phases[c][lo:t] for c in candidates}
                 choice, season, lvl, sig, shut_win = init_state(win, ph_win, candidates, mult[idx],
-                                                            fam[idx] != FAM_GAUSS, current=prof[idx])
+                                                            fam[idx] != FAM_GAUSS, current=prof[idx],
+                                                            allowed=allowed[idx])
                 enough = np.isfinite(win).sum(axis=1) >= p.warmup // 2
                 moved = (choice != prof[idx]) & enough & np.isfinite(lvl) & ~exT[t, idx]
                 if p.lumpy:
