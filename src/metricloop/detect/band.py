@@ -25,6 +25,10 @@ class BandConfig(DetectorConfig):
     )
     exclude_z: float = Field(3.5, gt=0, description="points beyond this many sd stay out of the baseline")
     multiplicative: Literal["auto", "yes", "no"] = "auto"
+    period: int | None = Field(
+        None, ge=2, description="a cycle of this many points, declared by a person (default: each series' own "
+        "cycles are found in its past)"
+    )
 
 
 def _huge_factor(values: np.ndarray) -> np.ndarray:
@@ -80,6 +84,7 @@ def engine_params(cfg: BandConfig, grain: str | None, warmup: int, step: float |
         noise_power=0.75 if grain in ("hour", "minute") else 1.0,
         lumpy=grain in ("hour", "minute"),
         **cycle_params(step, warmup),
+        period=cfg.period or 0,
     )
 
 
@@ -100,6 +105,11 @@ class EngineDetector(Detector):
     def _score_block(self, batch: Batch, masks: CalendarMasks | None) -> Scores:
         step = step_seconds(batch)
         params = engine_params(self.config, batch.grain, self.warmup_points(batch.grain, step), step)
+        notes: list[str] = []
+        if params.period and params.period > batch.values.shape[1]:
+            notes.append(f"a period of {params.period} points is longer than the history "
+                         f"({batch.values.shape[1]} points): no cycle used")
+            params.period = 0
         # huge magnitudes would overflow variances: work in units of a power of two of the first
         # value (exact in floating point, and known at the first point, so still causal)
         factor = _huge_factor(batch.values)
@@ -141,6 +151,11 @@ class EngineDetector(Detector):
         suppressed = np.zeros((n, T), bool)
         if masks is not None:
             suppressed[:] = masks.suppress
+            learn = masks.learned_buckets()
+            if learn.any():
+                # a first Spring Festival suppresses only series whose past follows the calendar
+                used = out.calendar > 0 if out.calendar is not None else np.zeros((n, T), bool)
+                suppressed &= ~(learn[None, :] & ~used)
         if out.suppressed is not None:
             suppressed |= out.suppressed
         model = [f"{self.name}:{lab}:{p}" for lab, p in zip(labels, out.profile, strict=True)]
@@ -159,6 +174,8 @@ class EngineDetector(Detector):
             floor=np.where((family == COUNT) | (out.family == FAM_RATIO), 0.0, -np.inf),
             ceiling=out.ceiling,
             unit=unit,
+            calendar=out.calendar,
+            warnings=notes,
         )
 
 

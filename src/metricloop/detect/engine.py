@@ -74,6 +74,7 @@ class EngineParams:
     max_period: int = 0
     period_window: int = 0
     period_hints: tuple[int, ...] = ()
+    period: int = 0  # a cycle declared by a person, in points (0 = none declared)
 
 
 @dataclass
@@ -87,6 +88,9 @@ class EngineOut:
     suppressed: np.ndarray | None = None  # days off of series whose profile has no weekday to judge them by
     ceiling: np.ndarray | None = None  # per series: the largest possible value (a proportion's scale), else inf
     lump: np.ndarray | None = None  # series × time: lump size of a sum (see `lump_size`) then, 0 = none
+    # series × time (int8): where a learned holiday pattern judged the point, from how many past days
+    # off it was learned; 0 = judged by the series' own weekly rhythm
+    calendar: np.ndarray | None = None
 
 
 def not_started(y: np.ndarray) -> np.ndarray:
@@ -106,9 +110,10 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
     cal_ex = np.broadcast_to(masks.exclude, (m, T))
     cmp_ref = np.broadcast_to(masks.compare_ref, (m, T))
     candidates = candidate_profiles(batch.grain) if p.seasonality == "auto" else [p.seasonality]
-    find_cycles = p.seasonality == "auto" and p.max_period >= 2
+    find_cycles = p.seasonality == "auto" and p.max_period >= 2 and not p.period
     known_periods = {PROFILES[c] for c in candidates}
     phases = {c: phase_index(times, T, c) for c in candidates}
+    real_phases = dict(phases)  # each bucket's own weekday, whatever the calendar says
     if masks.weekday_as is not None and (masks.weekday_as >= 0).any() and times is not None:
         # days off use the weekend slot, make-up workdays a weekday slot
         wd_as = masks.weekday_as.astype(np.int64)
@@ -120,6 +125,19 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
             phases["hour_by_daytype"] = np.where(wd_as >= 0, (wd_as >= 5) * 24 + np.asarray(times.hour),
                                                  phases["hour_by_daytype"])
     phase_tab = np.vstack([phases[c] for c in candidates])  # (n_profiles, T)
+    phase_real = np.vstack([real_phases[c] for c in candidates])
+    # holidays and make-up workdays in "learn" mode: a series is judged by them only once its own
+    # past holidays looked like days off (closer to the slot the calendar gives than to their own
+    # weekday's, by more than one sd), in at least LEARN_DAYS days and twice as often as not
+    learn_t = masks.learned_buckets()
+    evid_t = masks.evidence if masks.evidence is not None else np.zeros(T, bool)
+    learning_cal = bool(learn_t.any())
+    per_day = 1
+    if times is not None and len(times) > 1:
+        per_day = max(1, int(round(86400e9 / float(np.median(np.diff(times.as_unit("ns").asi8))))))
+    fav = np.zeros(m)
+    against = np.zeros(m)
+    cal_days = np.zeros((T, m), np.int8) if learning_cal else None
     num, den = batch.numerator, batch.denominator
     kappa = _winsor_kappa(p.huber)
     kappa_out = _winsor_kappa(3.0)
@@ -182,13 +200,14 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
 
     def add_cycle(period: int) -> int:
         """The index of profile cycle:`period`, added to the candidates on first sight."""
-        nonlocal phase_tab, weekly, allowed, S, old_S, closed, pmax
+        nonlocal phase_tab, phase_real, weekly, allowed, S, old_S, closed, pmax
         name = f"cycle:{period}"
         if name in candidates:
             return candidates.index(name)
         candidates.append(name)
         phases[name] = phase_index(times, T, name)
         phase_tab = np.vstack([phase_tab, phases[name][None, :]])
+        phase_real = np.vstack([phase_real, phases[name][None, :]])
         weekly = np.append(weekly, False)
         allowed = np.hstack([allowed, np.zeros((m, 1), bool)])
         if period > pmax:
@@ -225,6 +244,10 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
         if cyc:
             need = max(need, min(3 * max(cyc), max(p.period_window, need)))
         return max(0, t - need)
+
+    if p.period >= 2 and p.seasonality in ("auto", "none"):
+        declared = add_cycle(int(p.period))  # (it grows `allowed`: add first, then index)
+        allowed[:, declared] = True  # declared: every series may take it
 
     for t in range(T):
         # ---- initialise series whose warm-up just completed (uses data before t only)
@@ -306,6 +329,11 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
                 sc = x * den[:, t] / num[:, t]
             ratio_sc = np.where(np.isnan(ratio_sc) & np.isfinite(sc) & (sc > 0), sc, ratio_sc)
         ph = phase_tab[prof, t]
+        cal_step = learning_cal and learn_t[t]
+        if cal_step:
+            ph_cal, ph_real = ph, phase_real[prof, t]
+            use_cal = (fav >= LEARN_DAYS * per_day) & (fav >= 2 * against)
+            ph = np.where(use_cal, ph_cal, ph_real)
         s = S[rows, ph]
         lvl = L + p.phi * B if use_trend else L
         pred = _expect(lvl, s, mult, fam)
@@ -320,6 +348,18 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
         sd = np.sqrt(V * sfac * sfac + noise)
         sd = np.maximum(sd, np.maximum(p.rel_floor * np.abs(pred), 1e-9))
         ref_t = refT[t]
+        if cal_step:
+            with np.errstate(invalid="ignore"):
+                p_cal = _expect(lvl, S[rows, ph_cal], mult, fam)
+                p_real = _expect(lvl, S[rows, ph_real], mult, fam)
+                xt = yT[t]
+                info = (evid_t[t] & (ph_cal != ph_real) & inited & np.isfinite(xt) & ~shut
+                        & (np.abs(p_cal - p_real) > sd))
+                closer = np.abs(xt - p_cal) < np.abs(xt - p_real)
+            fav += info & closer
+            against += info & ~closer
+            ref_t = np.where(use_cal, ref_t, -1)  # same event last time: only where the calendar is used
+            cal_days[t] = np.where(use_cal, np.clip(np.round(fav / per_day), 1, 127), 0)
         if baseline is not None:
             baseline[t] = np.where(inited, pred, np.nan)
         if baseline is not None and (ref_t >= 0).any():
@@ -379,7 +419,7 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
         if lump_t is not None:
             lump_t[t] = lump
         if wd_as[t] >= 0:
-            offday_sup[t] |= ~weekly[prof]
+            offday_sup[t] |= ~weekly[prof] & (use_cal if cal_step else True)
 
         valid = np.isfinite(x)
         ex_t = exT[t]
@@ -456,7 +496,8 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
 
     ceiling = np.where(fam == FAM_RATIO, np.where(np.isnan(ratio_sc), 1.0, ratio_sc), np.inf)
     return EngineOut(back(expected), back(scale), fam, back(learning), back(excluded), [candidates[i] for i in prof],
-                     back(offday_sup), ceiling, back(lump_t) if lump_t is not None else None)
+                     back(offday_sup), ceiling, back(lump_t) if lump_t is not None else None,
+                     back(cal_days) if cal_days is not None else None)
 
 
 def _expect(level: np.ndarray, s: np.ndarray, mult: np.ndarray, fam: np.ndarray) -> np.ndarray:
@@ -465,6 +506,7 @@ def _expect(level: np.ndarray, s: np.ndarray, mult: np.ndarray, fam: np.ndarray)
     return np.where(fam == FAM_GAUSS, pred, np.maximum(pred, 0.0))
 
 
+LEARN_DAYS = 2  # past days off (or make-up workdays) that must have looked like one before the calendar is used
 RECALL_FOR = 8  # a level from before a new normal is remembered for this many adapt_after spans
 LIFT_PRIOR_SD = 0.3  # how far event lifts usually are from 1 (a +30 % promotion day is ordinary)
 

@@ -127,11 +127,20 @@ def count_interval(mu: np.ndarray, var: np.ndarray, k: float) -> tuple[np.ndarra
     ok = np.isfinite(mu) & np.isfinite(var)
     lo = np.full(np.shape(mu), np.nan)
     hi = np.full(np.shape(mu), np.nan)
+    # a count of millions is as good as normal, and the exact quantile search there takes seconds a point
+    big = ok & (np.nan_to_num(mu) > BIG_COUNT)
+    ok &= ~big
     if ok.any():
         n, p = _nb_params(mu[ok], var[ok])
         lo[ok] = stats.nbinom.ppf(tail, n, p)
         hi[ok] = stats.nbinom.ppf(1 - tail, n, p)
+    if big.any():
+        sd = np.sqrt(np.clip(var[big], mu[big], mu[big] + mu[big] ** 2 / NB_MIN_SIZE))
+        lo[big], hi[big] = np.floor(mu[big] - k * sd), np.ceil(mu[big] + k * sd)
     return lo, hi
+
+
+BIG_COUNT = 1e5
 
 
 def clamp(lower: np.ndarray, upper: np.ndarray, floor: np.ndarray | None,
