@@ -11,7 +11,7 @@ from metricloop.detect.base import COUNT, GAUSS, Detector, DetectorConfig, Score
 from metricloop.detect.calendar import CalendarMasks
 from metricloop.detect.engine import FAM_COUNT, FAM_RATIO, TINY, EngineParams, run_engine
 from metricloop.detect.prepare import Batch, default_warmup
-from metricloop.detect.stats import score_points
+from metricloop.detect.stats import calibrate_log_tail, log_tail_points, tail_score
 
 Seasonality = Literal["auto", "none", "hour_of_day", "hour_by_daytype", "day_of_week", "hour_of_week"]
 
@@ -145,19 +145,17 @@ class EngineDetector(Detector):
                 family = np.where(lumpy, COUNT, family).astype(np.int8)
                 out.scale = var
                 labels = [("lumps" if lp else lab) for lp, lab in zip(lumpy, labels, strict=True)]
-        score = score_points(batch.values, out.expected, out.scale, family, unit)
-        score[out.learning] = 0.0
+        ell = log_tail_points(batch.values, out.expected, out.scale, family, unit)
+        ell[out.learning] = 0.0
         n, T = batch.values.shape
         suppressed = np.zeros((n, T), bool)
         if masks is not None:
             suppressed[:] = masks.suppress
-            learn = masks.learned_buckets()
-            if learn.any():
-                # a first Spring Festival suppresses only series whose past follows the calendar
-                used = out.calendar > 0 if out.calendar is not None else np.zeros((n, T), bool)
-                suppressed &= ~(learn[None, :] & ~used)
         if out.suppressed is not None:
             suppressed |= out.suppressed
+        # the score is the tail probability recalibrated on the series' own past (`calibrate_log_tail`)
+        ell = calibrate_log_tail(ell, ~out.learning & ~suppressed & np.isfinite(batch.values))
+        score = tail_score(ell)
         model = [f"{self.name}:{lab}:{p}" for lab, p in zip(labels, out.profile, strict=True)]
         return Scores(
             values=batch.values,

@@ -291,6 +291,8 @@ class Calendar:
             sl = slice(lo, hi)
             out.exclude[sl] = True
             if ev.learned and out.learn is not None:
+                # a day off is judged like a Sunday only where the series' past days off looked like one;
+                # a `compare` event (the Spring Festival) is the series' own last time either way
                 out.learn[sl] = True
                 if ev.behaviour == "exclude" and out.evidence is not None:
                     out.evidence[sl] = True

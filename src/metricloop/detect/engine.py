@@ -135,6 +135,9 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
     per_day = 1
     if times is not None and len(times) > 1:
         per_day = max(1, int(round(86400e9 / float(np.median(np.diff(times.as_unit("ns").asi8))))))
+    # a day off of hours is judged hour by hour, and only its busy hours tell the two slots apart:
+    # a quarter of its buckets stand for one day of evidence
+    day_weight = max(1, per_day // 4)
     fav = np.zeros(m)
     against = np.zeros(m)
     cal_days = np.zeros((T, m), np.int8) if learning_cal else None
@@ -332,7 +335,7 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
         cal_step = learning_cal and learn_t[t]
         if cal_step:
             ph_cal, ph_real = ph, phase_real[prof, t]
-            use_cal = (fav >= LEARN_DAYS * per_day) & (fav >= 2 * against)
+            use_cal = (fav >= LEARN_DAYS * day_weight) & (fav >= 2 * against)
             ph = np.where(use_cal, ph_cal, ph_real)
         s = S[rows, ph]
         lvl = L + p.phi * B if use_trend else L
@@ -358,8 +361,7 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
                 closer = np.abs(xt - p_cal) < np.abs(xt - p_real)
             fav += info & closer
             against += info & ~closer
-            ref_t = np.where(use_cal, ref_t, -1)  # same event last time: only where the calendar is used
-            cal_days[t] = np.where(use_cal, np.clip(np.round(fav / per_day), 1, 127), 0)
+            cal_days[t] = np.where(use_cal, np.clip(np.round(fav / day_weight), 1, 127), 0)
         if baseline is not None:
             baseline[t] = np.where(inited, pred, np.nan)
         if baseline is not None and (ref_t >= 0).any():
