@@ -44,7 +44,8 @@ def clean_sets(n: int, nab: Path | None) -> dict[str, tuple[np.ndarray, pd.Datet
         files.append(nab / "data" / "realAWSCloudwatch" / "ec2_cpu_utilization_c6585a.csv")
         for f in files:
             d = pd.read_csv(f)
-            sets[f"NAB {f.stem}"] = (d["value"].to_numpy(float)[None, :], pd.DatetimeIndex(pd.to_datetime(d["timestamp"])))
+            stamps = pd.DatetimeIndex(pd.to_datetime(d["timestamp"]))
+            sets[f"NAB {f.stem}"] = (d["value"].to_numpy(float)[None, :], stamps)
     return sets
 
 

@@ -111,3 +111,39 @@ def test_a_calendar_file_naming_dates_outside_the_series_warns_and_changes_nothi
     without = get_detector("auto").score(v, times, calendar=Calendar(china_holidays=False))
     assert any("fall outside the series" in w and "Double 11 2019" in w for w in with_file.warnings)
     np.testing.assert_array_equal(with_file.score, without.score)
+
+
+def test_scores_keep_their_order_up_to_the_largest_deviations():
+    from metricloop.detect.stats import score_log_tail, tail_score
+
+    rng = np.random.default_rng(8)
+    times = pd.date_range("2025-01-01", periods=200, freq="D")
+    v = 1000 * (1 + 0.03 * rng.standard_normal(200))
+    spikes = [120, 140, 160, 180]
+    for i, size in zip(spikes, (1.5, 3.0, 10.0, 100.0), strict=True):
+        v[i] *= size  # 17 sd, 67 sd, 300 sd, 3300 sd
+    sc = get_detector("auto").score(v, times).score[0, spikes]
+    assert (sc < 1.0).all() and (np.diff(sc) > 0).all()
+    ell = np.array([0.1, 2.0, 11.5, 30.0, 300.0, 745.0, 1e6, 1e300])
+    assert (np.diff(tail_score(ell)) > 0).all() and tail_score(ell)[-1] < 1.0
+    np.testing.assert_allclose(score_log_tail(tail_score(ell))[:6], ell[:6], rtol=1e-4)
+    np.testing.assert_allclose(tail_score(np.array([np.log(100.0)])), [0.99])  # exactly 1 − P up to P = 1e-5
+
+
+@pytest.mark.parametrize("kind", ["gauss", "counts"])
+def test_scores_on_clean_series_are_calibrated(kind):
+    rng = np.random.default_rng(9)
+    if kind == "gauss":
+        times = pd.date_range("2024-01-01", periods=730, freq="D")
+        week = 1 + 0.2 * (np.asarray(times.day_of_week) >= 5)
+        values = 1000 * week[None, :] * (1 + 0.05 * rng.standard_normal((60, len(times))))
+    else:
+        times = pd.date_range("2025-01-01", periods=24 * 90, freq="h")
+        shape = 1 + 0.8 * np.sin(2 * np.pi * np.asarray(times.hour) / 24)
+        values = rng.poisson(rng.uniform(5, 50, (40, 1)) * shape[None, :]).astype(float)
+    scores = get_detector("auto").score(values, times)
+    s = scores.score[~scores.learning]
+    # within a factor of 2 to 0.99; the goal (2 to 0.9999) is not met yet at 0.999 (bench/detect_calibration.py)
+    for level, factor in ((0.9, 2), (0.99, 2), (0.999, 3)):
+        share = float((s >= level).mean())
+        assert (1 - level) / factor <= share <= factor * (1 - level), (level, share)

@@ -84,24 +84,30 @@ def count_score(x: np.ndarray, mu: np.ndarray, var: np.ndarray) -> np.ndarray:
 # threshold on it reads as a false-alert rate), then compressed so that it never reaches 1 and keeps
 # the order of the largest deviations (1 − score ≥ e^−2·LINEAR_TO ≈ 1e-10, far above float spacing).
 LINEAR_TO = 11.5  # ℓ up to here: score = 1 − e^−ℓ (P down to 1e-5)
-MAX_LOG_TAIL = 745.0  # a count below 0 or a tail that underflows
+SQUEEZE = 18.0  # beyond it ℓ is squeezed into (LINEAR_TO, LINEAR_TO + SQUEEZE): 1 − score > 1e-13
+MAX_LOG_TAIL = 1e6  # a count below 0, a value infinitely far off
 
 
 def tail_score(ell: np.ndarray) -> np.ndarray:
-    """ℓ (−ln two-sided tail) → score in [0, 1): 1 − e^−ℓ, compressed beyond LINEAR_TO."""
-    ell = np.clip(np.nan_to_num(np.asarray(ell, dtype=float), nan=0.0), 0.0, MAX_LOG_TAIL)
+    """ℓ (−ln two-sided tail) → score in [0, 1): 1 − e^−ℓ up to LINEAR_TO, then
+    LINEAR_TO + SQUEEZE·(1 − 1/(1 + ln(1 + (ℓ − LINEAR_TO)/LINEAR_TO))): strictly increasing for any
+    finite ℓ, and distinct in floating point up to ℓ ≈ 1e300."""
+    ell = np.clip(np.nan_to_num(np.asarray(ell, dtype=float), nan=0.0, posinf=MAX_LOG_TAIL), 0.0, None)
     a = LINEAR_TO
-    squeezed = np.where(ell > a, a + a * -np.expm1(-(ell - a) / a), ell)
+    with np.errstate(invalid="ignore"):
+        slow = np.log1p(np.maximum(ell - a, 0.0) / a)
+        squeezed = np.where(ell > a, a + SQUEEZE * (1 - 1 / (1 + slow)), ell)
     return -np.expm1(-squeezed)
 
 
 def score_log_tail(score: np.ndarray) -> np.ndarray:
     """The inverse of `tail_score`: the ℓ a score stands for (inf for a score of 1)."""
     a = LINEAR_TO
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         sq = -np.log1p(-np.clip(np.asarray(score, dtype=float), 0.0, 1.0))
-        inner = np.clip(1 - (sq - a) / a, 0.0, 1.0)
-        return np.where(sq > a, a - a * np.log(inner), sq)
+        x = np.clip((sq - a) / SQUEEZE, 0.0, 1.0)
+        slow = 1 / (1 - x) - 1
+        return np.where(sq > a, a + a * np.expm1(slow), sq)
 
 
 def threshold_score(k: float) -> float:
