@@ -59,8 +59,9 @@ def cycle_params(step: float | None, warmup: int) -> dict[str, Any]:
     if not step:
         return {"max_period": 1024, "period_window": 2048, "period_hints": ()}
     per_day = 86400.0 / step
-    if per_day < 1:
-        return {"max_period": 0}  # weeks and months: no cycle search
+    if per_day <= 1:
+        # days (their day-of-week profile, shrunk to flat without a weekly rhythm), weeks, months: no search
+        return {"max_period": 0}
     hints = tuple(int(round(h)) for h in (per_day, 7 * per_day) if abs(h - round(h)) < 1e-6 and h >= 2)
     window = max(2 * warmup, int(round(28 * per_day)))
     return {"max_period": max(2, min(int(round(7 * per_day)), window // 2)), "period_window": window,

@@ -227,7 +227,7 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
         lo = max(0, t - p.period_window)
         win = y[idx, lo:t].copy()
         win[excluded[lo:t, idx].T | cal_ex[idx, lo:t]] = np.nan
-        found = detect_periods(win, p.max_period, p.period_hints)
+        found = detect_periods(win, p.max_period, p.period_hints, covered=tuple(k for k in known_periods if k > 1))
         # a cycle the grain's own profiles already hold (a day of hours, 12 hours within it) is theirs
         covered = np.array([any(k % f == 0 for k in known_periods) if f > 0 else True for f in found], bool)
         found = np.where(covered, 0, found)

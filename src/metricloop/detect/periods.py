@@ -56,7 +56,7 @@ def autocorrelation(win: np.ndarray, max_lag: int) -> np.ndarray:
 
 
 def detect_periods(win: np.ndarray, max_period: int | None = None, hints: tuple[int, ...] = (),
-                   min_period: int = 2) -> np.ndarray:
+                   min_period: int = 2, covered: tuple[int, ...] = ()) -> np.ndarray:
     """Per row of `win` (series × points), the period in points of its strongest significant
     cycle, 0 for none. Looks at periods from `min_period` to `max_period` (default: half the window)."""
     win = np.asarray(win, dtype=float)
@@ -85,6 +85,13 @@ def detect_periods(win: np.ndarray, max_period: int | None = None, hints: tuple[
     strength = np.where(ok, r, -np.inf)
     best = strength.argmax(axis=1)
     found = np.isfinite(strength[np.arange(len(rows)), best])
+    if covered:
+        # a strongest lag that divides a period the caller already models (a day
+        # of hours, a week) needs no closer look: its rows are left at 0, without a loop per series
+        known = np.array(sorted(set(covered)), dtype=np.int64)
+        b = np.maximum(best, 1)[:, None]
+        near = known[None, :] % b == 0
+        found &= ~near.any(axis=1)
     for i in np.flatnonzero(found):
         p = int(best[i])
         s = strength[i, p]
