@@ -29,7 +29,8 @@ def _params(items: list[str] | None) -> dict[str, Any]:
 def _calendar(holidays: bool, events: Path | None):
     from metricloop.detect.calendar import Calendar, read_events
 
-    return Calendar(read_events(events) if events else None, china_holidays=holidays)
+    # on: each series is judged by the holidays only where its own past holidays looked like days off
+    return Calendar(read_events(events) if events else None, china_holidays="learn" if holidays else False)
 
 
 def detect_command(

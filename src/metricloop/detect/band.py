@@ -11,7 +11,7 @@ from metricloop.detect.base import COUNT, GAUSS, Detector, DetectorConfig, Score
 from metricloop.detect.calendar import CalendarMasks
 from metricloop.detect.engine import FAM_COUNT, FAM_RATIO, TINY, EngineParams, run_engine
 from metricloop.detect.prepare import Batch, default_warmup
-from metricloop.detect.stats import score_points
+from metricloop.detect.stats import calibrate_log_tail, log_tail_points, tail_score
 
 Seasonality = Literal["auto", "none", "hour_of_day", "hour_by_daytype", "day_of_week", "hour_of_week"]
 
@@ -25,6 +25,10 @@ class BandConfig(DetectorConfig):
     )
     exclude_z: float = Field(3.5, gt=0, description="points beyond this many sd stay out of the baseline")
     multiplicative: Literal["auto", "yes", "no"] = "auto"
+    period: int | None = Field(
+        None, ge=2, description="a cycle of this many points, declared by a person (default: each series' own "
+        "cycles are found in its past)"
+    )
 
 
 def _huge_factor(values: np.ndarray) -> np.ndarray:
@@ -35,7 +39,36 @@ def _huge_factor(values: np.ndarray) -> np.ndarray:
         return np.where(mag > 1e100, 2.0 ** np.floor(np.log2(np.maximum(mag, 1.0))), 1.0)
 
 
-def engine_params(cfg: BandConfig, grain: str | None, warmup: int) -> EngineParams:
+def step_seconds(batch: Batch) -> float | None:
+    """The series' step in seconds: given on the batch (`step_seconds`), else the median spacing of
+    its times; None for a plain sequence of points."""
+    given = getattr(batch, "step_seconds", None)
+    if given:
+        return float(given)
+    if batch.times is not None and len(batch.times) > 1:
+        return float(np.median(np.diff(batch.times.as_unit("ns").asi8))) / 1e9
+    from metricloop.detect.prepare import GRAIN_SECONDS
+
+    return float(GRAIN_SECONDS[batch.grain]) if batch.grain in GRAIN_SECONDS else None
+
+
+def cycle_params(step: float | None, warmup: int) -> dict[str, Any]:
+    """Where to look for a series' own cycles, in points of its step: periods up to a week (a day
+    and a week are the hints detected periods snap to), in up to four weeks of history; a plain
+    sequence of unknown step looks at its last 2,048 points."""
+    if not step:
+        return {"max_period": 1024, "period_window": 2048, "period_hints": ()}
+    per_day = 86400.0 / step
+    if per_day <= 1:
+        # days (their day-of-week profile, shrunk to flat without a weekly rhythm), weeks, months: no search
+        return {"max_period": 0}
+    hints = tuple(int(round(h)) for h in (per_day, 7 * per_day) if abs(h - round(h)) < 1e-6 and h >= 2)
+    window = max(2 * warmup, int(round(28 * per_day)))
+    return {"max_period": max(2, min(int(round(7 * per_day)), window // 2)), "period_window": window,
+            "period_hints": hints}
+
+
+def engine_params(cfg: BandConfig, grain: str | None, warmup: int, step: float | None = None) -> EngineParams:
     week = {"hour": 24 * 7, "minute": 24 * 60 * 7}.get(grain or "", 7)
     # a day of hours moves less per point than a day: smooth hourly levels over more points
     alpha = cfg.smoothing if grain not in ("hour", "minute") else cfg.smoothing / 3
@@ -51,6 +84,8 @@ def engine_params(cfg: BandConfig, grain: str | None, warmup: int) -> EnginePara
         compare_halfwidth={"hour": 12, "minute": 12 * 60}.get(grain or "", 0),
         noise_power=0.75 if grain in ("hour", "minute") else 1.0,
         lumpy=grain in ("hour", "minute"),
+        **cycle_params(step, warmup),
+        period=cfg.period or 0,
     )
 
 
@@ -59,11 +94,23 @@ class EngineDetector(Detector):
 
     config: BandConfig
 
-    def warmup_points(self, grain: str | None) -> int:
-        return self.config.warmup or default_warmup(grain)
+    def warmup_points(self, grain: str | None, step: float | None = None) -> int:
+        if self.config.warmup:
+            return self.config.warmup
+        if grain is None and step and step < 3600:
+            # a sub-hourly step the grains do not name (5 minutes): two days of its points, so that
+            # the daily cycle is seen twice before the first judgement
+            return int(round(2 * 86400 / step))
+        return default_warmup(grain)
 
     def _score_block(self, batch: Batch, masks: CalendarMasks | None) -> Scores:
-        params = engine_params(self.config, batch.grain, self.warmup_points(batch.grain))
+        step = step_seconds(batch)
+        params = engine_params(self.config, batch.grain, self.warmup_points(batch.grain, step), step)
+        notes: list[str] = []
+        if params.period and params.period > batch.values.shape[1]:
+            notes.append(f"a period of {params.period} points is longer than the history "
+                         f"({batch.values.shape[1]} points): no cycle used")
+            params.period = 0
         # huge magnitudes would overflow variances: work in units of a power of two of the first
         # value (exact in floating point, and known at the first point, so still causal)
         factor = _huge_factor(batch.values)
@@ -99,14 +146,17 @@ class EngineDetector(Detector):
                 family = np.where(lumpy, COUNT, family).astype(np.int8)
                 out.scale = var
                 labels = [("lumps" if lp else lab) for lp, lab in zip(lumpy, labels, strict=True)]
-        score = score_points(batch.values, out.expected, out.scale, family, unit)
-        score[out.learning] = 0.0
+        ell = log_tail_points(batch.values, out.expected, out.scale, family, unit)
+        ell[out.learning] = 0.0
         n, T = batch.values.shape
         suppressed = np.zeros((n, T), bool)
         if masks is not None:
             suppressed[:] = masks.suppress
         if out.suppressed is not None:
             suppressed |= out.suppressed
+        # the score is the tail probability recalibrated on the series' own past (`calibrate_log_tail`)
+        ell = calibrate_log_tail(ell, ~out.learning & ~suppressed & np.isfinite(batch.values))
+        score = tail_score(ell)
         model = [f"{self.name}:{lab}:{p}" for lab, p in zip(labels, out.profile, strict=True)]
         return Scores(
             values=batch.values,
@@ -123,6 +173,8 @@ class EngineDetector(Detector):
             floor=np.where((family == COUNT) | (out.family == FAM_RATIO), 0.0, -np.inf),
             ceiling=out.ceiling,
             unit=unit,
+            calendar=out.calendar,
+            warnings=notes,
         )
 
 

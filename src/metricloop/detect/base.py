@@ -91,6 +91,7 @@ class Scores:
     floor: np.ndarray | None = None  # per series: bands never go below / above these (0 for counts and
     ceiling: np.ndarray | None = None  # rates, 100 % for a proportion in %)
     unit: np.ndarray | None = None  # series × time: a COUNT series counts lumps of this size (a sum like GMV), else 1
+    calendar: np.ndarray | None = None  # series × time: past days off a learned holiday pattern came from, 0 = unused
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -265,5 +266,6 @@ def _concat(parts: list[Scores]) -> Scores:
         floor=cat("floor"),
         ceiling=cat("ceiling"),
         unit=cat("unit"),
+        calendar=cat("calendar"),
         warnings=[w for p in parts for w in p.warnings],
     )

@@ -63,6 +63,10 @@ class Event(BaseModel):
     scope: dict[str, str] | None = Field(
         None, description="only slices that include these dimension values (or do not restrict them) are affected"
     )
+    learned: bool = Field(
+        False, description="applies to a series only once its own past shows it (public holidays that looked "
+        "like days off); False = declared by a person: applies to every series it scopes"
+    )
 
     def applies_to(self, slice_key: str) -> bool:
         """A scoped event (category=Dairy) touches that slice, its children and the totals above it,
@@ -92,19 +96,26 @@ class CalendarMasks:
     event: np.ndarray  # event name (object array, '' outside events)
     warnings: list[str] = field(default_factory=list)
     weekday_as: np.ndarray | None = None  # day-of-week profile slot per bucket, -1 = the real weekday
+    learn: np.ndarray | None = None  # buckets whose event applies only to series whose past shows it
+    # learned buckets that say whether a series follows the calendar: days off and make-up workdays
+    # judged normally (`exclude`), not the Spring Festival's weeks, which are compared with last year
+    evidence: np.ndarray | None = None
+
+    def learned_buckets(self) -> np.ndarray:
+        return self.learn if self.learn is not None else np.zeros(len(self.event), bool)
 
     def rows(self, lo: int, hi: int) -> CalendarMasks:
         """The masks for a block of series (per-series masks are 2-D, shared ones 1-D)."""
         if self.exclude.ndim == 1:
             return self
         return CalendarMasks(self.exclude[lo:hi], self.suppress[lo:hi], self.compare_ref[lo:hi], self.event,
-                             self.warnings, self.weekday_as)
+                             self.warnings, self.weekday_as, self.learn, self.evidence)
 
     @classmethod
     def empty(cls, n: int) -> CalendarMasks:
         return cls(
             np.zeros(n, bool), np.zeros(n, bool), np.full(n, -1, np.int64), np.full(n, "", dtype=object),
-            weekday_as=np.full(n, -1, np.int8),
+            weekday_as=np.full(n, -1, np.int8), learn=np.zeros(n, bool), evidence=np.zeros(n, bool),
         )
 
 
@@ -113,7 +124,7 @@ class Calendar:
         self,
         events: list[Event] | None = None,
         *,
-        china_holidays: bool = True,
+        china_holidays: bool | Literal["learn"] = "learn",
         holiday_behaviour: Behaviour | None = None,
         workday_behaviour: Behaviour = "exclude",
         holiday_padding: dict[str, tuple[int, int]] | None = None,
@@ -122,7 +133,13 @@ class Calendar:
         for b in (holiday_behaviour or "exclude", workday_behaviour):
             if b not in BEHAVIOURS:
                 raise MetricloopError(f"unknown calendar behaviour {b!r}; use one of {', '.join(BEHAVIOURS)}")
+        if china_holidays not in (True, False, "learn"):
+            raise MetricloopError(f"china_holidays must be true, false or 'learn', not {china_holidays!r}",
+                                  where="calendar.china_holidays")
         self.events = list(events or [])
+        # "learn" (default): a holiday or make-up workday changes how a series is judged only once
+        # that series' own past holidays looked like days off (see `engine.run_engine`); True: declared
+        # for every series; False: none
         self.china_holidays = china_holidays
         self.holiday_behaviour = holiday_behaviour
         self.workday_behaviour = workday_behaviour
@@ -168,6 +185,7 @@ class Calendar:
                         end=dt.datetime.combine(prev + dt.timedelta(days=1 + after), dt.time()),
                         behaviour=self.holiday_behaviour_for(run_name),
                         weekday_as=6 if self.offday_profile else None,
+                        learned=self.china_holidays == "learn",
                     )
                 )
 
@@ -195,6 +213,7 @@ class Calendar:
                             end=dt.datetime.combine(day + dt.timedelta(days=1), dt.time()),
                             behaviour=self.workday_behaviour,
                             weekday_as=0 if self.offday_profile else None,
+                            learned=self.china_holidays == "learn",
                         )
                     )
             day += dt.timedelta(days=1)
@@ -224,6 +243,12 @@ class Calendar:
         t0, t1 = times[0].to_pydatetime(), times[-1].to_pydatetime()
         # a year of look-back lets a 'compare' event find last year's occurrence
         events, warnings = self.all_events(t0 - dt.timedelta(days=400), t1)
+        away = self.outside(times)
+        if away:
+            first = away[0]
+            warnings = [*warnings, f"{len(away)} calendar event(s) fall outside the series ({t0:%Y-%m-%d %H:%M} – "
+                        f"{t1:%Y-%m-%d %H:%M}), e.g. {first.name!r} ({first.start:%Y-%m-%d} – {first.end:%Y-%m-%d}): "
+                        "they change nothing"]
         scoped = [e for e in events if e.scope]
         if scoped and slices:
             shared = self._masks(times, [e for e in events if not e.scope], events)
@@ -232,7 +257,7 @@ class Calendar:
                 groups.setdefault(tuple(e.applies_to(key) for e in scoped), []).append(i)
             m = len(slices)
             full = CalendarMasks(np.zeros((m, n), bool), np.zeros((m, n), bool), np.full((m, n), -1, np.int64),
-                                 shared.event, warnings, shared.weekday_as)
+                                 shared.event, warnings, shared.weekday_as, shared.learn, shared.evidence)
             for pattern, idx in groups.items():
                 mine = [e for e, on in zip(scoped, pattern, strict=True) if on]
                 g = self._masks(times, [e for e in events if not e.scope] + mine, events) if mine else shared
@@ -242,11 +267,19 @@ class Calendar:
         out.warnings = warnings
         return out
 
+    def outside(self, times: pd.DatetimeIndex) -> list[Event]:
+        """Custom events that touch no bucket of `times` (a calendar file naming other years)."""
+        if len(times) == 0:
+            return list(self.events)
+        t0, t1 = times[0].to_pydatetime(), times[-1].to_pydatetime()
+        return [e for e in self.events if e.end <= t0 or e.start > t1]
+
     def _masks(self, times: pd.DatetimeIndex, events: list[Event], everything: list[Event]) -> CalendarMasks:
         n = len(times)
         out = CalendarMasks.empty(n)
         events = sorted(events, key=lambda e: e.start)
         tv = times.as_unit("ns").asi8
+        declared = np.zeros(n, bool)
         by_key: dict[str, list[Event]] = {}
         for ev in sorted(everything, key=lambda e: e.start):
             by_key.setdefault(ev.key or ev.name, []).append(ev)
@@ -257,6 +290,14 @@ class Calendar:
                 continue
             sl = slice(lo, hi)
             out.exclude[sl] = True
+            if ev.learned and out.learn is not None:
+                # a day off is judged like a Sunday only where the series' past days off looked like one;
+                # a `compare` event (the Spring Festival) is the series' own last time either way
+                out.learn[sl] = True
+                if ev.behaviour == "exclude" and out.evidence is not None:
+                    out.evidence[sl] = True
+            else:
+                declared[sl] = True
             if ev.weekday_as is not None and out.weekday_as is not None:
                 wd = np.asarray(pd.DatetimeIndex(times[sl]).day_of_week)
                 # only days whose kind changes: a holiday Saturday is a Saturday anyway
@@ -285,6 +326,10 @@ class Calendar:
                 ref = np.where(found, idx, -1)
                 out.compare_ref[sl] = ref
                 out.suppress[sl] = out.suppress[sl] | (ref < 0)
+        if out.learn is not None:
+            out.learn &= ~declared  # a promotion a person declared applies whatever the past shows
+            if out.evidence is not None:
+                out.evidence &= out.learn & (out.compare_ref < 0) & ~out.suppress
         return out
 
 

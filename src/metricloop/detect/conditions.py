@@ -14,7 +14,7 @@ import pandas as pd
 from scipy import special
 
 from metricloop.detect.base import FIXED, DetectorConfig, Scores, map_blocks
-from metricloop.detect.stats import band, sensitivity_to_k
+from metricloop.detect.stats import band, score_log_tail, sensitivity_to_k, threshold_score
 
 
 def default_direction(good_direction: str | None) -> str:
@@ -47,8 +47,9 @@ def standardised(scores: Scores) -> np.ndarray | None:
     if (fam == FIXED).all():
         return None
     with np.errstate(invalid="ignore"):
-        z = np.sqrt(2.0) * special.erfinv(np.clip(scores.score, 0.0, 1.0 - 1e-16))
-        z = np.minimum(z, Z_CAP) * np.sign(scores.values - scores.expected)
+        ell = np.minimum(score_log_tail(scores.score), 700.0)
+        z = -special.ndtri_exp(-ell - np.log(2.0))  # the deviate with that two-sided tail
+        z = np.minimum(np.maximum(z, 0.0), Z_CAP) * np.sign(scores.values - scores.expected)
     z[~np.isfinite(scores.values) | ~np.isfinite(scores.expected)] = np.nan
     z[(fam == FIXED)] = np.nan
     return z
@@ -181,6 +182,12 @@ class Detection:
         return anomalies_frame(self, explain=explain, **labels)
 
 
+def _edge(limit: np.ndarray | None, like: np.ndarray, missing: float = np.inf) -> np.ndarray:
+    if limit is None:
+        return np.full(like.shape, missing)
+    return np.broadcast_to(np.asarray(limit, dtype=float)[:, None], like.shape)
+
+
 def apply_conditions(
     scores: Scores,
     config: DetectorConfig,
@@ -197,6 +204,15 @@ def apply_conditions(
         below = v < lower
         above[above] = ~np.isclose(v[above], upper[above], rtol=1e-9, atol=0.0)
         below[below] = ~np.isclose(v[below], lower[below], rtol=1e-9, atol=0.0)
+        scored = np.asarray(scores.family) != FIXED
+        if scored.any():
+            # a scored model alerts where its (calibrated) score passes the threshold of k; the band is
+            # the model's own ±k, and a value the metric cannot pass (a 100 % ceiling) never counts
+            beyond = scores.score >= threshold_score(k)
+            at_top = np.isclose(v, upper, rtol=1e-9, atol=0.0) & (upper >= _edge(scores.ceiling, v))
+            at_bottom = np.isclose(v, lower, rtol=1e-9, atol=0.0) & (lower <= _edge(scores.floor, v, -np.inf))
+            above = np.where(scored[:, None], beyond & (v > e) & ~at_top, above)
+            below = np.where(scored[:, None], beyond & (v < e) & ~at_bottom, below)
     longest = config.sustained if config.sustained is not None else default_sustained(scores.grain)
     min_duration = config.min_duration or default_min_duration(scores.grain)
     # the score-equivalent z (an erfinv over every point) serves the run test and the lone-point rule

@@ -172,6 +172,8 @@ def detect_csv(
                              scores.unit[:1, pos] if scores.unit is not None else None)[0]
     if scores.fixed_lower is not None:  # fixed-band detectors score the bucket, not the row
         row_score = scores.score[0, pos]
+    # a bucket of one row keeps the detector's own (calibrated) score
+    row_score = np.where(counts[pos] > 1, row_score, scores.score[0, pos])
     learning = scores.learning[0, pos]
     row_score = np.where(learning | ~np.isfinite(vals_ok), 0.0, row_score)
     with np.errstate(invalid="ignore"):

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from metricloop.detect.calendar import CalendarMasks
+from metricloop.detect.periods import detect_periods
 from metricloop.detect.prepare import PROFILES, Batch, candidate_profiles, phase_index
 from metricloop.detect.profiles import (  # noqa: F401 - FAM_* and TINY are part of this module's interface
     FAM_COUNT,
@@ -68,6 +69,12 @@ class EngineParams:
     noise_power: float = 1.0  # sd ∝ seasonal factor ** noise_power
     compare_halfwidth: int = 0  # buckets either side of last time's bucket that the event lift is averaged over
     lumpy: bool = False  # estimate a sum's lump size (its variance grows with its mean, like a count's)
+    # cycles found in each series' own past (`periods.detect_periods`), counted in points of the step:
+    # the longest looked for (0 = none), the history looked at, and periods to snap to (a day, a week)
+    max_period: int = 0
+    period_window: int = 0
+    period_hints: tuple[int, ...] = ()
+    period: int = 0  # a cycle declared by a person, in points (0 = none declared)
 
 
 @dataclass
@@ -81,6 +88,9 @@ class EngineOut:
     suppressed: np.ndarray | None = None  # days off of series whose profile has no weekday to judge them by
     ceiling: np.ndarray | None = None  # per series: the largest possible value (a proportion's scale), else inf
     lump: np.ndarray | None = None  # series × time: lump size of a sum (see `lump_size`) then, 0 = none
+    # series × time (int8): where a learned holiday pattern judged the point, from how many past days
+    # off it was learned; 0 = judged by the series' own weekly rhythm
+    calendar: np.ndarray | None = None
 
 
 def not_started(y: np.ndarray) -> np.ndarray:
@@ -100,7 +110,10 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
     cal_ex = np.broadcast_to(masks.exclude, (m, T))
     cmp_ref = np.broadcast_to(masks.compare_ref, (m, T))
     candidates = candidate_profiles(batch.grain) if p.seasonality == "auto" else [p.seasonality]
+    find_cycles = p.seasonality == "auto" and p.max_period >= 2 and not p.period
+    known_periods = {PROFILES[c] for c in candidates}
     phases = {c: phase_index(times, T, c) for c in candidates}
+    real_phases = dict(phases)  # each bucket's own weekday, whatever the calendar says
     if masks.weekday_as is not None and (masks.weekday_as >= 0).any() and times is not None:
         # days off use the weekend slot, make-up workdays a weekday slot
         wd_as = masks.weekday_as.astype(np.int64)
@@ -112,6 +125,22 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
             phases["hour_by_daytype"] = np.where(wd_as >= 0, (wd_as >= 5) * 24 + np.asarray(times.hour),
                                                  phases["hour_by_daytype"])
     phase_tab = np.vstack([phases[c] for c in candidates])  # (n_profiles, T)
+    phase_real = np.vstack([real_phases[c] for c in candidates])
+    # holidays and make-up workdays in "learn" mode: a series is judged by them only once its own
+    # past holidays looked like days off (closer to the slot the calendar gives than to their own
+    # weekday's, by more than one sd), in at least LEARN_DAYS days and twice as often as not
+    learn_t = masks.learned_buckets()
+    evid_t = masks.evidence if masks.evidence is not None else np.zeros(T, bool)
+    learning_cal = bool(learn_t.any())
+    per_day = 1
+    if times is not None and len(times) > 1:
+        per_day = max(1, int(round(86400e9 / float(np.median(np.diff(times.as_unit("ns").asi8))))))
+    # a day off of hours is judged hour by hour, and only its busy hours tell the two slots apart:
+    # a quarter of its buckets stand for one day of evidence
+    day_weight = max(1, per_day // 4)
+    fav = np.zeros(m)
+    against = np.zeros(m)
+    cal_days = np.zeros((T, m), np.int8) if learning_cal else None
     num, den = batch.numerator, batch.denominator
     kappa = _winsor_kappa(p.huber)
     kappa_out = _winsor_kappa(3.0)
@@ -150,6 +179,8 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
     # the unit factor of a ratio (100 for %): given, or read off the first bucket with a numerator
     ratio_sc = np.full(m, float(batch.ratio_scale) if batch.ratio_scale else np.nan)
     pmax = max(PROFILES[c] for c in candidates)
+    # which profiles each series may take: the grain's own, and the cycle found in its own past
+    allowed = np.ones((m, len(candidates)), bool)
     S = np.zeros((m, pmax))
     old_S = np.zeros((m, pmax))
     closed = np.zeros((m, pmax), bool)  # slots that were always 0 (shut hours): no updates from them
@@ -170,12 +201,65 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
     prev_sign = np.zeros(m)
     use_trend = p.beta > 0
 
+    def add_cycle(period: int) -> int:
+        """The index of profile cycle:`period`, added to the candidates on first sight."""
+        nonlocal phase_tab, phase_real, weekly, allowed, S, old_S, closed, pmax
+        name = f"cycle:{period}"
+        if name in candidates:
+            return candidates.index(name)
+        candidates.append(name)
+        phases[name] = phase_index(times, T, name)
+        phase_tab = np.vstack([phase_tab, phases[name][None, :]])
+        phase_real = np.vstack([phase_real, phases[name][None, :]])
+        weekly = np.append(weekly, False)
+        allowed = np.hstack([allowed, np.zeros((m, 1), bool)])
+        if period > pmax:
+            grow = ((0, 0), (0, period - pmax))
+            S = np.pad(S, grow, constant_values=0.0)
+            old_S = np.pad(old_S, grow, constant_values=0.0)
+            closed = np.pad(closed, grow, constant_values=False)
+            pmax = period
+        return len(candidates) - 1
+
+    def look_for_cycles(idx: np.ndarray, t: int) -> None:
+        """Cycles in the clean history of series `idx` before t: each series may then take the cycle
+        it shows (and keeps the one it follows)."""
+        lo = max(0, t - p.period_window)
+        win = y[idx, lo:t].copy()
+        win[excluded[lo:t, idx].T | cal_ex[idx, lo:t]] = np.nan
+        found = detect_periods(win, p.max_period, p.period_hints, covered=tuple(k for k in known_periods if k > 1))
+        # a cycle the grain's own profiles already hold (a day of hours, 12 hours within it) is theirs
+        covered = np.array([any(k % f == 0 for k in known_periods) if f > 0 else True for f in found], bool)
+        found = np.where(covered, 0, found)
+        cyc = np.array([c.startswith("cycle:") for c in candidates])
+        cur = prof[idx]
+        keep = np.zeros((len(idx), len(candidates)), bool)
+        keep[np.arange(len(idx)), cur] = True
+        allowed[idx] = np.where(cyc[None, :], keep, allowed[idx])
+        for period in np.unique(found[found > 0]):
+            j = add_cycle(int(period))
+            allowed[idx[found == period], j] = True
+
+    def window_start(idx: np.ndarray, t: int) -> int:
+        """History a profile is fitted on: two warm-ups, or three of the longest cycle allowed."""
+        need = 2 * p.warmup
+        cyc = [PROFILES[c] for j, c in enumerate(candidates) if c.startswith("cycle:") and allowed[idx, j].any()]
+        if cyc:
+            need = max(need, min(3 * max(cyc), max(p.period_window, need)))
+        return max(0, t - need)
+
+    if p.period >= 2 and p.seasonality in ("auto", "none"):
+        declared = add_cycle(int(p.period))  # (it grows `allowed`: add first, then index)
+        allowed[:, declared] = True  # declared: every series may take it
+
     for t in range(T):
         # ---- initialise series whose warm-up just completed (uses data before t only)
         ready = ~inited & (n_obs >= p.warmup)
         if ready.any():
             idx = np.flatnonzero(ready)
-            lo = max(0, t - 2 * p.warmup)
+            if find_cycles:
+                look_for_cycles(idx, t)
+            lo = window_start(idx, t)
             win = y[idx, lo:t].copy()
             win[cal_ex[idx, lo:t]] = np.nan
             wnum = num[idx, lo:t] if num is not None else None
@@ -192,7 +276,8 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
             else:
                 mu = np.full(len(idx), p.multiplicative == "yes")
             ph_win = {c: phases[c][lo:t] for c in candidates}
-            choice, season, lvl, sig, shut_win = init_state(win, ph_win, candidates, mu, f != FAM_GAUSS)
+            choice, season, lvl, sig, shut_win = init_state(win, ph_win, candidates, mu, f != FAM_GAUSS,
+                                                            allowed=allowed[idx])
             fam[idx], mult[idx], prof[idx] = f, mu, choice
             weigh[idx] = np.where(mu, np.where(f == FAM_COUNT, 1.0, 2 - 2 * p.noise_power), 0.0)
             S[idx] = season
@@ -207,17 +292,21 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
             V[idx] = np.maximum(p.init_inflation * sig**2 - noise, 0.0)
             inited[idx] = True
             since[idx] = 0
-        elif len(candidates) > 1 and t % p.reselect_every == 0:
+        elif (len(candidates) > 1 or find_cycles) and t % p.reselect_every == 0:
             # ---- look at the profile again on recent clean history: a weekly pattern hidden in the
-            # warm-up (a festival, a new store) is picked up later, causally
+            # warm-up (a festival, a new store), or a cycle that needed more history to show, is
+            # picked up later, causally
             idx = np.flatnonzero(inited & (since >= p.reselect_every))
-            if len(idx):
-                lo = max(0, t - 2 * p.warmup)
+            if len(idx) and find_cycles:
+                look_for_cycles(idx, t)
+            if len(idx) and len(candidates) > 1:
+                lo = window_start(idx, t)
                 win = y[idx, lo:t].copy()
                 win[excluded[lo:t, idx].T] = np.nan
                 ph_win = {c: phases[c][lo:t] for c in candidates}
                 choice, season, lvl, sig, shut_win = init_state(win, ph_win, candidates, mult[idx],
-                                                            fam[idx] != FAM_GAUSS, current=prof[idx])
+                                                            fam[idx] != FAM_GAUSS, current=prof[idx],
+                                                            allowed=allowed[idx])
                 enough = np.isfinite(win).sum(axis=1) >= p.warmup // 2
                 moved = (choice != prof[idx]) & enough & np.isfinite(lvl) & ~exT[t, idx]
                 if p.lumpy:
@@ -243,6 +332,11 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
                 sc = x * den[:, t] / num[:, t]
             ratio_sc = np.where(np.isnan(ratio_sc) & np.isfinite(sc) & (sc > 0), sc, ratio_sc)
         ph = phase_tab[prof, t]
+        cal_step = learning_cal and learn_t[t]
+        if cal_step:
+            ph_cal, ph_real = ph, phase_real[prof, t]
+            use_cal = (fav >= LEARN_DAYS * day_weight) & (fav >= 2 * against)
+            ph = np.where(use_cal, ph_cal, ph_real)
         s = S[rows, ph]
         lvl = L + p.phi * B if use_trend else L
         pred = _expect(lvl, s, mult, fam)
@@ -257,6 +351,17 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
         sd = np.sqrt(V * sfac * sfac + noise)
         sd = np.maximum(sd, np.maximum(p.rel_floor * np.abs(pred), 1e-9))
         ref_t = refT[t]
+        if cal_step:
+            with np.errstate(invalid="ignore"):
+                p_cal = _expect(lvl, S[rows, ph_cal], mult, fam)
+                p_real = _expect(lvl, S[rows, ph_real], mult, fam)
+                xt = yT[t]
+                info = (evid_t[t] & (ph_cal != ph_real) & inited & np.isfinite(xt) & ~shut
+                        & (np.abs(p_cal - p_real) > sd))
+                closer = np.abs(xt - p_cal) < np.abs(xt - p_real)
+            fav += info & closer
+            against += info & ~closer
+            cal_days[t] = np.where(use_cal, np.clip(np.round(fav / day_weight), 1, 127), 0)
         if baseline is not None:
             baseline[t] = np.where(inited, pred, np.nan)
         if baseline is not None and (ref_t >= 0).any():
@@ -316,7 +421,7 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
         if lump_t is not None:
             lump_t[t] = lump
         if wd_as[t] >= 0:
-            offday_sup[t] |= ~weekly[prof]
+            offday_sup[t] |= ~weekly[prof] & (use_cal if cal_step else True)
 
         valid = np.isfinite(x)
         ex_t = exT[t]
@@ -393,7 +498,8 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
 
     ceiling = np.where(fam == FAM_RATIO, np.where(np.isnan(ratio_sc), 1.0, ratio_sc), np.inf)
     return EngineOut(back(expected), back(scale), fam, back(learning), back(excluded), [candidates[i] for i in prof],
-                     back(offday_sup), ceiling, back(lump_t) if lump_t is not None else None)
+                     back(offday_sup), ceiling, back(lump_t) if lump_t is not None else None,
+                     back(cal_days) if cal_days is not None else None)
 
 
 def _expect(level: np.ndarray, s: np.ndarray, mult: np.ndarray, fam: np.ndarray) -> np.ndarray:
@@ -402,6 +508,7 @@ def _expect(level: np.ndarray, s: np.ndarray, mult: np.ndarray, fam: np.ndarray)
     return np.where(fam == FAM_GAUSS, pred, np.maximum(pred, 0.0))
 
 
+LEARN_DAYS = 2  # past days off (or make-up workdays) that must have looked like one before the calendar is used
 RECALL_FOR = 8  # a level from before a new normal is remembered for this many adapt_after spans
 LIFT_PRIOR_SD = 0.3  # how far event lifts usually are from 1 (a +30 % promotion day is ordinary)
 

@@ -74,11 +74,14 @@ def sentence(
     run: int = 0,
     grain: str | None = None,
     by_run: bool | None = None,
+    calendar_days: int = 0,
 ) -> str:
     """One readable sentence, e.g. '华东区 GMV 121万，比预期 176万 低 31%（正常区间 158万–193万）'.
 
     `run` ≥ 2: the point was flagged by the sustained test as the last of that many points off on
-    the same side; when it lies inside the range on its own, the sentence says why it still alerts."""
+    the same side; when it lies inside the range on its own, the sentence says why it still alerts.
+    `calendar_days` > 0: the point was judged by the holiday pattern the series' own past showed, on
+    that many past days off (or make-up workdays)."""
     f = lambda v: format_number(v, lang, unit)  # noqa: E731
     with np.errstate(invalid="ignore", divide="ignore"):
         pct = (actual - expected) / abs(expected) if expected not in (0, None) else float("nan")
@@ -100,6 +103,8 @@ def sentence(
         if within:
             step = {"day": "天", "hour": "小时"}.get(grain or "", "个点")
             band += f"，连续第 {run} {step}{word}于预期，累计已超出正常波动"
+        if calendar_days > 0:
+            band += f"；按节假日模式（从过去 {calendar_days} 个假日学得）"
         return f"{who} {f(actual)}，比预期 {f(expected)} {diff}{band}"
     who = f"{title} for {slice_label}" if slice_label else title
     word = "above" if actual >= expected else "below"
@@ -113,6 +118,8 @@ def sentence(
     if within:
         step = {"day": "day", "hour": "hour"}.get(grain or "", "point")
         band += (f"; the {_ordinal(run)} {step} in a row {word} expected, together beyond normal variation")
+    if calendar_days > 0:
+        band += f"; holiday pattern, learned from {calendar_days} past holiday{'s' if calendar_days != 1 else ''}"
     return f"{who} was {f(actual)}, {diff} the expected {f(expected)}{band}"
 
 
@@ -185,7 +192,8 @@ def anomalies_frame(
             pos = len(records)  # this point's place in rows_i / cols_t
             common = dict(actual=rec["actual"], expected=rec["expected"], lower=float(usual_lo[pos]),
                           upper=float(usual_hi[pos]), unit=unit, run=run, grain=scores.grain,
-                          by_run=run >= 2 and rec["lower"] <= rec["actual"] <= rec["upper"])
+                          by_run=run >= 2 and rec["lower"] <= rec["actual"] <= rec["upper"],
+                          calendar_days=int(scores.calendar[i, t]) if scores.calendar is not None else 0)
             zh_label = (slice_labels_zh or {}).get(name, slice_label)
             rec["explanation_zh"] = sentence(lang="zh", title=title_zh or metric, slice_label=zh_label, **common)
             rec["explanation_en"] = sentence(lang="en", title=title_en or metric, slice_label=slice_label, **common)

@@ -15,7 +15,17 @@ GRAIN_SECONDS = {"minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400, "m
 # seasonal profiles a series can follow, with their period in buckets
 # hour_by_daytype: one hour-of-day shape for workdays and one for days off (weekends and public
 # holidays; make-up workdays count as workdays): people shop later on a day off, a shop opens later
-PROFILES = {"none": 1, "hour_of_day": 24, "hour_by_daytype": 48, "day_of_week": 7, "hour_of_week": 168}
+class _Profiles(dict):
+    """Profile name → period in buckets; ``cycle:N`` is a cycle of N points found in the series' own
+    past (`metricloop.detect.periods`), whatever the step."""
+
+    def __missing__(self, key: str) -> int:
+        if isinstance(key, str) and key.startswith("cycle:"):
+            return int(key[6:])
+        raise KeyError(key)
+
+
+PROFILES = _Profiles({"none": 1, "hour_of_day": 24, "hour_by_daytype": 48, "day_of_week": 7, "hour_of_week": 168})
 
 
 @dataclass
@@ -100,6 +110,11 @@ def phase_index(times: pd.DatetimeIndex | None, n_points: int, profile: str) -> 
         return np.zeros(n_points, dtype=np.int64)
     if times is None:
         return np.arange(n_points, dtype=np.int64) % period
+    if profile.startswith("cycle:"):
+        # counted in steps from the epoch: the same point keeps its slot whatever the batch's start
+        tv = times.as_unit("ns").asi8
+        step = int(np.median(np.diff(tv))) if len(tv) > 1 else 1
+        return (np.round(tv / max(step, 1)).astype(np.int64)) % period
     if profile == "day_of_week":
         return np.asarray(times.day_of_week, dtype=np.int64)
     if profile == "hour_of_day":
@@ -118,7 +133,7 @@ def candidate_profiles(grain: str | None) -> list[str]:
     if grain in ("hour", "minute"):
         return ["none", "hour_by_daytype", "hour_of_day", "hour_of_week"]
     if grain is None:
-        return ["none", "day_of_week"]  # unknown spacing: a period of 7 points is the common case
+        return ["none"]  # unknown spacing: cycles are found in the series' own past (`periods`)
     return ["none"]
 
 

@@ -78,6 +78,41 @@ def _choose_family(win: np.ndarray, num: np.ndarray | None, den: np.ndarray | No
     return fam
 
 
+SLOT_LOOP_MAX = 48  # profiles with more slots than this take their slot medians in one sort
+
+
+def slot_medians(r: np.ndarray, ph: np.ndarray, period: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per series and slot, the median and the mean of r (NaN ignored; NaN for a slot never seen):
+    (m, H) → two (m, period). Long cycles (288 slots of 5 minutes) are laid out as
+    (m, period, visits) and sorted once instead of one median per slot."""
+    m = r.shape[0]
+    med = np.full((m, period), np.nan)
+    mean = np.full((m, period), np.nan)
+    if period <= SLOT_LOOP_MAX:
+        for k in range(period):
+            cols = ph == k
+            if cols.any():
+                med[:, k] = _nanmedian(r[:, cols])
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    mean[:, k] = np.nanmean(r[:, cols], axis=1)
+        return med, mean
+    ph = np.asarray(ph, dtype=np.int64)
+    order = np.argsort(ph, kind="stable")
+    counts = np.bincount(ph, minlength=period)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank = np.empty(len(ph), np.int64)
+    rank[order] = np.arange(len(ph)) - starts[ph[order]]
+    cube = np.full((m, period, max(int(counts.max()), 1)), np.nan)
+    cube[:, ph, rank] = r
+    flat = cube.reshape(m * period, -1)
+    med = _nanquantile_rows(flat, 0.5).reshape(m, period)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(cube, axis=2)
+    return med, mean
+
+
 def _centred(prof: np.ndarray, mult: np.ndarray) -> np.ndarray:
     """A profile (m, period) rescaled to mean 1 (multiplicative rows) or shifted to mean 0 (additive)."""
     centre = prof.mean(axis=1)
@@ -94,17 +129,13 @@ def _profile_fit(r: np.ndarray, ph: np.ndarray, period: int, mult: np.ndarray,
     m = r.shape[0]
     neutral = np.where(mult, 1.0, 0.0)
     prof = np.full((m, period), np.nan)
-    for k in range(period):
-        cols = ph == k
-        if cols.any():
-            prof[:, k] = _nanmedian(r[:, cols])
-            # a quiet slot of a sum or a count is mostly 0 (one basket at 3 am every few nights):
-            # its median says "nothing ever happens", its mean says how much does
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                mean = np.nanmean(r[:, cols], axis=1)
-            sparse = mult & (prof[:, k] < 0.5 * mean)
-            prof[:, k] = np.where(sparse, mean, prof[:, k])
+    if period >= 1:
+        med, mean = slot_medians(r, ph, period)
+        # a quiet slot of a sum or a count is mostly 0 (one basket at 3 am every few nights):
+        # its median says "nothing ever happens", its mean says how much does
+        with np.errstate(invalid="ignore"):
+            sparse = mult[:, None] & (med < 0.5 * mean)
+        prof = np.where(sparse, mean, med)
     if seen is not None:
         seen[:] = np.isfinite(prof)
     if period == 168:
@@ -141,12 +172,7 @@ def _shrink(prof: np.ndarray, r: np.ndarray, ph: np.ndarray, mult: np.ndarray) -
     # of 2 orders is not as noisy, in orders, as noon's 80, and judging it by noon's scatter pulled
     # nights towards the daily mean (an hourly count expecting 10 orders at 3 am where 2 are usual)
     series2 = _nanmedian(np.abs(resid)) ** 2
-    own2 = np.zeros((m, period))
-    absr = np.abs(resid)
-    for j in range(period):
-        cols = ph == j
-        if cols.any():
-            own2[:, j] = np.nan_to_num(_nanmedian(absr[:, cols]), nan=0.0) ** 2
+    own2 = np.nan_to_num(slot_medians(np.abs(resid), ph, period)[0], nan=0.0) ** 2
     sigma2 = 1.4826**2 * (n * own2 + PRIOR_POINTS * series2[:, None]) / (n + PRIOR_POINTS)
     noise = (np.pi / 2) * sigma2 / np.maximum(n, 1)  # variance of a slot's median
     between = np.maximum(np.mean(dev * dev, axis=1) - np.mean(noise, axis=1), 0.0)
@@ -161,10 +187,13 @@ def _relative(y: np.ndarray, mult: np.ndarray) -> np.ndarray:
 
 
 def init_state(win: np.ndarray, phases: dict[str, np.ndarray], candidates: list[str], mult: np.ndarray,
-               mean_level: np.ndarray | None = None, current: np.ndarray | None = None):
+               mean_level: np.ndarray | None = None, current: np.ndarray | None = None,
+               allowed: np.ndarray | None = None):
     """Robust start from a warm-up window (m, H): profile choice, profile, level, scale.
 
-    `mean_level` marks counts and ratios: their level is a mean (the median of a sparse count is 0)."""
+    `mean_level` marks counts and ratios: their level is a mean (the median of a sparse count is 0).
+    `allowed` (m, n_candidates) says which profiles each series may take (a cycle only where its
+    own past shows it)."""
     m, h = win.shape
     choice = np.zeros(m, np.int64)  # index into candidates
     if len(candidates) > 1 and h >= 8:
@@ -174,7 +203,10 @@ def init_state(win: np.ndarray, phases: dict[str, np.ndarray], candidates: list[
         half = int(seen_cols[len(seen_cols) // 2]) if len(seen_cols) >= 8 else h // 2
         r1, r2 = _relative(win[:, :half], mult), _relative(win[:, half:], mult)
         errs = []
-        for name in candidates:
+        for j, name in enumerate(candidates):
+            if allowed is not None and not allowed[:, j].any():
+                errs.append(np.full(m, np.inf))  # a cycle none of these series shows
+                continue
             ph = phases[name]
             prof = _profile_fit(r1, ph[:half], PROFILES[name], mult)
             pred = prof[:, ph[half:]]
@@ -192,6 +224,8 @@ def init_state(win: np.ndarray, phases: dict[str, np.ndarray], candidates: list[
                 cap = _nanquantile_rows(err, 0.9)
                 errs.append(np.nanmean(np.minimum(err, cap[:, None]), axis=1))
         errs_a = np.nan_to_num(np.vstack(errs), nan=np.inf)
+        if allowed is not None:
+            errs_a = np.where(allowed.T, errs_a, np.inf)
         if current is not None:
             choice = current.copy()  # hysteresis: a series keeps its profile unless another is clearly better
             best = errs_a.argmin(axis=0)
@@ -204,7 +238,7 @@ def init_state(win: np.ndarray, phases: dict[str, np.ndarray], candidates: list[
             # business series nearly always have a weekly or daily rhythm: the first profile only has
             # to predict no worse than none; a richer one must beat it clearly (10 %)
             for j in range(1, len(candidates)):
-                margin = 1.0 if j == 1 else 0.9
+                margin = 1.0 if j == 1 and not candidates[j].startswith("cycle:") else 0.9
                 better = errs_a[j] < margin * errs_a[choice, np.arange(m)]
                 choice = np.where(better, j, choice)
     pmax = max(PROFILES[c] for c in candidates)

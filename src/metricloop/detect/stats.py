@@ -31,7 +31,7 @@ def sensitivity_to_k(sensitivity: float, grain: str | None = None) -> float:
 
 def k_to_score(k: float) -> float:
     """The score a point exactly k standard deviations away gets (the alert cut-off)."""
-    return float(special.erf(k / np.sqrt(2.0)))
+    return threshold_score(k)
 
 
 def gauss_score(x: np.ndarray, mu: np.ndarray, sd: np.ndarray) -> np.ndarray:
@@ -77,22 +77,122 @@ def count_score(x: np.ndarray, mu: np.ndarray, var: np.ndarray) -> np.ndarray:
     return out
 
 
-def score_points(values: np.ndarray, expected: np.ndarray, scale: np.ndarray, family: np.ndarray,
-                 unit: np.ndarray | None = None) -> np.ndarray:
-    """Score per point; `unit` (series × time) is the lump size of a COUNT series that is a sum (GMV
-    counted in baskets of about that size): it is scored as value/unit lumps."""
+# ---------------------------------------------------------------------------- calibrated score
+#
+# A point's evidence is its log tail probability ℓ = −ln P(noise at least this far off, either side)
+# under the model. `score` is a monotone transform of ℓ: exactly 1 − P while P ≥ e^−LINEAR_TO (where a
+# threshold on it reads as a false-alert rate), then compressed so that it never reaches 1 and keeps
+# the order of the largest deviations (1 − score ≥ e^−2·LINEAR_TO ≈ 1e-10, far above float spacing).
+LINEAR_TO = 11.5  # ℓ up to here: score = 1 − e^−ℓ (P down to 1e-5)
+SQUEEZE = 18.0  # beyond it ℓ is squeezed into (LINEAR_TO, LINEAR_TO + SQUEEZE): 1 − score > 1e-13
+MAX_LOG_TAIL = 1e6  # a count below 0, a value infinitely far off
+
+
+def tail_score(ell: np.ndarray) -> np.ndarray:
+    """ℓ (−ln two-sided tail) → score in [0, 1): 1 − e^−ℓ up to LINEAR_TO, then
+    LINEAR_TO + SQUEEZE·(1 − 1/(1 + ln(1 + (ℓ − LINEAR_TO)/LINEAR_TO))): strictly increasing for any
+    finite ℓ, and distinct in floating point up to ℓ ≈ 1e300."""
+    ell = np.clip(np.nan_to_num(np.asarray(ell, dtype=float), nan=0.0, posinf=MAX_LOG_TAIL), 0.0, None)
+    a = LINEAR_TO
+    with np.errstate(invalid="ignore"):
+        slow = np.log1p(np.maximum(ell - a, 0.0) / a)
+        squeezed = np.where(ell > a, a + SQUEEZE * (1 - 1 / (1 + slow)), ell)
+    return -np.expm1(-squeezed)
+
+
+def score_log_tail(score: np.ndarray) -> np.ndarray:
+    """The inverse of `tail_score`: the ℓ a score stands for (inf for a score of 1)."""
+    a = LINEAR_TO
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        sq = -np.log1p(-np.clip(np.asarray(score, dtype=float), 0.0, 1.0))
+        x = np.clip((sq - a) / SQUEEZE, 0.0, 1.0)
+        slow = 1 / (1 - x) - 1
+        return np.where(sq > a, a + a * np.expm1(slow), sq)
+
+
+def threshold_score(k: float) -> float:
+    """The score of a point exactly k normal sd off: the alert threshold of half-width k."""
+    return float(tail_score(np.array(-(np.log(2.0) + special.log_ndtr(-abs(k))))))
+
+
+def gauss_log_tail(x: np.ndarray, mu: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = np.abs(np.subtract(x, mu)) / sd
+        ell = -(np.log(2.0) + special.log_ndtr(-z))
+    return np.where(np.isfinite(ell), np.maximum(ell, 0.0), np.where(np.isnan(z), 0.0, MAX_LOG_TAIL))
+
+
+def count_log_tail(x: np.ndarray, mu: np.ndarray, var: np.ndarray) -> np.ndarray:
+    out = np.zeros(np.shape(x), dtype=float)
+    ok = np.isfinite(x) & np.isfinite(mu) & np.isfinite(var)
+    if not ok.any():
+        return out
+    xr = np.round(np.maximum(x[ok], 0))
+    n, p = _nb_params(mu[ok], var[ok])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lt = np.minimum(stats.nbinom.logcdf(xr, n, p), stats.nbinom.logsf(xr - 1, n, p))
+        ell = -np.minimum(0.0, np.log(2.0) + lt)
+    ell = np.where(np.isfinite(ell), ell, MAX_LOG_TAIL)
+    out[ok] = np.where(x[ok] < 0, MAX_LOG_TAIL, ell)  # a count below zero is impossible for the model
+    return out
+
+
+def log_tail_points(values: np.ndarray, expected: np.ndarray, scale: np.ndarray, family: np.ndarray,
+                    unit: np.ndarray | None = None) -> np.ndarray:
+    """ℓ per point (0 where the value or the model is missing); `unit` as in `score_points`."""
     fam = np.asarray(family)
     g = fam == GAUSS
-    if g.all():  # the common case: no per-series masking (each mask copies the whole block)
-        return np.clip(gauss_score(values, expected, scale), 0.0, 1.0)
-    score = np.zeros_like(values, dtype=float)
+    if g.all():
+        return gauss_log_tail(values, expected, scale)
+    ell = np.zeros_like(values, dtype=float)
     if g.any():
-        score[g] = gauss_score(values[g], expected[g], scale[g])
+        ell[g] = gauss_log_tail(values[g], expected[g], scale[g])
     c = fam == COUNT
     if c.any():
         u = np.ones((c.sum(), 1)) if unit is None else np.asarray(unit, dtype=float)[c]
-        score[c] = count_score(values[c] / u, expected[c] / u, scale[c] / (u * u))
-    return np.clip(score, 0.0, 1.0)
+        ell[c] = count_log_tail(values[c] / u, expected[c] / u, scale[c] / (u * u))
+    return ell
+
+
+def score_points(values: np.ndarray, expected: np.ndarray, scale: np.ndarray, family: np.ndarray,
+                 unit: np.ndarray | None = None) -> np.ndarray:
+    """Score per point (`tail_score` of the model's log tail); `unit` (series × time) is the lump size
+    of a COUNT series that is a sum (GMV counted in baskets of about that size): it is scored as
+    value/unit lumps."""
+    return tail_score(log_tail_points(values, expected, scale, family, unit))
+
+
+CAL_U = float(np.log(10.0))  # calibration: exceedances of a tail of 10 %
+CAL_PRIOR_POINTS = 1000.0  # the prior (a calibrated model) is worth this many points …
+CAL_PRIOR_EXCESS = 100.0  # … and this many exceedances
+CAL_CLIP = 8.0  # one exceedance teaches the tail at most this much (an anomaly is not the noise's tail)
+
+
+def calibrate_log_tail(ell: np.ndarray, usable: np.ndarray) -> np.ndarray:
+    """The model's ℓ recalibrated on the series' own past (causal: each point from the points before
+    it). Under a calibrated model ℓ is exponential with mean 1: a tail of 10 % is passed by 10 % of
+    points, and beyond it ℓ − ln 10 is again exponential with mean 1. A series whose noise is heavier
+    (or lighter) than its model shows it in how often and how far its points pass that tail: the
+    fraction q and the mean excess β are learnt (shrunk to 0.1 and 1 by a prior) and ℓ is mapped to
+    ln(1/q)·ℓ/ln 10 below it and ln(1/q) + (ℓ − ln 10)/β beyond. Monotone in ℓ at every point."""
+    use = usable & np.isfinite(ell)
+    exc = use & (ell > CAL_U)
+
+    def before(a: np.ndarray) -> np.ndarray:
+        c = np.cumsum(a, axis=-1, dtype=float)
+        out = np.zeros_like(c)
+        out[..., 1:] = c[..., :-1]
+        return out
+
+    n = before(use)
+    ne = before(exc)
+    se = before(np.where(exc, np.minimum(ell - CAL_U, CAL_CLIP), 0.0))
+    q = (ne + 0.1 * CAL_PRIOR_POINTS) / (n + CAL_PRIOR_POINTS)
+    beta = (se + CAL_PRIOR_EXCESS) / (ne + CAL_PRIOR_EXCESS)
+    lq = -np.log(q)
+    with np.errstate(invalid="ignore"):
+        out = np.where(ell <= CAL_U, ell * lq / CAL_U, lq + (ell - CAL_U) / beta)
+    return np.where(np.isfinite(ell), out, ell)
 
 
 def band(scores: Scores, k: float) -> tuple[np.ndarray, np.ndarray]:
@@ -127,11 +227,20 @@ def count_interval(mu: np.ndarray, var: np.ndarray, k: float) -> tuple[np.ndarra
     ok = np.isfinite(mu) & np.isfinite(var)
     lo = np.full(np.shape(mu), np.nan)
     hi = np.full(np.shape(mu), np.nan)
+    # a count of millions is as good as normal, and the exact quantile search there takes seconds a point
+    big = ok & (np.nan_to_num(mu) > BIG_COUNT)
+    ok &= ~big
     if ok.any():
         n, p = _nb_params(mu[ok], var[ok])
         lo[ok] = stats.nbinom.ppf(tail, n, p)
         hi[ok] = stats.nbinom.ppf(1 - tail, n, p)
+    if big.any():
+        sd = np.sqrt(np.clip(var[big], mu[big], mu[big] + mu[big] ** 2 / NB_MIN_SIZE))
+        lo[big], hi[big] = np.floor(mu[big] - k * sd), np.ceil(mu[big] + k * sd)
     return lo, hi
+
+
+BIG_COUNT = 1e5
 
 
 def clamp(lower: np.ndarray, upper: np.ndarray, floor: np.ndarray | None,

@@ -73,7 +73,9 @@ class ImpactThresholds(Spec):
 
 
 class CalendarRef(Spec):
-    china_holidays: bool = Field(True, description="Chinese public holidays and make-up workdays")
+    china_holidays: bool | Literal["learn"] = Field(
+        "learn", description="Chinese public holidays and make-up workdays: 'learn' = for each series whose own "
+        "past holidays looked like days off; true = declared for every series; false = none")
     events: list[str] = Field(default_factory=list, description="CSV files of events (e.g. data/promotions.csv)")
     behaviour: Literal["exclude", "suppress", "compare"] = "compare"
 

@@ -1,0 +1,149 @@
+"""Cycles found in a series' own past; holidays applied only where a series' past shows them."""
+
+import datetime as dt
+
+import chinese_calendar
+import numpy as np
+import pandas as pd
+import pytest
+
+from metricloop.detect import Calendar, Event, get_detector
+from metricloop.detect.periods import detect_periods
+
+
+def test_periods_are_found_not_assumed():
+    rng = np.random.default_rng(1)
+    t = np.arange(700)
+    ar = np.zeros(700)
+    for i in range(1, 700):
+        ar[i] = 0.9 * ar[i - 1] + rng.normal()
+    rows = np.array([
+        np.sin(2 * np.pi * t / 288) + 0.2 * rng.normal(size=700),  # a day of 5-minute points
+        (t % 288 > 108) * 48.0 + 20.0,  # a square wave, no noise
+        np.sin(2 * np.pi * t / 7) + 0.5 * rng.normal(size=700),  # a week of days
+        rng.normal(size=700),  # noise
+        np.cumsum(rng.normal(size=700)),  # a random walk
+        ar,  # red noise
+        np.ones(700),  # constant
+    ])
+    assert detect_periods(rows, hints=(288,)).tolist() == [288, 288, 7, 0, 0, 0, 0]
+    # a cycle must be seen twice: 300 points cannot show a 288-point day
+    assert detect_periods(rows[:1, :300]).tolist() == [0]
+
+
+@pytest.mark.parametrize("step", ["1min", "5min", "10min", "30min", "1h", None])
+def test_a_perfectly_periodic_series_raises_nothing_at_any_step(step):
+    n = 6000 if step in ("1min", "5min", "10min") else 3000
+    per_day = {"1min": 1440, "5min": 288, "10min": 144, "30min": 48, "1h": 24, None: 50}[step]
+    t = np.arange(n)
+    # a square wave with a ramp: jumps a level model would never see coming
+    v = np.where(t % per_day < per_day // 3, 20.0, 68.0) + (t % per_day) * 0.01
+    times = pd.date_range("2024-03-01", periods=n, freq=step) if step else None
+    # a plain sequence has no day to wait for: it is given a warm-up of two cycles; a timed series waits
+    # two days by itself
+    det = get_detector("auto", warmup=None if step else 2 * per_day).detect(v, times)
+    assert int(det.is_anomaly.sum()) == 0
+    assert det.scores.model[0].endswith(f"cycle:{per_day}") or (step == "1h" and "hour" in det.scores.model[0])
+
+
+def test_a_declared_period_longer_than_the_history_is_ignored_with_a_warning():
+    v = np.sin(np.arange(100) / 3.0) + 10
+    scores = get_detector("auto", period=500).score(v)
+    assert any("period of 500 points is longer than the history (100 points)" in w for w in scores.warnings)
+    assert not scores.model[0].endswith("cycle:500")
+    with pytest.raises(Exception, match="period"):
+        get_detector("auto", period=1)
+
+
+def test_a_declared_period_is_used():
+    t = np.arange(400)
+    v = 10 + np.where(t % 13 < 4, 5.0, 0.0)
+    det = get_detector("auto", period=13).detect(v)
+    assert det.scores.model[0].endswith("cycle:13")
+    assert int(det.is_anomaly.sum()) == 0
+
+
+def _weekly(times, rng, holiday_like: bool):
+    """Weekdays 100, weekends 60 (3 % noise); with `holiday_like` days off look like a Sunday and
+    make-up workdays like a Monday."""
+    off = np.array([chinese_calendar.is_holiday(d.date()) for d in times])
+    weekend = np.asarray(times.day_of_week >= 5)
+    busy = ~off if holiday_like else ~weekend
+    return np.where(busy, 100.0, 60.0) * (1 + 0.03 * rng.standard_normal(len(times)))
+
+
+def test_a_plain_weekly_series_is_not_judged_by_chinese_holidays():
+    rng = np.random.default_rng(3)
+    times = pd.date_range("2024-09-01", "2026-06-30", freq="D")
+    v = _weekly(times, rng, holiday_like=False)
+    det = get_detector("auto").detect(v, times, calendar=Calendar())
+    assert int(det.is_anomaly.sum()) == 0
+    assert det.scores.calendar is None or int(det.scores.calendar.max()) == 0
+    # declared by a person, the calendar applies to it as before
+    declared = get_detector("auto").detect(v, times, calendar=Calendar(china_holidays=True))
+    assert int(declared.is_anomaly.sum()) > 5
+
+
+def test_a_series_whose_past_holidays_looked_like_days_off_learns_the_pattern():
+    rng = np.random.default_rng(4)
+    times = pd.date_range("2024-09-01", "2026-06-30", freq="D")
+    v = _weekly(times, rng, holiday_like=True)
+    # a real drop on a later holiday that falls on a weekday (Labour Day 2026, Friday 1 May)
+    drop = times.get_loc(pd.Timestamp("2026-05-01"))
+    v[drop] *= 0.4
+    # (no Spring Festival padding: this synthetic series works the days around it)
+    det = get_detector("auto").detect(v, times, calendar=Calendar(holiday_padding={}))
+    flagged = np.flatnonzero(det.is_anomaly[0])
+    assert drop in flagged
+    assert len(flagged) <= 3  # the first holidays, before anything was learned, at most
+    assert all(times[i] < pd.Timestamp("2025-03-01") for i in flagged if i != drop)
+    row = det.anomalies(metric="gmv").set_index("time").loc[pd.Timestamp("2026-05-01")]
+    assert "holiday pattern, learned from" in row["explanation_en"]
+    assert "按节假日模式（从过去" in row["explanation_zh"]
+
+
+def test_a_calendar_file_naming_dates_outside_the_series_warns_and_changes_nothing(tmp_path):
+    rng = np.random.default_rng(5)
+    times = pd.date_range("2025-03-01", periods=200, freq="D")
+    v = 100 * (1 + 0.03 * rng.standard_normal(len(times)))
+    far = Event(name="Double 11 2019", start=dt.datetime(2019, 11, 11), end=dt.datetime(2019, 11, 12))
+    with_file = get_detector("auto").score(v, times, calendar=Calendar([far], china_holidays=False))
+    without = get_detector("auto").score(v, times, calendar=Calendar(china_holidays=False))
+    assert any("fall outside the series" in w and "Double 11 2019" in w for w in with_file.warnings)
+    np.testing.assert_array_equal(with_file.score, without.score)
+
+
+def test_scores_keep_their_order_up_to_the_largest_deviations():
+    from metricloop.detect.stats import score_log_tail, tail_score
+
+    rng = np.random.default_rng(8)
+    times = pd.date_range("2025-01-01", periods=200, freq="D")
+    v = 1000 * (1 + 0.03 * rng.standard_normal(200))
+    spikes = [120, 140, 160, 180]
+    for i, size in zip(spikes, (1.5, 3.0, 10.0, 100.0), strict=True):
+        v[i] *= size  # 17 sd, 67 sd, 300 sd, 3300 sd
+    sc = get_detector("auto").score(v, times).score[0, spikes]
+    assert (sc < 1.0).all() and (np.diff(sc) > 0).all()
+    ell = np.array([0.1, 2.0, 11.5, 30.0, 300.0, 745.0, 1e6, 1e300])
+    assert (np.diff(tail_score(ell)) > 0).all() and tail_score(ell)[-1] < 1.0
+    np.testing.assert_allclose(score_log_tail(tail_score(ell))[:6], ell[:6], rtol=1e-4)
+    np.testing.assert_allclose(tail_score(np.array([np.log(100.0)])), [0.99])  # exactly 1 − P up to P = 1e-5
+
+
+@pytest.mark.parametrize("kind", ["gauss", "counts"])
+def test_scores_on_clean_series_are_calibrated(kind):
+    rng = np.random.default_rng(9)
+    if kind == "gauss":
+        times = pd.date_range("2024-01-01", periods=730, freq="D")
+        week = 1 + 0.2 * (np.asarray(times.day_of_week) >= 5)
+        values = 1000 * week[None, :] * (1 + 0.05 * rng.standard_normal((60, len(times))))
+    else:
+        times = pd.date_range("2025-01-01", periods=24 * 90, freq="h")
+        shape = 1 + 0.8 * np.sin(2 * np.pi * np.asarray(times.hour) / 24)
+        values = rng.poisson(rng.uniform(5, 50, (40, 1)) * shape[None, :]).astype(float)
+    scores = get_detector("auto").score(values, times)
+    s = scores.score[~scores.learning]
+    # within a factor of 2 to 0.99; the goal (2 to 0.9999) is not met yet at 0.999 (bench/detect_calibration.py)
+    for level, factor in ((0.9, 2), (0.99, 2), (0.999, 3)):
+        share = float((s >= level).mean())
+        assert (1 - level) / factor <= share <= factor * (1 - level), (level, share)
