@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Annotated
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
@@ -12,14 +13,17 @@ from metricloop.alerting import silences
 from metricloop.alerting.models import Alert
 from metricloop.api.deps import Actor, db_session, operator, viewer, workspace
 from metricloop.incidents.views import alert_dict
+from metricloop.limits import MAX_MATCHER_LENGTH, MAX_MATCHERS, MAX_TEXT
 
 router = APIRouter(tags=["alerting"], dependencies=[Depends(viewer)])
 
 
 class SilenceBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    matchers: list[str] = Field(min_length=1, description='e.g. ["region=East", "monitor=store_sales"]')
-    reason: str = Field(min_length=1)
+    matchers: list[Annotated[str, Field(max_length=MAX_MATCHER_LENGTH)]] = Field(
+        min_length=1, max_length=MAX_MATCHERS, description='e.g. ["region=East", "monitor=store_sales"]'
+    )
+    reason: str = Field(min_length=1, max_length=MAX_TEXT)
     ends_at: datetime | None = None
     duration_minutes: float | None = Field(None, gt=0)
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from metricloop.api.deps import Actor, db_session, operator, viewer
+from metricloop.limits import MAX_TEXT
 from metricloop.notify import actions, outbox
 
 router = APIRouter(prefix="/api/outbox", tags=["outbox"], dependencies=[Depends(viewer)])
@@ -46,7 +47,7 @@ def retry(notification_id: int, actor: Actor = Depends(operator), s=Depends(db_s
 
 class RejectBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reason: str = ""
+    reason: str = Field("", max_length=MAX_TEXT)
 
 
 @router.post("/{notification_id}/approve")
