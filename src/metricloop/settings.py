@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 WORKSPACE_FILE = "metricloop.yaml"
@@ -32,6 +33,12 @@ class Settings(BaseSettings):
 
     public_reads: bool = False
     """Let requests without an API token read the API (GET routes). Writes always need a token."""
+
+    series_max_rows: int = Field(100_000, ge=1)
+    """Rows one /api/metrics/{name}/series response may hold; a larger query is refused (422) with how to narrow it."""
+
+    series_max_bytes: int = Field(20_000_000, ge=1)
+    """Bytes of JSON rows one series response may hold; a larger one is refused (422) like too many rows."""
 
     @property
     def db_url(self) -> str:

@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
 
 from metricloop.api.deps import viewer, workspace
 from metricloop.metrics.quality import check_metric
-from metricloop.metrics.query import query_metric
+from metricloop.metrics.query import NARROW, SeriesTooLarge, query_metric
 
 router = APIRouter(prefix="/api/metrics", tags=["metrics"], dependencies=[Depends(viewer)])
-
-
-def _records(df) -> list[dict[str, Any]]:
-    return json.loads(df.to_json(orient="records", date_format="iso"))
 
 
 @router.get("")
@@ -39,15 +35,26 @@ async def series(
     grain: Annotated[str | None, Query(description="minute, hour, day, week or month")] = None,
     where: Annotated[list[str] | None, Query(description="DIM=VALUE, repeatable")] = None,
 ) -> dict:
+    """The metric's series, at most METRICLOOP_SERIES_MAX_ROWS rows and METRICLOOP_SERIES_MAX_BYTES bytes of rows
+    (defaults 100,000 and 20 MB): a larger query is refused with 422 saying how to narrow it."""
     dims = [d.strip() for d in (by or "").split(",") if d.strip()]
-    frame = await run_in_threadpool(query_metric, ws, name, by=dims, start=start, end=end, grain=grain, where=where)
+    limit = ws.settings.series_max_rows
+    frame = await run_in_threadpool(
+        query_metric, ws, name, by=dims, start=start, end=end, grain=grain, where=where, max_rows=limit
+    )
+    rows = frame.df.to_json(orient="records", date_format="iso")
+    if len(rows) > ws.settings.series_max_bytes:
+        raise SeriesTooLarge(
+            f"the series' rows would be {len(rows):,} bytes, more than {ws.settings.series_max_bytes:,}; {NARROW}",
+            where="series",
+        )
     return {
         "metric": frame.metric.name,
         "by": frame.by,
         "grain": frame.grain,
         "from": frame.start.isoformat() if frame.start else None,
         "to": frame.end.isoformat() if frame.end else None,
-        "rows": _records(frame.df),
+        "rows": json.loads(rows),
     }
 
 
