@@ -144,8 +144,10 @@ def outbox_reject(
     reason: Annotated[str, typer.Option(help="Why (on the incident timeline).")] = "",
 ) -> None:
     """Reject an action that waits for approval; it is never sent."""
+    from metricloop.limits import check_text
     from metricloop.notify.actions import reject_action
 
+    check_text(reason, "reason")
     cli = _cli()
     ws = cli.open_ws()
     with ws.db.session() as s:
