@@ -10,8 +10,8 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from metricloop.cli_text import Table, Text, esc
 from metricloop.errors import MetricloopError
 from metricloop.settings import Settings
 
@@ -41,7 +41,7 @@ class _Group(typer.core.TyperGroup):
         try:
             return super().invoke(ctx)
         except MetricloopError as e:
-            err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {esc(e)}", highlight=False, soft_wrap=True)
             ctx.exit(2)
 
 
@@ -113,7 +113,7 @@ def init_workspace(directory: Path, *, demo: bool, scale: float, seed: int, end:
     from metricloop.workspace import Workspace
 
     ws = Workspace.init(directory, Settings(home=directory))
-    console.print(f"[green]✓[/] workspace at {ws.home} (state: {ws.settings.db_url})")
+    console.print(f"[green]✓[/] workspace at {esc(ws.home)} (state: {esc(ws.settings.db_url)})")
     if demo:
         from metricloop.demo.setup import install_demo
 
@@ -131,15 +131,15 @@ def init_workspace(directory: Path, *, demo: bool, scale: float, seed: int, end:
             for task in tasks.values():
                 progress.update(task, completed=1.0)
         rows = ", ".join(f"{k} {v:,}" for k, v in summary.get("rows", {}).items())
-        console.print(f"[green]✓[/] demo data: {rows}")
+        console.print(f"[green]✓[/] demo data: {esc(rows)}")
         result = summary["apply"]
-        console.print(f"[green]✓[/] applied {result.changed} definitions from {ws.defs_dir}")
+        console.print(f"[green]✓[/] applied {result.changed} definitions from {esc(ws.defs_dir)}")
         if summary.get("replay"):
             from metricloop.demo.setup import replay_report
 
-            console.print(f"[green]✓[/] {replay_report(summary)}")
+            console.print(f"[green]✓[/] {esc(replay_report(summary))}")
         if summary.get("token_file"):
-            console.print(f"[green]✓[/] API token (operator) in {summary['token_file']}: "
+            console.print(f"[green]✓[/] API token (operator) in {esc(summary['token_file'])}: "
                           "send it as 'Authorization: Bearer <token>'")
         for name, role, password in summary.get("users", []):
             console.print(f"[green]✓[/] console user [bold]{name}[/] ({role}), password {password}", highlight=False)
@@ -172,7 +172,7 @@ def demo(
     from metricloop.settings import WORKSPACE_FILE
 
     if (directory / WORKSPACE_FILE).exists() and (directory / "data" / "labels.csv").exists():
-        console.print(f"[green]✓[/] reusing the demo workspace at {directory.resolve()}")
+        console.print(f"[green]✓[/] reusing the demo workspace at {esc(directory.resolve())}")
     else:
         init_workspace(directory, demo=True, scale=scale, seed=seed, end=None, into=None)
     state.home = directory
@@ -196,7 +196,7 @@ def serve(
     # ${METRICLOOP_ADDRESS} (the demo's channels, which deliver to this server's own inbox) follow --port.
     os.environ["METRICLOOP_HOST"], os.environ["METRICLOOP_PORT"] = host, str(port)
     ws = open_ws()
-    console.print(f"serving workspace [bold]{ws.home}[/] at [link]http://{host}:{port}[/]  (API docs: /docs)")
+    console.print(f"serving workspace [bold]{esc(ws.home)}[/] at [link]http://{host}:{port}[/]  (API docs: /docs)")
     uvicorn.run(create_app(ws, background=True), host=host, port=port, log_level="info")
 
 
@@ -226,9 +226,9 @@ def apply(
         )
     verb = "would be " if dry_run else ""
     for kind, name, version in result.created:
-        console.print(f"[green]+[/] {kind} {name} {verb}created (v{version})")
+        console.print(f"[green]+[/] {kind} {esc(name)} {verb}created (v{version})")
     for kind, name, version in result.updated:
-        console.print(f"[yellow]~[/] {kind} {name} {verb}updated (v{version})")
+        console.print(f"[yellow]~[/] {kind} {esc(name)} {verb}updated (v{version})")
     console.print(
         f"{len(result.created)} created, {len(result.updated)} updated, {len(result.unchanged)} unchanged"
         + (" (dry run: nothing written)" if dry_run else "")
@@ -250,7 +250,7 @@ def export(
         sys.stdout.write(text)
     else:
         out.write_text(text, encoding="utf-8")
-        console.print(f"[green]✓[/] wrote {out}")
+        console.print(f"[green]✓[/] wrote {esc(out)}")
 
 
 @app.command()
@@ -294,9 +294,9 @@ def rollback(
             s, kind=kind, name=name, version=version, author=author or ws.settings.author, checks=_checks(ws, False)
         )
     if new is None:
-        console.print(f"{kind} {name} already equals version {version}; nothing to do")
+        console.print(f"{esc(kind)} {esc(name)} already equals version {version}; nothing to do")
     else:
-        console.print(f"[green]✓[/] {kind} {name} is now v{new} (restored from v{version})")
+        console.print(f"[green]✓[/] {esc(kind)} {esc(name)} is now v{new} (restored from v{version})")
 
 
 # ------------------------------------------------------------------ sources
@@ -320,7 +320,7 @@ def sources_test(name: Annotated[str, typer.Argument()]) -> None:
     """Connect to a source and list its tables; a clear error if it is unreachable or misconfigured."""
     ws = open_ws()
     tables = ws.source(name).test()
-    console.print(f"[green]✓[/] source {name} is reachable; tables: {', '.join(tables) or '(none)'}")
+    console.print(f"[green]✓[/] source {esc(name)} is reachable; tables: {esc(', '.join(tables) or '(none)')}")
 
 
 # ------------------------------------------------------------------ metrics
@@ -389,7 +389,7 @@ def _print_frame(df, fmt: str, limit: int | None) -> None:
         cells = []
         for v in row:
             if v is None or (isinstance(v, float) and v != v):
-                cells.append("[dim]–[/]")
+                cells.append(Text("–", style="dim"))
             elif isinstance(v, float):
                 cells.append(f"{v:,.4g}" if abs(v) < 1000 else f"{v:,.0f}")
             else:
@@ -470,7 +470,7 @@ def metrics_check(
             table.add_column(c)
         colour = {"ok": "green", "fail": "red", "error": "red"}
         for c in checks:
-            table.add_row(c.metric, c.check, c.slice, f"[{colour[c.status]}]{c.status}[/]", c.message)
+            table.add_row(c.metric, c.check, c.slice, Text(c.status, style=colour[c.status]), c.message)
         console.print(table)
     if any(c.status != "ok" for c in checks):
         raise typer.Exit(1)
@@ -498,7 +498,7 @@ def main() -> None:
     try:
         app()
     except MetricloopError as e:
-        err_console.print(f"[bold red]error:[/] {e}", markup=True, highlight=False)
+        err_console.print(f"[bold red]error:[/] {esc(e)}", markup=True, highlight=False)
         sys.exit(2)
 
 

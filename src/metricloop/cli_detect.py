@@ -8,8 +8,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
+from metricloop.cli_text import Table, esc
 from metricloop.errors import MetricloopError
 
 console = Console()
@@ -58,10 +58,10 @@ def detect_command(
         res = detect_csv(input, time_col=time_col, value_col=value_col, detector=detector, sensitivity=sensitivity,
                          params=params, calendar=cal)
         for w in res.warnings:
-            err_console.print(f"[yellow]warning:[/] {input}: {w}", highlight=False)
+            err_console.print(f"[yellow]warning:[/] {esc(input)}: {esc(w)}", highlight=False)
         write_csv(res.frame, output)
         n = int(res.frame["is_anomaly"].sum())
-        console.print(f"{len(res.frame)} rows, {n} anomal{'y' if n == 1 else 'ies'} → {output}", highlight=False)
+        console.print(f"{len(res.frame)} rows, {n} anomal{'y' if n == 1 else 'ies'} → {esc(output)}", highlight=False)
         return
     files = sorted(p for p in input.rglob("*") if p.is_file() and p.suffix.lower() == ".csv")
     if not files:
@@ -75,7 +75,7 @@ def detect_command(
         task = bar.add_task("", total=len(files))
         for f in files:
             rel = f.relative_to(input)
-            bar.update(task, description=str(rel))
+            bar.update(task, description=esc(rel))
             try:
                 res = detect_csv(f, time_col=time_col, value_col=value_col, detector=detector,
                                  sensitivity=sensitivity, params=params, calendar=cal)
@@ -83,15 +83,15 @@ def detect_command(
                 failed.append((rel, exc.message))
             else:
                 for w in res.warnings:
-                    bar.console.print(f"[yellow]warning:[/] {rel}: {w}", highlight=False)
+                    bar.console.print(f"[yellow]warning:[/] {esc(rel)}: {esc(w)}", highlight=False)
                 write_csv(res.frame, output / rel)
                 total_rows += len(res.frame)
                 total_anom += int(res.frame["is_anomaly"].sum())
             bar.advance(task)
-    console.print(f"{len(files) - len(failed)} file(s), {total_rows} rows, {total_anom} anomalies → {output}",
+    console.print(f"{len(files) - len(failed)} file(s), {total_rows} rows, {total_anom} anomalies → {esc(output)}",
                   highlight=False)
     for rel, msg in failed:
-        err_console.print(f"[bold red]error:[/] {rel}: {msg}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {esc(rel)}: {esc(msg)}", highlight=False)
     if failed:
         raise typer.Exit(1)
 
@@ -127,12 +127,12 @@ def backtest_command(
     lab = read_labels(labels) if labels else None
     dims = [d.strip() for d in by.split(",") if d.strip()] if by else []
     ws = open_ws()
-    with err_console.status(f"backtesting {metric}…"):
+    with err_console.status(f"backtesting {esc(metric)}…"):
         res = backtest(ws, metric, by=dims, combos=combos if combos == "all" else [[d] for d in dims],  # type: ignore[arg-type]
                        start=start, end=end, grain=grain, detector=detector, config=config,
                        calendar=_calendar(holidays, events), labels=lab)
     an = res.anomalies
-    console.print(f"[bold]{metric}[/] {res.grain}: {len(res.series)} series, {len(an)} anomalous points in "
+    console.print(f"[bold]{esc(metric)}[/] {res.grain}: {len(res.series)} series, {len(an)} anomalous points in "
                   f"{len(res.events)} events over {res.months:.1f} months (backtest: nothing was sent)")
     if len(an):
         table = Table("time", "slice", "score", "explanation (--output has every field)")
@@ -145,7 +145,7 @@ def backtest_command(
     if output:
         output.parent.mkdir(parents=True, exist_ok=True)
         an.to_csv(output, index=False)
-        console.print(f"anomalies → {output}")
+        console.print(f"anomalies → {esc(output)}")
     if res.score is not None:
         s = res.score
         console.print(

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
+from metricloop.cli_text import Table, Text, esc
 from metricloop.definitions.durations import parse_duration
 from metricloop.errors import MetricloopError
 
@@ -89,7 +89,7 @@ def register(app: typer.Typer) -> None:
                     "flagged; nothing was sent and no incident opened (add --notify to alert as of then)"
                 )
         if not runs:
-            console.print("no monitor was due" + (f" (use --force to run {monitor} again)" if monitor else ""))
+            console.print("no monitor was due" + (f" (use --force to run {esc(monitor)} again)" if monitor else ""))
         fired = process_timers(ws, now=when)
         if fired["escalated"] or fired["sla_breached"]:
             console.print(f"timers: {fired['escalated']} escalations, {fired['sla_breached']} SLA breaches")
@@ -116,7 +116,7 @@ def register(app: typer.Typer) -> None:
                 r.monitor,
                 r.trigger,
                 f"{r.data_until:%Y-%m-%d %H:%M}" if r.data_until else "",
-                f"[{colour}]{r.status}[/]",
+                Text(r.status, style=colour),
                 str(r.series_evaluated),
                 str(r.anomalies),
                 opened,
@@ -195,12 +195,12 @@ def register(app: typer.Typer) -> None:
             sla = "ack breached" if r["ack_breached"] else ("resolve breached" if r["resolve_breached"] else "")
             table.add_row(
                 str(r["id"]),
-                f"[{SEVERITY_STYLE[r['severity']]}] {r['severity']} [/]",
-                f"[{STATE_COLOURS.get(r['state'], 'white')}]{r['state']}[/]",
+                Text(f" {r['severity']} ", style=SEVERITY_STYLE[r["severity"]]),
+                Text(r["state"], style=STATE_COLOURS.get(r["state"], "white")),
                 r["title"],
                 r["assignee"],
                 r["created_at"][:16].replace("T", " "),
-                f"[red]{sla}[/]" if sla else "",
+                Text(sla, style="red"),
             )
         console.print(table)
 
@@ -217,20 +217,21 @@ def register(app: typer.Typer) -> None:
             sys.stdout.write(json.dumps(d, ensure_ascii=False, indent=2) + "\n")
             return
         console.print(
-            f"[{SEVERITY_STYLE[d['severity']]}] {d['severity']} [/] [bold]#{d['id']} {d['title']}[/]  "
+            f"[{SEVERITY_STYLE[d['severity']]}] {d['severity']} [/] [bold]#{d['id']} {esc(d['title'])}[/]  "
             f"[{STATE_COLOURS.get(d['state'], 'white')}]{d['state']}[/]"
         )
         summary = d["summary"]
         for key in ("explanation_zh", "explanation_en"):
             if summary.get(key):
-                console.print(f"  {summary[key]}")
+                console.print(f"  {esc(summary[key])}")
         console.print(
-            f"  owner: [bold]{d['assignee'] or 'nobody'}[/] ({d['team'] or 'no team'}), route {d['route'] or '-'}, "
-            f"escalation {d['escalation_policy'] or '-'}"
+            f"  owner: [bold]{esc(d['assignee'] or 'nobody')}[/] ({esc(d['team'] or 'no team')}), "
+            f"route {esc(d['route'] or '-')}, "
+            f"escalation {esc(d['escalation_policy'] or '-')}"
         )
-        console.print(f"  slices: {', '.join(d['slices'])}")
+        console.print(f"  slices: {esc(', '.join(d['slices']))}")
         if d["root_cause"]:
-            console.print(f"  root cause: {d['root_cause']}")
+            console.print(f"  root cause: {esc(d['root_cause'])}")
         table = Table(title="timeline")
         for c in ("time (UTC)", "event", "actor", "message"):
             table.add_column(c)
@@ -250,9 +251,8 @@ def register(app: typer.Typer) -> None:
         ws = cli.open_ws()
         with ws.db.session() as s:
             inc = step(s, ws)
-            console.print(
-                f"[green]✓[/] incident #{inc.id} is {inc.state}" + (f", owner {inc.assignee}" if inc.assignee else "")
-            )
+            owner = f", owner {esc(inc.assignee)}" if inc.assignee else ""
+            console.print(f"[green]✓[/] incident #{inc.id} is {inc.state}{owner}")
 
     @incidents_app.command("ack")
     def incidents_ack(incident_id: int, actor: Annotated[str | None, typer.Option("--as")] = None) -> None:
@@ -384,7 +384,7 @@ def register(app: typer.Typer) -> None:
                 s, matchers=matchers, reason=reason, created_by=actor or cli.settings().author, duration=length
             )
             console.print(
-                f"[green]✓[/] silence #{row.id} until {row.ends_at:%Y-%m-%d %H:%M} UTC: {', '.join(matchers)}"
+                f"[green]✓[/] silence #{row.id} until {row.ends_at:%Y-%m-%d %H:%M} UTC: {esc(', '.join(matchers))}"
             )
 
     @silences_app.command("list")
@@ -427,11 +427,12 @@ def register(app: typer.Typer) -> None:
             pairs[k.strip()] = v.strip()
         ws = cli.open_ws()
         d = resolve_route(ws, ws.catalog(), pairs, at=datetime.now(UTC))
-        console.print(f"assignee:   [bold]{d.assignee or 'nobody'}[/]" + (f"  (team {d.team})" if d.team else ""))
-        console.print(f"channels:   {', '.join(d.channels) or 'none'}")
-        console.print(f"escalation: {d.escalation or 'none'}")
+        team = f"  (team {esc(d.team)})" if d.team else ""
+        console.print(f"assignee:   [bold]{esc(d.assignee or 'nobody')}[/]{team}")
+        console.print(f"channels:   {esc(', '.join(d.channels) or 'none')}")
+        console.print(f"escalation: {esc(d.escalation or 'none')}")
         for r in d.reasons:
-            console.print(f"  · {r}")
+            console.print(f"  · {esc(r)}")
 
     @tokens_app.command("create")
     def tokens_create(
@@ -445,7 +446,7 @@ def register(app: typer.Typer) -> None:
         ws = cli.open_ws()
         with ws.db.session() as s:
             token = create_token(s, name=name, role=role, user=user or name)
-        console.print(f"[green]✓[/] token '{name}' ({role}); keep it safe, it is not shown again:")
+        console.print(f"[green]✓[/] token '{esc(name)}' ({esc(role)}); keep it safe, it is not shown again:")
         sys.stdout.write(token + "\n")
 
     @tokens_app.command("list")
@@ -478,4 +479,4 @@ def register(app: typer.Typer) -> None:
         ws = cli.open_ws()
         with ws.db.session() as s:
             revoke(s, name=name)
-        console.print(f"[green]✓[/] token '{name}' revoked")
+        console.print(f"[green]✓[/] token '{esc(name)}' revoked")

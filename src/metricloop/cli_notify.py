@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from metricloop.cli_text import esc
+
 
 def _cli():
     from metricloop import cli
@@ -36,8 +38,7 @@ def outbox_list(
     fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
 ) -> None:
     """List outbox rows, newest first, with a count per status."""
-    from rich.table import Table
-
+    from metricloop.cli_text import Table, Text
     from metricloop.notify.outbox import counts, list_notifications, to_dict
 
     cli = _cli()
@@ -55,7 +56,7 @@ def outbox_list(
         when = r["sent_at"] if r["status"] == "sent" else r["next_attempt_at"]
         table.add_row(
             str(r["id"]),
-            f"[{colour.get(r['status'], 'white')}]{r['status']}[/]",
+            Text(r["status"], style=colour.get(r["status"], "white")),
             r["kind"],
             str(r["incident_id"] or ""),
             r["event"],
@@ -93,7 +94,7 @@ def outbox_retry(notification_id: Annotated[int, typer.Argument(metavar="ID", he
     ws = cli.open_ws()
     with ws.db.session() as s:
         row = retry(s, notification_id=notification_id, actor=ws.settings.author)
-        cli.console.print(f"[green]✓[/] outbox #{row.id} is pending again ({row.channel} → {row.recipient})")
+        cli.console.print(f"[green]✓[/] outbox #{row.id} is pending again ({esc(row.channel)} → {esc(row.recipient)})")
 
 
 @outbox_app.command("dispatch")
@@ -116,7 +117,7 @@ def outbox_dispatch(
             raise typer.Exit(1)
         return
     stop = threading.Event()
-    cli.console.print(f"dispatching from {ws.settings.db_url} every {interval:g}s (Ctrl-C to stop)")
+    cli.console.print(f"dispatching from {esc(ws.settings.db_url)} every {interval:g}s (Ctrl-C to stop)")
     try:
         total = run_dispatcher(ws, stop, interval=interval, batch=batch)
     except KeyboardInterrupt:
@@ -134,7 +135,7 @@ def outbox_approve(notification_id: Annotated[int, typer.Argument(metavar="ID", 
     ws = cli.open_ws()
     with ws.db.session() as s:
         row = approve_action(s, notification_id=notification_id, actor=ws.settings.author)
-        cli.console.print(f"[green]✓[/] action {row.channel.removeprefix('action:')} (#{row.id}) approved")
+        cli.console.print(f"[green]✓[/] action {esc(row.channel.removeprefix('action:'))} (#{row.id}) approved")
 
 
 @outbox_app.command("reject")
@@ -143,13 +144,15 @@ def outbox_reject(
     reason: Annotated[str, typer.Option(help="Why (on the incident timeline).")] = "",
 ) -> None:
     """Reject an action that waits for approval; it is never sent."""
+    from metricloop.limits import check_text
     from metricloop.notify.actions import reject_action
 
+    check_text(reason, "reason")
     cli = _cli()
     ws = cli.open_ws()
     with ws.db.session() as s:
         row = reject_action(s, notification_id=notification_id, actor=ws.settings.author, reason=reason)
-        cli.console.print(f"action {row.channel.removeprefix('action:')} (#{row.id}) rejected")
+        cli.console.print(f"action {esc(row.channel.removeprefix('action:'))} (#{row.id}) rejected")
 
 
 def register(app: typer.Typer) -> None:

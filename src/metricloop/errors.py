@@ -30,6 +30,12 @@ class QueryError(MetricloopError):
     """A metric query asked for something the definition does not allow."""
 
 
+class InvalidInput(MetricloopError):
+    """A well-formed request whose content cannot be taken (too long, too many, a pattern RE2 refuses)."""
+
+    status_code = 422
+
+
 @dataclass
 class Problem:
     """One problem in a definition file, located by file, line and field path."""

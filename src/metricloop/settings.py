@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 WORKSPACE_FILE = "metricloop.yaml"
@@ -43,6 +43,13 @@ class Settings(BaseSettings):
 
     rate_limit_burst: int = 30
     """How many of those requests may come at once."""
+
+    series_max_rows: int = Field(100_000, ge=1)
+    """Rows one /api/metrics/{name}/series response may hold; a larger query is refused (422) with how to narrow it."""
+
+    series_max_bytes: int = Field(20_000_000, ge=1)
+    """Bytes of JSON rows one series response may hold; a larger one is refused (422) like too many rows."""
+
     @model_validator(mode="after")
     def _base_url(self) -> Settings:
         if not self.base_url:  # follows --port / METRICLOOP_PORT

@@ -10,6 +10,7 @@ import yaml
 from metricloop.db import Database, open_database
 from metricloop.definitions import service
 from metricloop.definitions.kinds import Catalog
+from metricloop.definitions.yamlfile import safe_load
 from metricloop.errors import MetricloopError
 from metricloop.settings import WORKSPACE_FILE, Settings
 from metricloop.sources import Source, open_source
@@ -34,7 +35,7 @@ class Workspace:
         self._db_lock = threading.Lock()
         cfg_file = self.home / WORKSPACE_FILE
         self.config = (
-            {**DEFAULT_CONFIG, **(yaml.safe_load(cfg_file.read_text()) or {})}
+            {**DEFAULT_CONFIG, **(safe_load(cfg_file.read_text(encoding="utf-8"), str(cfg_file)) or {})}
             if cfg_file.exists()
             else dict(DEFAULT_CONFIG)
         )

@@ -249,7 +249,7 @@ def test_silences_crud(api):
     bad = api.post(
         "/api/silences", json={"matchers": ["store=~("], "reason": "x", "duration_minutes": 5}, headers=api.op
     )
-    assert bad.status_code == 400 and "invalid regular expression" in bad.json()["error"]
+    assert bad.status_code == 422 and "invalid regular expression" in bad.json()["error"]
     assert bad.json()["where"] == "matchers"
     none = api.post("/api/silences", json={"matchers": [], "reason": "x", "duration_minutes": 5}, headers=api.op)
     assert none.status_code == 422

@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 from metricloop.alerting.matchers import parse_matchers
 from metricloop.alerting.models import Silence
 from metricloop.db.times import as_utc
-from metricloop.errors import MetricloopError, NotFound
+from metricloop.errors import InvalidInput, MetricloopError, NotFound
+from metricloop.limits import check_text
 
 
 def create(
@@ -23,10 +24,11 @@ def create(
     duration: timedelta | None = None,
     starts_at: datetime | None = None,
 ) -> Silence:
+    check_text(reason, "reason")
     try:
         parse_matchers(matchers)
     except ValueError as e:
-        raise MetricloopError(str(e), where="matchers") from None
+        raise InvalidInput(str(e), where="matchers") from None
     if not matchers:
         raise MetricloopError("a silence needs at least one matcher (it would mute everything)", where="matchers")
     if not reason.strip():

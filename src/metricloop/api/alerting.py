@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Annotated
 
 from fastapi import APIRouter, Depends
 from pydantic import Field
@@ -14,13 +15,16 @@ from metricloop.api.contract import errors
 from metricloop.api.deps import Actor, db_session, operator, viewer, workspace
 from metricloop.api.params import MAX_SILENCE_MINUTES, Body, Limit, Moment, SilenceId
 from metricloop.incidents.views import alert_dict
+from metricloop.limits import MAX_MATCHER_LENGTH, MAX_MATCHERS, MAX_TEXT
 
 router = APIRouter(tags=["alerting"], dependencies=[Depends(viewer)])
 
 
 class SilenceBody(Body):
-    matchers: list[str] = Field(min_length=1, description='e.g. ["region=East", "monitor=store_sales"]')
-    reason: str = Field(min_length=1)
+    matchers: list[Annotated[str, Field(max_length=MAX_MATCHER_LENGTH)]] = Field(
+        min_length=1, max_length=MAX_MATCHERS, description='e.g. ["region=East", "monitor=store_sales"]'
+    )
+    reason: str = Field(min_length=1, max_length=MAX_TEXT)
     ends_at: Moment | None = None
     duration_minutes: float | None = Field(None, gt=0, le=MAX_SILENCE_MINUTES, description="at most 3660 days")
 

@@ -13,6 +13,7 @@ from metricloop.api.deps import Actor, db_session, metric_scope, operator, viewe
 from metricloop.api.params import Body, IncidentId, Limit, Offset
 from metricloop.incidents import service
 from metricloop.incidents.views import incident_detail, incident_dict, list_incidents
+from metricloop.limits import MAX_TEXT
 
 router = APIRouter(prefix="/api/incidents", tags=["incidents"])
 # Reads need a token per route (not for the whole router): the signed message links on the same paths
@@ -41,20 +42,22 @@ class AssignBody(_Body):
 
 
 class CommentBody(_Body):
-    text: str = Field(min_length=1)
+    text: str = Field(min_length=1, max_length=MAX_TEXT)
 
 
 class ResolveBody(_Body):
-    root_cause: str = Field(min_length=1, description="what caused it, e.g. 'stock-out of Fresh at SH-003'")
-    note: str = Field("", description="what was done")
+    root_cause: str = Field(
+        min_length=1, max_length=MAX_TEXT, description="what caused it, e.g. 'stock-out of Fresh at SH-003'"
+    )
+    note: str = Field("", max_length=MAX_TEXT, description="what was done")
 
 
 class ReasonBody(_Body):
-    reason: str = ""
+    reason: str = Field("", max_length=MAX_TEXT)
 
 
 class ReviewBody(_Body):
-    note: str = ""
+    note: str = Field("", max_length=MAX_TEXT)
 
 
 @router.get("")

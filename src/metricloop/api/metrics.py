@@ -14,7 +14,7 @@ from metricloop.api.contract import errors
 from metricloop.api.deps import Actor, metric_scope, viewer, workspace
 from metricloop.api.params import TimeText
 from metricloop.metrics.quality import check_metric
-from metricloop.metrics.query import query_metric
+from metricloop.metrics.query import NARROW, SeriesTooLarge, query_metric
 
 router = APIRouter(prefix="/api/metrics", tags=["metrics"], dependencies=[Depends(viewer)])
 
@@ -51,11 +51,22 @@ async def series(
     where: Annotated[list[str] | None, Query(description="DIM=VALUE, repeatable")] = None,
     actor: Actor | None = Depends(viewer),
 ) -> dict:
+    """The metric's series, at most METRICLOOP_SERIES_MAX_ROWS rows and METRICLOOP_SERIES_MAX_BYTES bytes of rows
+    (defaults 100,000 and 20 MB): a larger query is refused with 422 saying how to narrow it."""
     _visible(ws, actor, name)
     dims = [d.strip() for d in (by or "").split(",") if d.strip()]
+    limit = ws.settings.series_max_rows
 
     def read() -> bytes:
-        frame = query_metric(ws, name, by=dims, start=start, end=end, grain=grain, where=where)
+        frame = query_metric(ws, name, by=dims, start=start, end=end, grain=grain, where=where, max_rows=limit)
+        # the rows as pandas writes them, in the pool thread: parsing them back into dicts for FastAPI to
+        # serialise again cost more than the rest of the answer
+        rows = frame.df.to_json(orient="records", date_format="iso")
+        if len(rows) > ws.settings.series_max_bytes:
+            raise SeriesTooLarge(
+                f"the series' rows would be {len(rows):,} bytes, more than {ws.settings.series_max_bytes:,}; {NARROW}",
+                where="series",
+            )
         head = {
             "metric": frame.metric.name,
             "by": frame.by,
@@ -63,9 +74,6 @@ async def series(
             "from": frame.start.isoformat() if frame.start else None,
             "to": frame.end.isoformat() if frame.end else None,
         }
-        # the rows as pandas writes them, in the pool thread: parsing them back into dicts for FastAPI to
-        # serialise again cost more than the rest of the answer
-        rows = frame.df.to_json(orient="records", date_format="iso")
         return (json.dumps(head, ensure_ascii=False)[:-1] + ', "rows": ' + rows + "}").encode()
 
     return Response(await run_in_threadpool(read), media_type="application/json")

@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
+from pydantic import Field
 
 from metricloop.api.contract import errors
 from metricloop.api.deps import Actor, db_session, operator, viewer
 from metricloop.api.params import Body, IdFilter, Limit, NotificationId, Offset
+from metricloop.limits import MAX_TEXT
 from metricloop.notify import actions, outbox
 
 router = APIRouter(prefix="/api/outbox", tags=["outbox"], dependencies=[Depends(viewer)])
@@ -46,7 +48,7 @@ def retry(notification_id: NotificationId, actor: Actor = Depends(operator), s=D
 
 
 class RejectBody(Body):
-    reason: str = ""
+    reason: str = Field("", max_length=MAX_TEXT)
 
 
 @router.post("/{notification_id}/approve", responses=errors(409))

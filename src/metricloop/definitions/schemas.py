@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field
 from sqlglot import exp
 
 from metricloop.definitions.durations import parse_duration
+from metricloop.limits import DEFAULT_STATEMENT_TIMEOUT
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -74,6 +75,22 @@ def _sql_condition(value: str) -> str:
 
 # ---------------------------------------------------------------- sources
 
+MAX_STATEMENT_TIMEOUT = "1d"
+
+
+def _statement_timeout(v: str) -> str:
+    seconds = parse_duration(v).total_seconds()
+    if seconds < 1 or seconds > parse_duration(MAX_STATEMENT_TIMEOUT).total_seconds():
+        raise ValueError(f"'{v}' must be between 1s and {MAX_STATEMENT_TIMEOUT}")
+    return v
+
+
+StatementTimeout = Annotated[
+    str,
+    AfterValidator(_statement_timeout),
+    Field(description="how long one query may run before it is cancelled, e.g. 30s, 5m"),
+]
+
 
 class DuckDBSourceSpec(Spec):
     """Embedded DuckDB: views over CSV/Parquet/JSON files (globs allowed), and/or a .duckdb file."""
@@ -84,6 +101,7 @@ class DuckDBSourceSpec(Spec):
     owner: str | None = None
     path: str | None = Field(default=None, description="a .duckdb database file (opened read-only)")
     tables: dict[str, str] = Field(default_factory=dict, description="view name → file path or glob")
+    statement_timeout: StatementTimeout = DEFAULT_STATEMENT_TIMEOUT
 
     @field_validator("tables")
     @classmethod
@@ -108,6 +126,7 @@ class SQLSourceSpec(Spec):
     owner: str | None = None
     url: str = Field(description="SQLAlchemy URL; write secrets as ${ENV_VAR}")
     db_schema: str | None = Field(default=None, alias="schema")
+    statement_timeout: StatementTimeout = DEFAULT_STATEMENT_TIMEOUT
 
     @field_validator("url")
     @classmethod

@@ -17,6 +17,7 @@ from metricloop.definitions.durations import parse_duration
 from metricloop.definitions.kinds import Catalog
 from metricloop.errors import MetricloopError, NotFound
 from metricloop.incidents.models import Incident, IncidentEvent, Timer
+from metricloop.limits import check_text
 from metricloop.routing.schemas import DEFAULT_SLA
 
 SYSTEM = "metricloop"
@@ -412,6 +413,7 @@ def assign(
 
 
 def comment(db_session: Session, *, incident_id: int, actor: str, text: str, now=None) -> Incident:
+    check_text(text, "text")
     inc = get_for_change(db_session, incident_id)
     if not text.strip():
         raise MetricloopError("a comment needs text", where="text")
@@ -432,6 +434,8 @@ def resolve(
     via: str = "",
     now=None,
 ) -> Incident:
+    check_text(root_cause, "root_cause")
+    check_text(note, "note")
     inc = get_for_change(db_session, incident_id)
     if inc.state in ("resolved", "reviewed"):
         raise StateError(f"incident #{inc.id} is already {inc.state} (at {inc.resolved_at:%Y-%m-%d %H:%M} UTC)")
@@ -452,6 +456,7 @@ def resolve(
 
 
 def reopen(db_session: Session, ws, catalog: Catalog, *, incident_id: int, actor: str, reason: str = "", now=None):
+    check_text(reason, "reason")
     inc = get_for_change(db_session, incident_id)
     if inc.state not in ("resolved", "reviewed"):
         raise StateError(f"incident #{inc.id} is {inc.state}: only a resolved incident can be reopened")
@@ -469,6 +474,7 @@ def reopen(db_session: Session, ws, catalog: Catalog, *, incident_id: int, actor
 
 
 def review(db_session: Session, *, incident_id: int, actor: str, note: str = "", now=None) -> Incident:
+    check_text(note, "note")
     inc = get_for_change(db_session, incident_id)
     if inc.state != "resolved":
         raise StateError(f"incident #{inc.id} is {inc.state}: only a resolved incident can be reviewed")

@@ -7,14 +7,36 @@ from datetime import date, datetime
 
 import numpy as np
 import pandas as pd
+import sqlglot
+from sqlglot import exp
 
 from metricloop.definitions.kinds import Catalog
 from metricloop.definitions.schemas import GRAINS, MetricSpec
 from metricloop.errors import QueryError
+from metricloop.limits import LimitExceeded
 from metricloop.metrics.compile import aggregate_query
 from metricloop.metrics.timeutil import buckets, parse_time
 
 NULL_VALUE = "(null)"
+# The shortest length of each grain: a conservative count of the buckets in a window, without building them.
+GRAIN_SECONDS = {"minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400, "month": 28 * 86400}
+NARROW = (
+    "narrow the query: a shorter from/to window, a coarser grain, fewer dimensions in `by`, or `where` filters"
+)
+
+
+class SeriesTooLarge(LimitExceeded):
+    """A series query that would return more rows than the caller allows (API: METRICLOOP_SERIES_MAX_ROWS)."""
+
+
+def _too_many(max_rows: int, what: str) -> SeriesTooLarge:
+    return SeriesTooLarge(f"the series would have more than {max_rows:,} rows ({what}); {NARROW}", where="series")
+
+
+def _bucket_count(first, last, grain: str) -> int:
+    """About how many buckets [first, last] holds at `grain` (never fewer than the real count, for months)."""
+    span = (pd.Timestamp(last) - pd.Timestamp(first)).total_seconds()
+    return max(int(span // GRAIN_SECONDS[grain]) + 1, 0)
 
 
 @dataclass
@@ -75,14 +97,33 @@ GROUPING_SETS_DIALECTS = {
 
 
 def _run_groups(
-    ws, catalog: Catalog, metric: MetricSpec, groups: list[list[str]], grain, start, end, where, sqls: list[str]
+    ws,
+    catalog: Catalog,
+    metric: MetricSpec,
+    groups: list[list[str]],
+    grain,
+    start,
+    end,
+    where,
+    sqls: list[str],
+    max_rows: int | None = None,
 ) -> dict[tuple[str, ...], pd.DataFrame]:
     """Aggregate one metric at the source for each group of dimensions. Derived ratios aggregate both metrics
-    and join them here."""
+    and join them here. With `max_rows`, the source returns at most one row more than that, and more than
+    `max_rows` is refused (SeriesTooLarge)."""
     if metric.derived:
         sides = {
             side: _run_groups(
-                ws, catalog, catalog.metric(getattr(metric.ratio, side).metric), groups, grain, start, end, where, sqls
+                ws,
+                catalog,
+                catalog.metric(getattr(metric.ratio, side).metric),
+                groups,
+                grain,
+                start,
+                end,
+                where,
+                sqls,
+                max_rows,
             )
             for side in ("numerator", "denominator")
         }
@@ -103,7 +144,14 @@ def _run_groups(
 
     def fetch(sql: str) -> pd.DataFrame:
         sqls.append(sql)
+        if max_rows is not None:  # the source stops at max_rows + 1: enough to know it is too many
+            inner = exp.Subquery(
+                this=sqlglot.parse_one(sql, read=source.dialect), alias=exp.TableAlias(this=exp.to_identifier("q"))
+            )
+            sql = exp.select(exp.Star()).from_(inner).limit(max_rows + 1).sql(dialect=source.dialect)
         df = source.query(sql, timezone=metric.timezone)
+        if max_rows is not None and len(df) > max_rows:
+            raise _too_many(max_rows, f"the source returned more than {max_rows:,} aggregated rows")
         df["time"] = pd.to_datetime(df["time"])
         if getattr(df["time"].dt, "tz", None) is not None:
             df["time"] = df["time"].dt.tz_convert(metric.timezone).dt.tz_localize(None)
@@ -143,13 +191,21 @@ def _run_groups(
     }
 
 
-def _fill(df: pd.DataFrame, metric: MetricSpec, by: list[str], grain: str, start, end) -> pd.DataFrame:
+def _fill(
+    df: pd.DataFrame, metric: MetricSpec, by: list[str], grain: str, start, end, max_rows: int | None = None
+) -> pd.DataFrame:
     if df.empty and (start is None or end is None):
         return df
     first = start if start is not None else df["time"].min()
+    last = end if end is not None else df["time"].max()
+    combos = df[by].drop_duplicates().reset_index(drop=True) if by else None
+    if max_rows is not None:
+        n_buckets = _bucket_count(first, last, grain)
+        n_slices = len(combos) if combos is not None else 1
+        if n_buckets * n_slices > max_rows:
+            raise _too_many(max_rows, f"{n_slices:,} slices × about {n_buckets:,} {grain} buckets")
     times = buckets(first, end, grain, last=None if end is not None else df["time"].max())
     if by:
-        combos = df[by].drop_duplicates().reset_index(drop=True)
         if combos.empty:
             return df
         grid = combos.loc[np.repeat(combos.index.to_numpy(), len(times))].reset_index(drop=True)
@@ -181,7 +237,9 @@ def _prepare(catalog: Catalog, name: str, dims: list[str], grain, start, end, wh
     return metric, grain, t0, t1, parse_where(where, metric)
 
 
-def _finish(df: pd.DataFrame, metric: MetricSpec, by: list[str], grain: str, t0, t1, fill_missing: bool):
+def _finish(
+    df: pd.DataFrame, metric: MetricSpec, by: list[str], grain: str, t0, t1, fill_missing: bool, max_rows=None
+):
     """Values of ratios, flags, explicit missing buckets, and the long-form column order."""
     for d in by:
         df[d] = df[d].astype(object).where(df[d].notna(), NULL_VALUE).astype(str)
@@ -197,7 +255,9 @@ def _finish(df: pd.DataFrame, metric: MetricSpec, by: list[str], grain: str, t0,
     df["value"] = pd.to_numeric(df["value"], errors="coerce").astype(float)
     df["row_count"] = pd.to_numeric(df["row_count"], errors="coerce").fillna(0)
     if fill_missing:
-        df = _fill(df, metric, by, grain, t0, t1)
+        df = _fill(df, metric, by, grain, t0, t1, max_rows)
+    if max_rows is not None and len(df) > max_rows:
+        raise _too_many(max_rows, f"{len(df):,}")
     df["row_count"] = df["row_count"].astype("int64")
     cols = ["time", *by, "value", "row_count"] + (["numerator", "denominator"] if metric.is_ratio else []) + ["flag"]
     return df[cols].sort_values(["time", *by], kind="stable").reset_index(drop=True)
@@ -214,13 +274,21 @@ def query_metric(
     where: list[str] | dict | None = None,
     fill_missing: bool = True,
     catalog: Catalog | None = None,
+    max_rows: int | None = None,
 ) -> MetricFrame:
+    """The metric's series. `max_rows` bounds what one call may cost (the API passes METRICLOOP_SERIES_MAX_ROWS):
+    a window with more buckets is refused before the source is asked, the source returns at most one row more,
+    and filling missing buckets never builds more: each refusal is a SeriesTooLarge saying how to narrow it."""
     catalog = catalog or ws.catalog()
     by = list(dict.fromkeys(by))
     metric, grain, t0, t1, where_map = _prepare(catalog, name, by, grain, start, end, where)
+    if max_rows is not None and t0 is not None and t1 is not None:
+        n_buckets = _bucket_count(t0, t1 - pd.Timedelta(microseconds=1), grain)
+        if n_buckets > max_rows:
+            raise _too_many(max_rows, f"about {n_buckets:,} {grain} buckets from {t0} to {t1}")
     sqls: list[str] = []
-    df = _run_groups(ws, catalog, metric, [by], grain, t0, t1, where_map, sqls)[tuple(by)]
-    df = _finish(df, metric, by, grain, t0, t1, fill_missing)
+    df = _run_groups(ws, catalog, metric, [by], grain, t0, t1, where_map, sqls, max_rows)[tuple(by)]
+    df = _finish(df, metric, by, grain, t0, t1, fill_missing, max_rows)
     return MetricFrame(metric=metric, by=by, grain=grain, start=t0, end=t1, df=df, sql=sqls)
 
 

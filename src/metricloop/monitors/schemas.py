@@ -33,8 +33,14 @@ class Schedule(Spec):
         if self.cron:
             from croniter import croniter
 
+            fields = self.cron.split()
+            if not self.cron.startswith("@") and len(fields) > 5:
+                raise ValueError(
+                    f"'{self.cron}' has {len(fields)} fields; give the 5 of minute hour day month weekday "
+                    "(a monitor runs at most once a minute: no seconds field)"
+                )
             if not croniter.is_valid(self.cron):
-                raise ValueError(f"'{self.cron}' is not a valid cron expression")
+                raise ValueError(f"'{self.cron}' is not a valid cron expression (minute hour day month weekday)")
         if self.every and parse_duration(self.every).total_seconds() < 60:
             raise ValueError("`every` must be at least 1m")
         return self

@@ -9,12 +9,34 @@ import pandas as pd
 import sqlglot
 from sqlglot import exp
 
+from metricloop.definitions.durations import parse_duration
 from metricloop.definitions.schemas import DuckDBSourceSpec, SQLSourceSpec
+from metricloop.errors import SourceError
+
+
+class SourceTimeout(SourceError):
+    """A query ran longer than its source's statement_timeout and was cancelled."""
+
+    status_code = 504
 
 
 class Source(ABC):
     name: str
     dialect: str  # a sqlglot dialect name
+    spec: DuckDBSourceSpec | SQLSourceSpec
+
+    @property
+    def timeout_seconds(self) -> float:
+        """The source's statement_timeout: one query that runs longer is cancelled (SourceTimeout)."""
+        return parse_duration(self.spec.statement_timeout).total_seconds()
+
+    def _timed_out(self) -> SourceTimeout:
+        return SourceTimeout(
+            f"query cancelled after {self.spec.statement_timeout} (the source's statement_timeout): narrow the "
+            "query (a shorter window, fewer dimensions, a coarser grain) or raise statement_timeout in the source "
+            "definition",
+            where=f"source '{self.name}'",
+        )
 
     @abstractmethod
     def query(self, sql: str, *, timezone: str | None = None) -> pd.DataFrame:

@@ -126,37 +126,42 @@ class DuckDBSource(Source):
             view = exp.Create(this=target, kind="VIEW", expression=exp.select(exp.Star()).from_(source))
             conn.execute(view.sql(dialect="duckdb"))
 
-    def _run(self, sql: str, timezone: str | None = None):
+    def _run(self, sql: str, fetch, timezone: str | None = None):
+        """Run `sql` on a cursor of its own and `fetch` its result, interrupted after the statement_timeout."""
         cur = self._connect().cursor()  # a cursor per call: DuckDB connections are not thread-safe
+        fired = threading.Event()
+
+        def interrupt() -> None:
+            fired.set()
+            cur.interrupt()
+
+        timer = threading.Timer(self.timeout_seconds, interrupt)
+        timer.daemon = True
+        timer.start()
         try:
             if timezone:  # a setting of this cursor only
                 cur.execute(f"SET TimeZone = {exp.Literal.string(timezone).sql(dialect='duckdb')}")
-            return cur, cur.execute(sql)
+            return fetch(cur.execute(sql))
         except duckdb.Error as e:
-            cur.close()
+            if fired.is_set() or isinstance(e, duckdb.InterruptException):
+                raise self._timed_out() from None
             raise SourceError(mask(f"query failed: {e}", self._secrets), where=self._where()) from None
+        finally:
+            timer.cancel()
+            cur.close()
 
     def query(self, sql: str, *, timezone: str | None = None) -> pd.DataFrame:
-        cur, rel = self._run(sql, timezone)
-        try:
-            return rel.df()
-        finally:
-            cur.close()
+        return self._run(sql, lambda rel: rel.df(), timezone)
 
     def _describe(self, sql: str) -> list[str]:
-        cur, rel = self._run(sql)
-        try:
-            return [d[0] for d in rel.description]
-        finally:
-            cur.close()
+        return self._run(sql, lambda rel: [d[0] for d in rel.description])
 
     def test(self) -> list[str]:
         # DISTINCT: a .duckdb file's tables are listed under its attached catalog and again as views
-        cur, rel = self._run("SELECT DISTINCT table_name FROM information_schema.tables ORDER BY 1")
-        try:
-            return [r[0] for r in rel.fetchall()]
-        finally:
-            cur.close()
+        return self._run(
+            "SELECT DISTINCT table_name FROM information_schema.tables ORDER BY 1",
+            lambda rel: [r[0] for r in rel.fetchall()],
+        )
 
     def close(self) -> None:
         if self._conn is not None:
