@@ -35,8 +35,10 @@ def _huge_factor(values: np.ndarray) -> np.ndarray:
         return np.where(mag > 1e100, 2.0 ** np.floor(np.log2(np.maximum(mag, 1.0))), 1.0)
 
 
-def engine_params(cfg: BandConfig, grain: str | None, warmup: int) -> EngineParams:
-    week = {"hour": 24 * 7, "minute": 24 * 60 * 7}.get(grain or "", 7)
+def engine_params(cfg: BandConfig, grain: str | None, warmup: int, step: float | None = None) -> EngineParams:
+    # spans in points of the step: a week at 5 minutes is 2016 points, at hours 168
+    per_day = round(86400 / step) if step and grain in ("hour", "minute") else None
+    week = 7 * per_day if per_day else {"hour": 24 * 7, "minute": 24 * 60 * 7}.get(grain or "", 7)
     # a day of hours moves less per point than a day: smooth hourly levels over more points
     alpha = cfg.smoothing if grain not in ("hour", "minute") else cfg.smoothing / 3
     return EngineParams(
@@ -48,7 +50,7 @@ def engine_params(cfg: BandConfig, grain: str | None, warmup: int) -> EnginePara
         adapt_after=cfg.adapt_after or (week if grain in ("day", None) else min(week, 24)),
         warmup=warmup,
         reselect_every=8 * week if grain in ("day", None) else week,
-        compare_halfwidth={"hour": 12, "minute": 12 * 60}.get(grain or "", 0),
+        compare_halfwidth=max(per_day // 2, 1) if per_day else {"hour": 12, "minute": 12 * 60}.get(grain or "", 0),
         noise_power=0.75 if grain in ("hour", "minute") else 1.0,
         lumpy=grain in ("hour", "minute"),
     )
@@ -59,21 +61,21 @@ class EngineDetector(Detector):
 
     config: BandConfig
 
-    def warmup_points(self, grain: str | None) -> int:
-        return self.config.warmup or default_warmup(grain)
+    def warmup_points(self, grain: str | None, step: float | None = None) -> int:
+        return self.config.warmup or default_warmup(grain, step)
 
     def _score_block(self, batch: Batch, masks: CalendarMasks | None) -> Scores:
-        params = engine_params(self.config, batch.grain, self.warmup_points(batch.grain))
+        params = engine_params(self.config, batch.grain, self.warmup_points(batch.grain, batch.step), batch.step)
         # huge magnitudes would overflow variances: work in units of a power of two of the first
         # value (exact in floating point, and known at the first point, so still causal)
         factor = _huge_factor(batch.values)
         if (factor != 1.0).any():
             batch = Batch(batch.values / factor[:, None], batch.times, batch.grain, batch.numerator,
-                          batch.denominator, ratio_scale=batch.ratio_scale)
+                          batch.denominator, ratio_scale=batch.ratio_scale, step=batch.step)
         out = run_engine(batch, masks, params, kind=self.config.kind)
         if (factor != 1.0).any():
             batch = Batch(batch.values * factor[:, None], batch.times, batch.grain, batch.numerator,
-                          batch.denominator)
+                          batch.denominator, step=batch.step)
             out.expected *= factor[:, None]
             with np.errstate(over="ignore"):
                 out.scale *= np.where(out.family == FAM_COUNT, factor * factor, factor)[:, None]
