@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,16 +9,14 @@ import numpy as np
 import pandas as pd
 
 from metricloop.errors import MetricloopError
-
-GRAIN_SECONDS = {"minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400, "month": 30 * 86400}
-DAY = 86400
-# steps a metric's `grain` may name, and that an inferred spacing is snapped to when it is jittered:
-# minutes and hours that divide a day (buckets line up with midnight), a day, a week, a month
-STANDARD_STEPS = ([60 * k for k in (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30)]
-                  + [3600 * k for k in (1, 2, 3, 4, 6, 8, 12)] + [DAY, 7 * DAY, GRAIN_SECONDS["month"]])
-_GRAIN_RE = re.compile(r"^\s*(\d+)\s*(s|sec|second|seconds|m|min|mins|minute|minutes|h|hr|hour|hours|d|day|days|"
-                       r"w|week|weeks)\s*$", re.I)
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": DAY, "w": 7 * DAY}
+from metricloop.grains import (  # noqa: E402,F401 - part of this module's interface
+    DAY,
+    GRAIN_SECONDS,
+    STANDARD_STEPS,
+    grain_kind,
+    parse_grain,
+    step_name,
+)
 
 # seasonal profiles a series can follow, with their period in buckets
 # hour_by_daytype: one hour-of-day shape for workdays and one for days off (weekends and public
@@ -62,51 +59,7 @@ def points_per(step: float | None, span: float) -> float | None:
     return span / step if step else None
 
 
-def grain_kind(step: float | None) -> str | None:
-    """The grain class of a step: minute (< 10 min), hour (< 1 day), day (< 1 week), week, month."""
-    if not step or step <= 0:
-        return None
-    if step < 600:
-        return "minute"
-    if step < DAY:
-        return "hour"
-    if step < 7 * DAY:
-        return "day"
-    if step < 28 * DAY:
-        return "week"
-    return "month"
 
-
-def parse_grain(grain: str) -> float:
-    """The step in seconds a grain names: minute/hour/day/week/month, or a count and a unit
-    (`5min`, `15min`, `2h`, `6h`, `30s`, `3d`). Raises `MetricloopError` on anything else."""
-    g = str(grain).strip().lower()
-    if g in GRAIN_SECONDS:
-        return float(GRAIN_SECONDS[g])
-    m = _GRAIN_RE.match(g)
-    if not m or int(m.group(1)) <= 0:
-        raise MetricloopError(f"unknown grain {grain!r}: use minute, hour, day, week, month or a step such as "
-                              "5min, 15min, 2h", where="grain")
-    return float(int(m.group(1)) * _UNIT_SECONDS[m.group(2)[0]])
-
-
-def step_name(step: float | None) -> str | None:
-    """A step's canonical grain name: minute, 5min, hour, 2h, day, week, month (or 90s, 3d)."""
-    if not step:
-        return None
-    s = int(round(step))
-    for name, sec in GRAIN_SECONDS.items():
-        if s == sec:
-            return name
-    if s % (7 * DAY) == 0:
-        return f"{s // (7 * DAY)}w"
-    if s % DAY == 0:
-        return f"{s // DAY}d"
-    if s % 3600 == 0:
-        return f"{s // 3600}h"
-    if s % 60 == 0:
-        return f"{s // 60}min"
-    return f"{s}s"
 
 
 def is_standard_step(step: float) -> bool:
