@@ -36,7 +36,7 @@ async def series(
     by: Annotated[str | None, Query(description="Dimensions, comma-separated")] = None,
     start: Annotated[str | None, Query(alias="from", description="Inclusive start, ISO date/time")] = None,
     end: Annotated[str | None, Query(alias="to", description="Exclusive end, ISO date/time")] = None,
-    grain: Annotated[str | None, Query(description="minute, hour, day, week, month, or a step: 5min, 15min, 2h")] = None,
+    grain: Annotated[str | None, Query(description="minute, hour, day, week, month, or 5min, 2h…")] = None,
     where: Annotated[list[str] | None, Query(description="DIM=VALUE, repeatable")] = None,
 ) -> dict:
     dims = [d.strip() for d in (by or "").split(",") if d.strip()]
