@@ -370,7 +370,7 @@ def test_bad_timezone_in_a_monitor_schedule(sqlite_ws, helpers, data_files):
     [
         ("    tier: gold\n", "tier", "Input should be 'core', 'important' or 'normal'"),
         ("    ownr: bo\n", "ownr", "unknown field"),
-        ("    grain: fortnight\n", "grain", "Input should be 'minute', 'hour', 'day', 'week' or 'month'"),
+        ("    grain: fortnight\n", "grain", "unknown grain 'fortnight': use minute, hour, day, week, month or a step"),
         ("    filters: [\"1; DROP TABLE orders\"]\n", "filters", "must be a single SQL expression"),
         ("    filters: [\"region IN (SELECT 1)\"]\n", "filters", "subqueries are not allowed"),
     ],

@@ -17,7 +17,7 @@ def bucket(times: pd.Series, grain: str) -> pd.Series:
         return times.dt.normalize() - pd.to_timedelta(times.dt.day_of_week, unit="D")
     if grain == "month":
         return times.dt.to_period("M").dt.start_time
-    return times.dt.floor({"hour": "h", "day": "D"}[grain])
+    return times.dt.floor({"hour": "h", "day": "D", "5min": "5min", "15min": "15min", "2h": "2h", "6h": "6h"}[grain])
 
 
 def in_window(df: pd.DataFrame, column: str, start=WINDOW["start"], end=WINDOW["end"]) -> pd.DataFrame:
@@ -66,7 +66,7 @@ def test_every_aggregation_equals_pandas(shared_shop_ws, orders_df, name, by):
     compare(got, expected(orders_df, fn, by=by, rows=rows), by)
 
 
-@pytest.mark.parametrize("grain", ["hour", "day", "week", "month"])
+@pytest.mark.parametrize("grain", ["5min", "15min", "hour", "2h", "6h", "day", "week", "month"])
 def test_grains_equal_pandas(shared_shop_ws, orders_df, grain):
     got = query_metric(shared_shop_ws, "gmv", grain=grain, by=["channel"], **WINDOW).df
     compare(got, expected(orders_df, lambda g: g["amount"].sum(), by=["channel"], grain=grain, rows=not_cancelled),

@@ -404,7 +404,7 @@ def metrics_query(
     by: Annotated[list[str] | None, typer.Option("--by", help="Dimensions, comma-separated.")] = None,
     start: Annotated[str | None, typer.Option("--from", help="Start (inclusive), e.g. 2026-10-01.")] = None,
     end: Annotated[str | None, typer.Option("--to", help="End (exclusive).")] = None,
-    grain: Annotated[str | None, typer.Option(help="minute, hour, day, week or month.")] = None,
+    grain: Annotated[str | None, typer.Option(help="minute, hour, day, week, month, or 5min, 2h….")] = None,
     where: Annotated[list[str] | None, typer.Option("--where", help="DIM=VALUE (VALUE|VALUE for several).")] = None,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
     limit: Annotated[int, typer.Option(help="Rows shown in table format (0 = all).")] = 40,

@@ -38,6 +38,8 @@ def detect_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="Output CSV (a folder when INPUT is a folder).")],
     time_col: Annotated[str | None, typer.Option("--time-col", help="Timestamp column (default: detected).")] = None,
     value_col: Annotated[str | None, typer.Option("--value-col", help="Value column (default: first numeric).")] = None,
+    id_col: Annotated[str | None, typer.Option("--id-col", help="Column naming the series in a long-form file "
+                                               "(default: a text column with few distinct values).")] = None,
     detector: Annotated[str, typer.Option("--detector", "-d", help="Detector name (see docs/detectors.md).")] = "auto",
     sensitivity: Annotated[float, typer.Option("--sensitivity", "-s", min=0, max=10, help="0 (few) … 10 (many).")] = 5,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Detector option KEY=VALUE, e.g. upper=100.")] = None,
@@ -45,7 +47,7 @@ def detect_command(
     events: Annotated[Path | None, typer.Option("--events", help="CSV of custom events (name,start,end).")] = None,
 ) -> None:
     """Detect anomalies in CSV files: one output row per input row, columns
-    timestamp,value,expected,lower,upper,score,is_anomaly."""
+    timestamp,value,expected,lower,upper,score,is_anomaly (and the id column of a long-form file)."""
     from metricloop.detect.base import get_detector
     from metricloop.detect.csvio import detect_csv, write_csv
 
@@ -55,8 +57,8 @@ def detect_command(
     if not input.exists():
         raise MetricloopError("no such file or folder", where=str(input))
     if input.is_file():
-        res = detect_csv(input, time_col=time_col, value_col=value_col, detector=detector, sensitivity=sensitivity,
-                         params=params, calendar=cal)
+        res = detect_csv(input, time_col=time_col, value_col=value_col, id_col=id_col, detector=detector,
+                         sensitivity=sensitivity, params=params, calendar=cal)
         for w in res.warnings:
             err_console.print(f"[yellow]warning:[/] {esc(input)}: {esc(w)}", highlight=False)
         write_csv(res.frame, output)
@@ -77,7 +79,7 @@ def detect_command(
             rel = f.relative_to(input)
             bar.update(task, description=esc(rel))
             try:
-                res = detect_csv(f, time_col=time_col, value_col=value_col, detector=detector,
+                res = detect_csv(f, time_col=time_col, value_col=value_col, id_col=id_col, detector=detector,
                                  sensitivity=sensitivity, params=params, calendar=cal)
             except MetricloopError as exc:
                 failed.append((rel, exc.message))

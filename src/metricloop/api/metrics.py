@@ -47,7 +47,7 @@ async def series(
     by: Annotated[str | None, Query(description="Dimensions, comma-separated")] = None,
     start: Annotated[TimeText, Query(alias="from", description="Inclusive start, ISO date/time")] = None,
     end: Annotated[TimeText, Query(alias="to", description="Exclusive end, ISO date/time")] = None,
-    grain: Annotated[str | None, Query(description="minute, hour, day, week or month")] = None,
+    grain: Annotated[str | None, Query(description="minute, hour, day, week, month, or 5min, 2h…")] = None,
     where: Annotated[list[str] | None, Query(description="DIM=VALUE, repeatable")] = None,
     actor: Actor | None = Depends(viewer),
 ) -> dict:

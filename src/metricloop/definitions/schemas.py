@@ -11,13 +11,26 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field
 from sqlglot import exp
 
 from metricloop.definitions.durations import parse_duration
+from metricloop.grains import GRAINS  # noqa: F401 - the five grain names, part of this module's interface
 from metricloop.limits import DEFAULT_STATEMENT_TIMEOUT
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 Name = Annotated[str, Field(pattern=NAME_PATTERN, description="lower_snake_case identifier")]
-Grain = Literal["minute", "hour", "day", "week", "month"]
-GRAINS: tuple[str, ...] = ("minute", "hour", "day", "week", "month")
+
+
+def _grain(v: str) -> str:
+    from metricloop.errors import MetricloopError
+    from metricloop.grains import canonical_grain
+
+    try:
+        return canonical_grain(v)
+    except MetricloopError as exc:
+        raise ValueError(exc.message) from None
+
+
+# minute, hour, day, week, month, or a step that divides an hour or a day: 5min, 15min, 30min, 2h, 6h
+Grain = Annotated[str, AfterValidator(_grain)]
 
 
 def _timezone_name(v: str) -> str:

@@ -40,9 +40,9 @@ def _huge_factor(values: np.ndarray) -> np.ndarray:
 
 
 def step_seconds(batch: Batch) -> float | None:
-    """The series' step in seconds: given on the batch (`step_seconds`), else the median spacing of
-    its times; None for a plain sequence of points."""
-    given = getattr(batch, "step_seconds", None)
+    """The series' step in seconds: as prepared (`batch.step`, inferred from the data by prepare.infer_step), else
+    the median spacing of its times; None for a plain sequence of points."""
+    given = getattr(batch, "step", None) or getattr(batch, "step_seconds", None)
     if given:
         return float(given)
     if batch.times is not None and len(batch.times) > 1:
@@ -69,7 +69,9 @@ def cycle_params(step: float | None, warmup: int) -> dict[str, Any]:
 
 
 def engine_params(cfg: BandConfig, grain: str | None, warmup: int, step: float | None = None) -> EngineParams:
-    week = {"hour": 24 * 7, "minute": 24 * 60 * 7}.get(grain or "", 7)
+    # spans in points of the step: a week at 5 minutes is 2016 points, at hours 168
+    per_day = round(86400 / step) if step and grain in ("hour", "minute") else None
+    week = 7 * per_day if per_day else {"hour": 24 * 7, "minute": 24 * 60 * 7}.get(grain or "", 7)
     # a day of hours moves less per point than a day: smooth hourly levels over more points
     alpha = cfg.smoothing if grain not in ("hour", "minute") else cfg.smoothing / 3
     return EngineParams(
@@ -81,7 +83,7 @@ def engine_params(cfg: BandConfig, grain: str | None, warmup: int, step: float |
         adapt_after=cfg.adapt_after or (week if grain in ("day", None) else min(week, 24)),
         warmup=warmup,
         reselect_every=8 * week if grain in ("day", None) else week,
-        compare_halfwidth={"hour": 12, "minute": 12 * 60}.get(grain or "", 0),
+        compare_halfwidth=max(per_day // 2, 1) if per_day else {"hour": 12, "minute": 12 * 60}.get(grain or "", 0),
         noise_power=0.75 if grain in ("hour", "minute") else 1.0,
         lumpy=grain in ("hour", "minute"),
         **cycle_params(step, warmup),
@@ -95,13 +97,7 @@ class EngineDetector(Detector):
     config: BandConfig
 
     def warmup_points(self, grain: str | None, step: float | None = None) -> int:
-        if self.config.warmup:
-            return self.config.warmup
-        if grain is None and step and step < 3600:
-            # a sub-hourly step the grains do not name (5 minutes): two days of its points, so that
-            # the daily cycle is seen twice before the first judgement
-            return int(round(2 * 86400 / step))
-        return default_warmup(grain)
+        return self.config.warmup or default_warmup(grain, step)
 
     def _score_block(self, batch: Batch, masks: CalendarMasks | None) -> Scores:
         step = step_seconds(batch)
@@ -116,11 +112,11 @@ class EngineDetector(Detector):
         factor = _huge_factor(batch.values)
         if (factor != 1.0).any():
             batch = Batch(batch.values / factor[:, None], batch.times, batch.grain, batch.numerator,
-                          batch.denominator, ratio_scale=batch.ratio_scale)
+                          batch.denominator, ratio_scale=batch.ratio_scale, step=batch.step)
         out = run_engine(batch, masks, params, kind=self.config.kind)
         if (factor != 1.0).any():
             batch = Batch(batch.values * factor[:, None], batch.times, batch.grain, batch.numerator,
-                          batch.denominator)
+                          batch.denominator, step=batch.step)
             out.expected *= factor[:, None]
             with np.errstate(over="ignore"):
                 out.scale *= np.where(out.family == FAM_COUNT, factor * factor, factor)[:, None]

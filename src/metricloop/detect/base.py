@@ -87,7 +87,8 @@ class Scores:
     times: pd.DatetimeIndex | None = None
     names: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    grain: str | None = None
+    grain: str | None = None  # the step's class: minute, hour, day, week, month (None = a plain sequence)
+    step: float | None = None  # the sampling step in seconds (300 = every 5 minutes)
     floor: np.ndarray | None = None  # per series: bands never go below / above these (0 for counts and
     ceiling: np.ndarray | None = None  # rates, 100 % for a proportion in %)
     unit: np.ndarray | None = None  # series × time: a COUNT series counts lumps of this size (a sum like GMV), else 1
@@ -184,7 +185,7 @@ class Detector:
     def from_dict(cls, data: dict[str, Any]) -> Detector:
         return cls(cls.config_class.from_dict(data))
 
-    def warmup_points(self, grain: str | None) -> int:
+    def warmup_points(self, grain: str | None, step: float | None = None) -> int:
         return self.config.warmup or self.default_warmup
 
     # -- public template ---------------------------------------------------------------
@@ -199,18 +200,20 @@ class Detector:
         names: list[str] | None = None,
         grain: str | None = None,
         ratio_scale: float | None = None,
+        step: float | None = None,
     ) -> Scores:
         """Score every point of one series (1-D) or of many aligned series (2-D, series × time).
 
         `times` is the shared time axis (regular buckets; gaps are NaN values). `numerator` and
         `denominator` make ratio series binomial-aware; `ratio_scale` is the metric's unit factor
         (value = numerator / denominator × scale), inferred from the data when not given. `calendar`
-        is a `Calendar`.
+        is a `Calendar`. `grain` names a class (hour) or a step (5min); `step` is the step in seconds;
+        with neither, the step is inferred from `times`.
         """
         from metricloop.detect.prepare import prepare_batch
 
         batch = prepare_batch(values, times, numerator=numerator, denominator=denominator, grain=grain,
-                              ratio_scale=ratio_scale)
+                              ratio_scale=ratio_scale, step=step)
         n = batch.values.shape[0]
         if names is not None and len(names) != n:
             raise MetricloopError(f"{len(names)} names for {n} series", where="names")
@@ -223,6 +226,7 @@ class Detector:
         out = _concat(parts) if len(parts) > 1 else parts[0]
         out.times = batch.times
         out.grain = batch.grain
+        out.step = batch.step
         out.names = list(names) if names is not None else [str(i) for i in range(n)]
         out.warnings = batch.warnings + out.warnings
         return out

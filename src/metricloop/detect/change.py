@@ -55,7 +55,7 @@ class ChangeDetector(Detector):
     def reference(self, batch: Batch) -> np.ndarray:
         x = batch.values
         T = x.shape[1]
-        step = GRAIN_SECONDS.get(batch.grain or "day", 86400)
+        step = batch.step or GRAIN_SECONDS.get(batch.grain or "day", 86400)
         per_day = max(1, round(86400 / step))
         cfg = self.config
 

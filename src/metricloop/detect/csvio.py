@@ -4,9 +4,18 @@ Handling (each produces a warning, never a crash):
 
 - unsorted rows: sorted by time for detection; the output keeps the input order;
 - duplicate timestamps: the detector sees their mean; each row is judged against that bucket's band;
-- gaps: the series is put on a regular grid (the median spacing); missing buckets are just missing;
-- irregular timestamps (no regular spacing): points are floored to the nearest standard grain
-  (minute/hour/day/week/month) when one fits, else treated as an evenly spaced sequence;
+- any regular step (every 5, 10 or 30 minutes, 2 hours, a day...): the step is the most common
+  spacing (`prepare.infer_step`), robust to gaps, jitter, duplicates and daylight-saving days;
+- gaps: the series is put on a regular grid of that step; missing buckets are just missing;
+- irregular timestamps (off the step's grid): each point is put in its bucket of the inferred step
+  (rounded to the nearest when the spacing is jittered, floored otherwise); the warning names the step;
+- a step that changes mid-series (hourly, then every 5 minutes): a warning says where; the series is
+  put on the grid of the more common step;
+- long form (one column names the series, `id_col`, detected when it is a text column with a few
+  distinct values): each id is its own series, with its own step; output rows keep the id;
+- mixed time zones (offsets that differ, or some timestamps with one and some without): all are
+  converted to UTC, a naive one is taken as UTC (warning); one offset throughout keeps local time;
+- too few points to learn (3 points): every row gets score 0, never an anomaly (warning);
 - NaN / non-numeric values: kept as rows with an expected value and band, score 0, never an anomaly,
   and kept out of the baseline;
 - unparseable timestamps: those rows get empty expected/lower/upper, score 0, not an anomaly
@@ -26,13 +35,12 @@ import pandas as pd
 from metricloop.detect.base import get_detector
 from metricloop.detect.calendar import Calendar
 from metricloop.detect.conditions import apply_conditions
-from metricloop.detect.prepare import GRAIN_SECONDS, infer_grain
+from metricloop.detect.prepare import DAY, GRAIN_SECONDS, grain_kind, infer_step, step_name
 from metricloop.detect.stats import score_points
 from metricloop.errors import MetricloopError
 
 OUTPUT_COLUMNS = ["timestamp", "value", "expected", "lower", "upper", "score", "is_anomaly"]
 TIME_NAMES = re.compile(r"^(time|timestamp|ts|date|datetime|day|hour|period|dt|bucket)$|time|date", re.I)
-FREQ = {"minute": "min", "hour": "h", "day": "D", "week": "7D"}
 
 
 @dataclass
@@ -41,6 +49,8 @@ class CsvResult:
     time_col: str
     value_col: str
     warnings: list[str] = field(default_factory=list)
+    id_col: str | None = None
+    steps: dict[str, str | None] = field(default_factory=dict)  # per series id ("" = the only one): its step
 
 
 def read_csv(path: Path) -> pd.DataFrame:
@@ -52,7 +62,9 @@ def read_csv(path: Path) -> pd.DataFrame:
         raise MetricloopError(f"cannot read CSV: {exc}", where=str(path)) from None
 
 
-def _parse_times(col: pd.Series) -> pd.Series:
+def _parse_times(col: pd.Series, notes: list[str] | None = None) -> pd.Series:
+    """Timestamps as naive datetimes: local wall time when every one has the same offset, UTC
+    when offsets differ (or some have none: those are taken as UTC, and `notes` says so)."""
     if pd.api.types.is_numeric_dtype(col):
         return pd.Series(pd.NaT, index=col.index)  # bare numbers are not timestamps
     import warnings
@@ -60,19 +72,58 @@ def _parse_times(col: pd.Series) -> pd.Series:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            return pd.to_datetime(col, errors="coerce", format="mixed")
-        except (ValueError, TypeError):
+            out = pd.to_datetime(col, errors="coerce", format="mixed")
+        except ValueError as exc:
+            if "timezone" not in str(exc).lower():
+                return pd.Series(pd.NaT, index=col.index)
+            try:
+                out = pd.to_datetime(col, errors="coerce", format="mixed", utc=True)
+            except (ValueError, TypeError):
+                return pd.Series(pd.NaT, index=col.index)
+            if notes is not None:
+                notes.append("timestamps have different time-zone offsets (or some have none): all are converted "
+                             "to UTC, one without an offset is taken as UTC")
+            return out.dt.tz_localize(None)
+        except TypeError:
             return pd.Series(pd.NaT, index=col.index)
+    if isinstance(out.dtype, pd.DatetimeTZDtype):
+        out = out.dt.tz_localize(None)  # one offset throughout: its local wall time
+    elif out.dtype == object:
+        return pd.Series(pd.NaT, index=col.index)
+    return out
 
 
-def pick_columns(df: pd.DataFrame, time_col: str | None, value_col: str | None, where: str) -> tuple[str, str]:
+def pick_id_col(df: pd.DataFrame, time_col: str, value_col: str, id_col: str | None, where: str) -> str | None:
+    """The column naming the series in a long-form file: `id_col`, or else a text column (not the
+    time or value) with 2 to n/3 distinct values."""
+    if id_col is not None:
+        if id_col not in df.columns:
+            raise MetricloopError(f"no column {id_col!r} (columns: {', '.join(map(str, df.columns))})", where=where)
+        if id_col in (time_col, value_col):
+            raise MetricloopError(f"--id-col {id_col!r} is also the time or value column", where=where)
+        return id_col
+    n = len(df)
+    for c in df.columns:
+        if c in (time_col, value_col):
+            continue
+        col = df[c]
+        if pd.api.types.is_numeric_dtype(col) or pd.to_numeric(col, errors="coerce").notna().mean() >= 0.5:
+            continue
+        k = col.nunique(dropna=True)
+        if 2 <= k <= max(2, n // 3) and col.notna().mean() >= 0.9:
+            return str(c)
+    return None
+
+
+def pick_columns(df: pd.DataFrame, time_col: str | None, value_col: str | None, where: str,
+                 id_col: str | None = None) -> tuple[str, str]:
     if time_col is not None and time_col not in df.columns:
         raise MetricloopError(f"no column {time_col!r} (columns: {', '.join(map(str, df.columns))})", where=where)
     if value_col is not None and value_col not in df.columns:
         raise MetricloopError(f"no column {value_col!r} (columns: {', '.join(map(str, df.columns))})", where=where)
     if time_col is None:
-        named = [c for c in df.columns if TIME_NAMES.search(str(c))]
-        others = [c for c in df.columns if c not in named and c != value_col]
+        named = [c for c in df.columns if TIME_NAMES.search(str(c)) and c != id_col]
+        others = [c for c in df.columns if c not in named and c not in (value_col, id_col)]
         for c in named + others:
             if _parse_times(df[c]).notna().mean() >= 0.5:
                 time_col = str(c)
@@ -81,14 +132,14 @@ def pick_columns(df: pd.DataFrame, time_col: str | None, value_col: str | None, 
             raise MetricloopError("no timestamp column found; name it with --time-col", where=where)
     if value_col is None:
         for c in df.columns:
-            if c == time_col:
+            if c in (time_col, id_col):
                 continue
             if pd.to_numeric(df[c], errors="coerce").notna().mean() >= 0.5:
                 value_col = str(c)
                 break
         if value_col is None:
             # an entirely empty column is a numeric series with every value missing
-            empty = [c for c in df.columns if c != time_col and df[c].isna().all()]
+            empty = [c for c in df.columns if c not in (time_col, id_col) and df[c].isna().all()]
             if not empty:
                 raise MetricloopError("no numeric column found; name one with --value-col", where=where)
             value_col = str(empty[0])
@@ -100,6 +151,7 @@ def detect_csv(
     *,
     time_col: str | None = None,
     value_col: str | None = None,
+    id_col: str | None = None,
     detector: str = "auto",
     sensitivity: float = 5.0,
     params: dict[str, Any] | None = None,
@@ -109,9 +161,10 @@ def detect_csv(
     df = read_csv(path)
     if df.empty or len(df.columns) == 0:
         raise MetricloopError("the file has no rows", where=where)
-    tcol, vcol = pick_columns(df, time_col, value_col, where)
+    tcol, vcol = pick_columns(df, time_col, value_col, where, id_col)
+    icol = pick_id_col(df, tcol, vcol, id_col, where)
     warnings: list[str] = []
-    times = _parse_times(df[tcol])
+    times = _parse_times(df[tcol], warnings)
     if times.isna().all():
         raise MetricloopError(f"column {tcol!r} has no timestamp that parses (e.g. {df[tcol].iloc[0]!r})", where=where)
     bad_t = int(times.isna().sum())
@@ -130,21 +183,63 @@ def detect_csv(
     if nan:
         warnings.append(f"{nan} empty value(s): kept as rows, out of the baseline, never an anomaly")
 
+    n = len(df)
+    cols = {c: np.full(n, np.nan) for c in ("expected", "lower", "upper", "score")}
+    flags = np.zeros(n, bool)
     ok = times.notna().to_numpy()
-    t_ok = pd.DatetimeIndex(times[ok]).as_unit("ns")
+    cfg = {"sensitivity": sensitivity, **(params or {})}
+    det_obj = get_detector(detector, cfg)
+    steps: dict[str, str | None] = {}
+    if icol is None:
+        groups = [("", np.flatnonzero(ok))]
+    else:
+        ids = df[icol].astype("string").fillna("")
+        groups = [(str(k), np.flatnonzero(ok & (ids == k).to_numpy())) for k in pd.unique(ids)]
+        warnings.append(f"long form: {len(groups)} series named by column {icol!r}, each detected on its own")
+    for key, rows in groups:
+        if not len(rows):
+            continue
+        got, notes, step = _detect_series(pd.DatetimeIndex(times.to_numpy()[rows]).as_unit("ns"),
+                                          values.to_numpy()[rows], det_obj, calendar)
+        steps[key] = step_name(step)
+        for c in cols:
+            cols[c][rows] = got[c]
+        flags[rows] = got["is_anomaly"]
+        warnings.extend(f"{icol} {key}: {w}" if icol else w for w in notes)
+
+    out = pd.DataFrame({"timestamp": df[tcol], "value": values})
+    if icol is not None:
+        out.insert(1, icol, df[icol])
+    for c, arr in cols.items():
+        out[c] = arr
+    out["score"] = out["score"].fillna(0.0).clip(0.0, 1.0)
+    out["is_anomaly"] = flags
+    assert len(out) == n
+    columns = OUTPUT_COLUMNS if icol is None else [OUTPUT_COLUMNS[0], icol, *OUTPUT_COLUMNS[1:]]
+    return CsvResult(out[columns], tcol, vcol, warnings, icol, steps)
+
+
+def _detect_series(t_ok: pd.DatetimeIndex, vals_ok: np.ndarray, det_obj: Any,
+                   calendar: Calendar | None) -> tuple[dict[str, np.ndarray], list[str], float | None]:
+    """Detection over one series' rows (timestamps parsed, in file order): per-row results."""
+    warnings: list[str] = []
     if len(t_ok) > 1 and not (np.diff(t_ok.asi8) >= 0).all():
         warnings.append("rows are not sorted by time: sorted for detection, output kept in input order")
-    order = np.argsort(t_ok.asi8, kind="stable")
-    ts_sorted = t_ok[order]
-    uniq = ts_sorted.unique()
-    grain = infer_grain(uniq) if len(uniq) > 1 else "day"
-    bucket_of = _bucket_times(t_ok, uniq, grain, warnings)
-    grid = _grid(bucket_of, grain, warnings)
-    if int(pd.Index(bucket_of).duplicated().sum()):
-        warnings.append(f"{int(pd.Index(bucket_of).duplicated().sum())} row(s) share a timestamp with another row: "
+    uniq = t_ok.unique().sort_values()
+    info = infer_step(uniq)
+    step = info.step if info.step else float(DAY)  # one timestamp: call it a day
+    name = step_name(step)
+    if info.change is not None:
+        at, before, after = info.change
+        warnings.append(f"the spacing changes around {at}: every {step_name(before)} before, every "
+                        f"{step_name(after)} after; the series is put on a {name} grid (the most common spacing)")
+    bucket_of = _bucket_times(t_ok, uniq, step, info.regular, info.share, warnings)
+    grid = _grid(bucket_of, step, warnings)
+    dups = int(pd.Index(bucket_of).duplicated().sum())
+    if dups:
+        warnings.append(f"{dups} row(s) share a timestamp with another row: "
                         "the detector sees the mean, each row is judged against that bucket's band")
     pos = grid.get_indexer(bucket_of)
-    vals_ok = values.to_numpy()[ok]
     sums = np.zeros(len(grid))
     counts = np.zeros(len(grid))
     finite = np.isfinite(vals_ok)
@@ -152,20 +247,16 @@ def detect_csv(
     np.add.at(counts, pos[finite], 1)
     with np.errstate(invalid="ignore", divide="ignore"):
         series = np.where(counts > 0, sums / counts, np.nan)
+    grain = grain_kind(step)
+    warm = det_obj.warmup_points(grain, step)
+    if int(finite.sum()) < warm:
+        warnings.append(f"only {int(finite.sum())} point(s) with a value, fewer than the {warm} the detector "
+                        f"learns from at this step ({name}): no point can be an anomaly")
 
-    cfg = {"sensitivity": sensitivity, **(params or {})}
-    det_obj = get_detector(detector, cfg)
-    use_times = grid if grain is not None else None
-    scores = det_obj.score(series, use_times, calendar=calendar if use_times is not None else None, grain=grain)
+    scores = det_obj.score(series, grid, calendar=calendar, grain=None, step=step)
     det = apply_conditions(scores, det_obj.config)
     warnings.extend(scores.warnings)
 
-    n = len(df)
-    out = pd.DataFrame({"timestamp": df[tcol], "value": values})
-    for col in ("expected", "lower", "upper", "score"):
-        out[col] = np.nan
-    out["is_anomaly"] = False
-    rows = np.flatnonzero(ok)
     exp = scores.expected[0, pos]
     lo, hi = det.lower[0, pos], det.upper[0, pos]
     row_score = score_points(vals_ok[None, :], exp[None, :], scores.scale[0, pos][None, :], scores.family,
@@ -183,41 +274,38 @@ def detect_csv(
                            np.where(det.alert_direction == "down", under, over | under))
     dup = counts[pos] > 1
     flag = np.where(dup, outside & ~learning & ~scores.suppressed[0, pos], det.is_anomaly[0, pos])
-    out.loc[rows, "expected"] = exp
-    out.loc[rows, "lower"] = lo
-    out.loc[rows, "upper"] = hi
-    out.loc[rows, "score"] = row_score
-    out.loc[rows, "is_anomaly"] = flag & np.isfinite(vals_ok)
-    out["score"] = out["score"].fillna(0.0).clip(0.0, 1.0)
-    out["is_anomaly"] = out["is_anomaly"].astype(bool)
-    assert len(out) == n
-    return CsvResult(out[OUTPUT_COLUMNS], tcol, vcol, warnings)
+    got = {"expected": exp, "lower": lo, "upper": hi, "score": row_score, "is_anomaly": flag & np.isfinite(vals_ok)}
+    return got, warnings, step
 
 
-def _bucket_times(t: pd.DatetimeIndex, uniq: pd.DatetimeIndex, grain: str | None,
+def _bucket_times(t: pd.DatetimeIndex, uniq: pd.DatetimeIndex, step: float, regular: bool, share: float,
                   warnings: list[str]) -> pd.DatetimeIndex:
-    """Each row's bucket: its own timestamp on a regular series, floored to the grain on an irregular one."""
-    if grain is None or len(uniq) < 3 or grain == "month":
+    """Each row's bucket: its own timestamp on a regular series; on an irregular one, its bucket of
+    the step, on the series' own phase (the first timestamp's offset within a step): rounded to the
+    nearest when most spacings are the step give or take jitter, floored otherwise."""
+    if regular or len(uniq) < 3 or step >= GRAIN_SECONDS["month"]:
         return t
-    step = GRAIN_SECONDS[grain] * 10**9
-    off_grid = (np.diff(uniq.asi8) % step != 0).mean()
-    if off_grid > 0.1:
-        warnings.append(f"irregular timestamps: each point is put in its {grain} bucket")
-        return t.floor(FREQ[grain])
-    return t
+    ns = int(round(step * 1e9))
+    offset = int(uniq.asi8[0] % ns)
+    rel = t.asi8 - offset
+    jitter = share >= 0.5
+    k = np.floor_divide(rel + (ns // 2 if jitter else 0), ns)
+    how = "nearest" if jitter else "its"
+    warnings.append(f"irregular timestamps: each point is put in {how} {step_name(step)} bucket "
+                    "(the most common spacing)")
+    return pd.DatetimeIndex(k * ns + offset).as_unit("ns")
 
 
-def _grid(buckets: pd.DatetimeIndex, grain: str | None, warnings: list[str]) -> pd.DatetimeIndex:
+def _grid(buckets: pd.DatetimeIndex, step: float, warnings: list[str]) -> pd.DatetimeIndex:
     uniq = buckets.unique().sort_values()
-    if grain is None or grain == "month" or len(uniq) < 2:
-        if grain is None and len(uniq) > 2:
-            warnings.append("no regular spacing in the timestamps: points are treated as an evenly spaced sequence")
+    if step >= GRAIN_SECONDS["month"] or len(uniq) < 2:
         return uniq
-    full = pd.date_range(uniq[0], uniq[-1], freq=FREQ[grain])
+    full = pd.date_range(uniq[0], uniq[-1], freq=pd.Timedelta(seconds=step)).as_unit("ns")
     if len(full) > 20 * len(uniq) or not uniq.isin(full).all():
+        # far too sparse for a grid, or a daily series in local time across a daylight-saving change
         return uniq
     if len(full) > len(uniq):
-        warnings.append(f"{len(full) - len(uniq)} missing {grain} bucket(s) (gaps): treated as missing data")
+        warnings.append(f"{len(full) - len(uniq)} missing {step_name(step)} bucket(s) (gaps): treated as missing data")
     return full
 
 

@@ -256,6 +256,10 @@ def init_state(win: np.ndarray, phases: dict[str, np.ndarray], candidates: list[
         period = PROFILES[name]
         seen = np.zeros((int(rows.sum()), period), bool)
         prof = _shrink(_profile_fit(rel_all[rows], ph, period, mult[rows], seen), rel_all[rows], ph, mult[rows])
+        if period == 48:
+            # a day type not yet seen (two days of 5-minute data, a Monday and a Tuesday): its hours
+            # take the other day type's, not a flat profile that would flag every hour of the weekend
+            prof = _centred(np.where(seen, prof, np.roll(prof, 24, axis=1)), mult[rows])
         complete[rows] = seen.all(axis=1)
         season[rows, :period] = prof
         d = np.where(mult[rows, None], win[rows] / np.where(np.abs(prof[:, ph]) > TINY, prof[:, ph], 1.0),

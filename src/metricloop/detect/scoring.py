@@ -21,9 +21,11 @@ from typing import Any
 import pandas as pd
 
 from metricloop.errors import MetricloopError
+from metricloop.grains import ByGrain, parse_grain
 
-GRAIN_DELTA = {"minute": pd.Timedelta(minutes=1), "hour": pd.Timedelta(hours=1), "day": pd.Timedelta(days=1),
-               "week": pd.Timedelta(days=7), "month": pd.Timedelta(days=31)}
+GRAIN_DELTA = ByGrain({"minute": pd.Timedelta(minutes=1), "hour": pd.Timedelta(hours=1), "day": pd.Timedelta(days=1),
+                       "week": pd.Timedelta(days=7), "month": pd.Timedelta(days=31)},
+                      derive=lambda g: pd.Timedelta(seconds=parse_grain(g)))  # 5min: 5 minutes
 
 
 def parse_slice(key: Any) -> dict[str, str]:

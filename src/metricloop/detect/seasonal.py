@@ -29,7 +29,11 @@ class SeasonalConfig(DetectorConfig):
     exclude_z: float = Field(3.5, gt=0, description="points beyond this many sd are replaced before refitting")
 
 
-def _period(grain: str | None) -> int:
+def _period(grain: str | None, step: float | None = None) -> int:
+    if step and grain == "hour":
+        return max(int(round(86400 / step)), 2)  # a day in points of the step (48 at 30 minutes)
+    if step and grain == "minute":
+        return max(int(round(3600 / step)), 2)  # an hour in points (12 at 5 minutes)
     return {"hour": PROFILES["hour_of_day"], "minute": 60}.get(grain or "", PROFILES["day_of_week"])
 
 
@@ -64,17 +68,17 @@ class SeasonalDetector(Detector):
     config_class: ClassVar[type[DetectorConfig]] = SeasonalConfig
     config: SeasonalConfig
 
-    def warmup_points(self, grain: str | None) -> int:
-        return self.config.warmup or max(default_warmup(grain), 2 * (self.config.period or _period(grain)))
+    def warmup_points(self, grain: str | None, step: float | None = None) -> int:
+        return self.config.warmup or max(default_warmup(grain, step), 2 * (self.config.period or _period(grain, step)))
 
     def _score_block(self, batch: Batch, masks: CalendarMasks | None) -> Scores:
         cfg = self.config
         x = batch.values
         n, T = x.shape
-        period = cfg.period or _period(batch.grain)
+        period = cfg.period or _period(batch.grain, batch.step)
         block = cfg.refit_every or period
         hist = cfg.history or 8 * period
-        warm = self.warmup_points(batch.grain)
+        warm = self.warmup_points(batch.grain, batch.step)
         expected = np.full((n, T), np.nan)
         scale = np.full((n, T), np.nan)
         excluded = np.zeros((n, T), bool)

@@ -8,6 +8,7 @@ import sqlglot
 from sqlglot import exp
 
 from metricloop.definitions.schemas import Measure, MetricSpec
+from metricloop.grains import grain_step
 
 # Dialects where sqlglot's DATE_TRUNC rendering is missing or wrong get explicit templates.
 _BUCKETS = {
@@ -28,12 +29,44 @@ _BUCKETS = {
 }
 
 
+# a step grain (5min, 2h): the time truncated to its hour (day), plus the minutes (hours) past it
+# rounded down to a multiple of the step. __n__ is the step count, __u__ the unit of the remainder.
+_STEP_BUCKETS = {
+    "mysql": {
+        "minute": "DATE_ADD(CAST(DATE_FORMAT(__t__, '%Y-%m-%d %H:00:00') AS DATETIME), "
+                  "INTERVAL FLOOR(MINUTE(__t__) / __n__) * __n__ MINUTE)",
+        "hour": "DATE_ADD(CAST(DATE(__t__) AS DATETIME), INTERVAL FLOOR(HOUR(__t__) / __n__) * __n__ HOUR)",
+    },
+    "sqlite": {
+        "minute": "DATETIME(STRFTIME('%Y-%m-%d %H:00:00', __t__), '+' || "
+                  "((CAST(STRFTIME('%M', __t__) AS INTEGER) / __n__) * __n__) || ' minutes')",
+        "hour": "DATETIME(STRFTIME('%Y-%m-%d 00:00:00', __t__), '+' || "
+                "((CAST(STRFTIME('%H', __t__) AS INTEGER) / __n__) * __n__) || ' hours')",
+    },
+    # PostgreSQL, DuckDB and the rest: DATE_TRUNC plus a whole number of minutes (hours) as an interval
+    # (the column cast to TIMESTAMP first: a DATE has no minutes, and PostgreSQL truncates it as a timestamptz)
+    "": {
+        "minute": "CAST(DATE_TRUNC('hour', CAST(__t__ AS TIMESTAMP)) + CAST(FLOOR(EXTRACT(MINUTE FROM "
+                  "CAST(__t__ AS TIMESTAMP)) / __n__) * __n__ AS INT) * INTERVAL '1 minute' AS TIMESTAMP)",
+        "hour": "CAST(DATE_TRUNC('day', CAST(__t__ AS TIMESTAMP)) + CAST(FLOOR(EXTRACT(HOUR FROM "
+                "CAST(__t__ AS TIMESTAMP)) / __n__) * __n__ AS INT) * INTERVAL '1 hour' AS TIMESTAMP)",
+    },
+}
+
+
 def col(name: str) -> exp.Column:
     return exp.column(name, quoted=True)
 
 
 def bucket(time_col: str, grain: str, dialect: str) -> exp.Expression:
     column = col(time_col)
+    count, unit = grain_step(grain)
+    if count > 1:
+        text = _STEP_BUCKETS.get(dialect, _STEP_BUCKETS[""])[unit].replace("__n__", str(count))
+        read = dialect if dialect in _STEP_BUCKETS else "postgres"
+        parsed = sqlglot.parse_one(text, read=read)
+        return parsed.transform(lambda n: column.copy() if isinstance(n, exp.Column) and n.name == "__t__" else n)
+    grain = unit
     template = _BUCKETS.get(dialect, {}).get(grain)
     if template is None:
         trunc = exp.TimestampTrunc(this=column, unit=exp.Var(this=grain.upper()))

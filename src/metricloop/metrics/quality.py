@@ -13,20 +13,21 @@ from metricloop.definitions.durations import format_duration, parse_duration
 from metricloop.definitions.kinds import Catalog
 from metricloop.definitions.schemas import MetricSpec
 from metricloop.errors import MetricloopError
+from metricloop.grains import GRAINS, ByGrain, parse_grain
 from metricloop.metrics.compile import latest_query
 from metricloop.metrics.query import query_metric
 from metricloop.metrics.slices import slice_keys
 from metricloop.metrics.timeutil import floor, now_local, parse_time
 
-DEFAULT_LAG = {
+DEFAULT_LAG = ByGrain({
     "minute": timedelta(minutes=15),
     "hour": timedelta(hours=2),
     "day": timedelta(hours=30),
     "week": timedelta(days=8),
     "month": timedelta(days=32),
-}
+})
 POISSON_ALPHA = 1e-4
-SEASON = {"minute": pd.Timedelta(days=7), "hour": pd.Timedelta(days=7), "day": pd.Timedelta(days=7)}
+SEASON = ByGrain({"minute": pd.Timedelta(days=7), "hour": pd.Timedelta(days=7), "day": pd.Timedelta(days=7)})
 
 
 @dataclass
@@ -91,7 +92,8 @@ def completeness(ws, catalog: Catalog, metric: MetricSpec, at: datetime) -> list
     if season is not None:  # minute, hour, day: the same bucket 1–4 weeks before each recent one
         start = end - season * 5
     else:  # week, month: the 4 buckets before each recent one
-        start = end - pd.DateOffset(**{f"{metric.grain}s": q.recent_buckets + 4})
+        start = end - (pd.DateOffset(**{f"{metric.grain}s": q.recent_buckets + 4}) if metric.grain in GRAINS
+                       else (q.recent_buckets + 4) * pd.Timedelta(seconds=parse_grain(metric.grain)))
     checks: list[QualityCheck] = []
     for dims in [[]] + [[d] for d in q.completeness_by]:
         try:

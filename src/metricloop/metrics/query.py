@@ -12,7 +12,8 @@ from sqlglot import exp
 
 from metricloop.definitions.kinds import Catalog
 from metricloop.definitions.schemas import GRAINS, MetricSpec
-from metricloop.errors import QueryError
+from metricloop.errors import MetricloopError, QueryError
+from metricloop.grains import canonical_grain
 from metricloop.limits import LimitExceeded
 from metricloop.metrics.compile import aggregate_query
 from metricloop.metrics.timeutil import buckets, parse_time
@@ -228,8 +229,11 @@ def _prepare(catalog: Catalog, name: str, dims: list[str], grain, start, end, wh
     metric = catalog.metric(name)
     check_dimensions(metric, dims, what="by")
     grain = grain or metric.grain
-    if grain not in GRAINS:
-        raise QueryError(f"grain must be one of {', '.join(GRAINS)}, not '{grain}'", where="grain")
+    try:
+        grain = canonical_grain(grain)
+    except MetricloopError:
+        raise QueryError(f"grain must be one of {', '.join(GRAINS)} or a step such as 5min, 15min, 2h, "
+                         f"not '{grain}'", where="grain") from None
     t0 = parse_time(start, metric.timezone, what="from")
     t1 = parse_time(end, metric.timezone, what="to")
     if t0 and t1 and t0 >= t1:

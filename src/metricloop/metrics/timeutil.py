@@ -8,8 +8,12 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 
 from metricloop.errors import QueryError
+from metricloop.grains import ByGrain, parse_grain
 
-FREQ = {"minute": "min", "hour": "h", "day": "D", "week": "W-MON", "month": "MS"}
+# pandas frequency of each grain; a step grain (5min, 2h) is its step in seconds ("300s"), whose
+# buckets line up with midnight because the step divides a day
+FREQ = ByGrain({"minute": "min", "hour": "h", "day": "D", "week": "W-MON", "month": "MS"},
+               derive=lambda g: f"{int(parse_grain(g))}s")
 # Times a query may name: wide enough for any business data, inside what pandas and every source can hold.
 FIRST_TIME = pd.Timestamp("1900-01-01")
 END_TIME = pd.Timestamp("2200-01-01")

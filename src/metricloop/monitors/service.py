@@ -30,6 +30,7 @@ from metricloop.definitions.durations import parse_duration
 from metricloop.definitions.kinds import Catalog
 from metricloop.definitions.schemas import MetricSpec
 from metricloop.errors import MetricloopError, NotFound, SourceError
+from metricloop.grains import ByGrain
 from metricloop.incidents import service as incidents
 from metricloop.incidents.models import Incident
 from metricloop.metrics.quality import base_metrics
@@ -38,7 +39,8 @@ from metricloop.metrics.timeutil import FREQ, floor
 from metricloop.monitors.models import Anomaly, MonitorRun
 from metricloop.monitors.schemas import MonitorSpec
 
-DEFAULT_HISTORY = {"minute": "3d", "hour": "35d", "day": "400d", "week": "730d", "month": "1460d"}
+# a step grain (5min, 30min, 2h) takes its class's: 3 days under 10 minutes, 35 days under a day
+DEFAULT_HISTORY = ByGrain({"minute": "3d", "hour": "35d", "day": "400d", "week": "730d", "month": "1460d"})
 MAX_CATCHUP_BUCKETS = 200
 # Runs that take a schedule slot. A manual run (or a replay of an old day) judges what it was asked to and
 # leaves the slot to the scheduler.
