@@ -144,7 +144,7 @@ def test_links_follow_the_state(incident):
 def test_payload_keys_are_stable(incident):
     _, _, payload = render_incident(incident, event="created", language="en", base_url="http://x", secret_key=KEY)
     assert sorted(payload) == sorted(
-        ["version", "event", "level", "language", "subject", "text", "incident", "explanation", "severity_reason",
+        ["version", "event", "seq", "level", "language", "subject", "text", "incident", "explanation", "severity_reason",
          "values", "links"]
     )  # fmt: skip
     assert sorted(payload["incident"]) == sorted(
