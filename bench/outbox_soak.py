@@ -44,7 +44,8 @@ SECRET_ENV = "METRICLOOP_SOAK_SECRET"
 
 def _receiver(port_queue, fail_rate: float, seed: int, port: int = 0, log_path: str | None = None) -> None:
     """`log_path`: also append one JSON line per accepted request (key, incident, seq, time), which survives a restart
-    of the receiver on the same `port`. POST /mode?fail=R changes the share of attempts answered 500."""
+    of the receiver on the same `port`. POST /mode?fail=R&delay=S changes the share of attempts answered 500 and
+    makes every answer wait S seconds."""
     rng = random.Random(seed)
     lock = threading.Lock()
     accepted: Counter = Counter()
@@ -76,9 +77,13 @@ def _receiver(port_queue, fail_rate: float, seed: int, port: int = 0, log_path: 
         def do_POST(self):  # noqa: N802
             nonlocal fail_rate
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            if self.path.startswith("/mode"):
-                fail_rate = float(self.path.split("fail=", 1)[1])
+            if self.path.startswith("/mode"):  # /mode?fail=R[&delay=S]
+                query = dict(part.split("=", 1) for part in self.path.split("?", 1)[1].split("&"))
+                fail_rate = float(query["fail"])
+                seen["delay"] = float(query.get("delay", 0))
                 return self._reply(200)
+            if seen.get("delay"):
+                time.sleep(seen["delay"])  # a slow receiver: deliveries stay in flight longer
             key = self.headers.get("X-Metricloop-Idempotency-Key")
             with lock:
                 seen["requests"] += 1
