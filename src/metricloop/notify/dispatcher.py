@@ -159,12 +159,20 @@ def reap(ws: Workspace, *, now: datetime, batch: int) -> int:
 
 
 def claim(
-    ws: Workspace, *, now: datetime, worker: str, batch: int, lease_seconds: float = LEASE_SECONDS
+    ws: Workspace,
+    *,
+    now: datetime,
+    worker: str,
+    batch: int,
+    lease_seconds: float = LEASE_SECONDS,
+    max_chains: int | None = None,
 ) -> list[Delivery]:
     """Take up to `batch` due rows for this worker, in id order: status sending, a lease and a lease token.
 
     A row is taken only when every earlier unsettled row of its chain is taken by this same claim, so a
-    chain is always claimed from its head. No attempt is counted here (see `begin_attempt`).
+    chain is always claimed from its head. At most `max_chains` chains are taken (those this pass can send
+    in parallel): the others stay free for other dispatchers, and a crash holds back fewer chains. No
+    attempt is counted here (see `begin_attempt`).
     """
     lease = now + timedelta(seconds=lease_seconds)
     token = uuid.uuid4().hex
@@ -176,6 +184,19 @@ def claim(
         # database's write lock, and each UPDATE judges its row again under it.
         ids = list(s.scalars(due))
         won = []
+        if max_chains is not None and ids:
+            chain_of = {
+                r.id: (r.incident_id, r.channel, r.recipient) if r.incident_id is not None else ("row", r.id)
+                for r in s.execute(
+                    select(Notification.id, Notification.incident_id, Notification.channel, Notification.recipient)
+                    .where(Notification.id.in_(ids))
+                )
+            }
+            chains: list = []
+            for row_id in ids:
+                if chain_of[row_id] not in chains and len(chains) < max_chains:
+                    chains.append(chain_of[row_id])
+            ids = [row_id for row_id in ids if chain_of[row_id] in chains]
         for row_id in ids:  # in id order: an earlier row of a chain is taken before a later one is judged
             result = s.execute(
                 update(Notification)
@@ -391,7 +412,9 @@ def dispatch_once(
     stats = DispatchStats()
     start = fixed_now or datetime.now(UTC)
     stats.dead += reap(ws, now=start, batch=batch)
-    claimed = claim(ws, now=start, worker=worker, batch=batch, lease_seconds=lease_seconds)
+    claimed = claim(
+        ws, now=start, worker=worker, batch=batch, lease_seconds=lease_seconds, max_chains=max(1, concurrency)
+    )
     stats.claimed = len(claimed)
     if not claimed:
         return stats
@@ -486,18 +509,18 @@ def _deliver_and_record(
 
 
 def run_dispatcher(ws: Workspace, stop: threading.Event, *, interval: float = 2.0, **options) -> DispatchStats:
-    """Dispatch until `stop` is set: at once again after a full batch, else every `interval` seconds.
+    """Dispatch until `stop` is set: at once again after a pass that claimed rows, else every `interval` seconds.
 
     Errors (a database that is briefly away) are logged and retried; they never end the loop.
     """
     total = DispatchStats()
-    batch = options.setdefault("batch", 100)
+    options.setdefault("batch", 100)
     options.setdefault("worker", default_worker())
     while not stop.is_set():
         try:
             stats = dispatch_once(ws, **options)
             total += stats
-            if stats.claimed >= batch:
+            if stats.claimed:  # a pass takes a few chains only: look again at once while there is work
                 continue
         except Exception:  # noqa: BLE001 - the service keeps running
             log.exception("outbox dispatcher pass failed; trying again in %.0fs", interval)
