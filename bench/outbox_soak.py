@@ -42,11 +42,15 @@ SECRET_ENV = "METRICLOOP_SOAK_SECRET"
 # ------------------------------------------------------------------ the receiver (its own process)
 
 
-def _receiver(port_queue, fail_rate: float, seed: int) -> None:
+def _receiver(port_queue, fail_rate: float, seed: int, port: int = 0, log_path: str | None = None) -> None:
+    """`log_path`: also append one JSON line per accepted request (key, incident, seq, time), which survives a restart
+    of the receiver on the same `port`. POST /mode?fail=R&delay=S changes the share of attempts answered 500 and
+    makes every answer wait S seconds."""
     rng = random.Random(seed)
     lock = threading.Lock()
     accepted: Counter = Counter()
     seen = {"requests": 0, "failed": 0}
+    log = open(log_path, "a", encoding="utf-8") if log_path else None  # noqa: SIM115 - open while serving
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -71,7 +75,15 @@ def _receiver(port_queue, fail_rate: float, seed: int) -> None:
             self._reply(200, body)
 
         def do_POST(self):  # noqa: N802
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            nonlocal fail_rate
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if self.path.startswith("/mode"):  # /mode?fail=R[&delay=S]
+                query = dict(part.split("=", 1) for part in self.path.split("?", 1)[1].split("&"))
+                fail_rate = float(query["fail"])
+                seen["delay"] = float(query.get("delay", 0))
+                return self._reply(200)
+            if seen.get("delay"):
+                time.sleep(seen["delay"])  # a slow receiver: deliveries stay in flight longer
             key = self.headers.get("X-Metricloop-Idempotency-Key")
             with lock:
                 seen["requests"] += 1
@@ -80,6 +92,12 @@ def _receiver(port_queue, fail_rate: float, seed: int) -> None:
                     seen["failed"] += 1
                 else:
                     accepted[key] += 1
+                    if log is not None:
+                        payload = json.loads(body)
+                        line = {"key": key, "incident": payload["incident"]["id"], "seq": payload.get("seq"),
+                                "path": self.path, "t": time.time()}  # fmt: skip
+                        log.write(json.dumps(line) + "\n")
+                        log.flush()
             self._reply(500 if fail else 200)
 
     class Server(ThreadingHTTPServer):
@@ -89,16 +107,16 @@ def _receiver(port_queue, fail_rate: float, seed: int) -> None:
             if not isinstance(sys.exc_info()[1], ConnectionError):  # a killed dispatcher's socket is expected
                 super().handle_error(request, client_address)
 
-    server = Server(("127.0.0.1", 0), Handler)
+    server = Server(("127.0.0.1", port), Handler)
     server.daemon_threads = True
     port_queue.put(server.server_address[1])
     server.serve_forever(poll_interval=0.05)
 
 
-def start_receiver(fail_rate: float, seed: int):
+def start_receiver(fail_rate: float, seed: int, *, port: int = 0, log_path: str | None = None):
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    proc = ctx.Process(target=_receiver, args=(q, fail_rate, seed), daemon=True)
+    proc = ctx.Process(target=_receiver, args=(q, fail_rate, seed, port, log_path), daemon=True)
     proc.start()
     return proc, q.get(timeout=30)
 

@@ -69,7 +69,7 @@ channels:
 
     first = start_dispatcher(ws, "first", lease=2.5)
     try:
-        wait_for(lambda: len(receiver.arrivals) >= 3)
+        wait_for(lambda: len(receiver.arrivals) >= 3, timeout=90)  # a busy machine imports slowly
         os.kill(first.pid, signal.SIGKILL)
         first.wait(10)
     finally:
@@ -77,7 +77,9 @@ channels:
             first.kill()
     assert first.returncode == -signal.SIGKILL
     with ws.db.session() as s:
-        in_flight = {r.idempotency_key for r in s.scalars(select(Notification).where(Notification.status == "sending"))}
+        sending = list(s.scalars(select(Notification).where(Notification.status == "sending")))
+        in_flight = {r.idempotency_key for r in sending}
+        called = {r.idempotency_key for r in sending if r.attempts > 0}  # an attempt counts when its call begins
         states = Counter(s.scalars(select(Notification.status)))
     hung = receiver.arrivals[2]
     assert hung in in_flight  # claimed by the dead process; its lease is not over yet
@@ -98,4 +100,6 @@ channels:
     with ws.db.session() as s:
         rows = list(s.scalars(select(Notification).order_by(Notification.id)))
     assert {r.status for r in rows} == {"sent"}
-    assert {r.idempotency_key: r.attempts for r in rows} == {k: 2 if k in in_flight else 1 for k in keys}
+    # a row that was claimed but not yet called when the process died is not charged for the crash
+    assert {r.idempotency_key: r.attempts for r in rows} == {k: 2 if k in called else 1 for k in keys}
+    assert hung in called

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from loopback import verify_signature
 from metricloop.errors import DefinitionError, MetricloopError
 from metricloop.incidents.models import Incident, IncidentEvent
-from metricloop.notify.dispatcher import claim, dispatch_once
+from metricloop.notify.dispatcher import begin_attempt, claim, dispatch_once
 from metricloop.notify.models import Notification
 from metricloop.notify.outbox import cancel, counts, enqueue, retry
 
@@ -277,19 +277,34 @@ def test_a_row_left_sending_by_a_dead_dispatcher_is_reclaimed_after_its_lease(ws
     apply_defs(ws, hook(receiver.url + "/hook"))
     key = queue(ws, channel="ops_hook")
     now = datetime.now(UTC)
-    [taken] = claim(ws, now=now, worker="crashed", batch=10, lease_seconds=60)  # and then it died
+    [taken] = claim(ws, now=now, worker="crashed", batch=10, lease_seconds=60)
+    assert begin_attempt(ws, taken, worker="crashed", now=now, lease_seconds=60)  # and then it died mid-call
     assert dispatch_once(ws, now=now + timedelta(seconds=30)).claimed == 0  # its lease still holds
     stats = dispatch_once(ws, now=now + timedelta(seconds=61))
     assert stats.sent == 1 and receiver.keys() == [key]
     [row] = rows(ws)
-    assert (row.status, row.attempts) == ("sent", 2)  # the lost attempt counts
+    assert (row.status, row.attempts) == ("sent", 2)  # the call that died counts
+
+
+def test_a_claimed_row_whose_dispatcher_died_before_calling_is_not_charged_an_attempt(ws, receiver, apply_defs, queue):
+    apply_defs(ws, hook(receiver.url + "/hook"))
+    key = queue(ws, channel="ops_hook", max_attempts=1)
+    now = datetime.now(UTC)
+    claim(ws, now=now, worker="crashed", batch=10, lease_seconds=10)  # claimed, then killed before any call
+    with ws.db.session() as s:
+        assert s.scalars(select(Notification)).one().attempts == 0
+    stats = dispatch_once(ws, now=now + timedelta(seconds=11))
+    assert (stats.sent, stats.dead) == (1, 0) and receiver.keys() == [key]  # its only attempt was still its own
+    [row] = rows(ws)
+    assert (row.status, row.attempts) == ("sent", 1)
 
 
 def test_a_row_that_dies_with_its_dispatcher_on_the_last_attempt_is_dead(ws, receiver, apply_defs, queue):
     apply_defs(ws, hook(receiver.url + "/hook"))
     queue(ws, channel="ops_hook", max_attempts=1)
     now = datetime.now(UTC)
-    claim(ws, now=now, worker="crashed", batch=10, lease_seconds=60)
+    [taken] = claim(ws, now=now, worker="crashed", batch=10, lease_seconds=60)
+    assert begin_attempt(ws, taken, worker="crashed", now=now, lease_seconds=60)
     stats = dispatch_once(ws, now=now + timedelta(seconds=61))
     assert (stats.dead, stats.claimed) == (1, 0)
     [row] = rows(ws)

@@ -42,6 +42,8 @@ class Incident(Base):
     resolve_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     ack_breached: Mapped[bool] = mapped_column(Boolean, default=False)
     resolve_breached: Mapped[bool] = mapped_column(Boolean, default=False)
+    # the number of the incident's last notified event: every message carries it, so a receiver keeps the highest
+    seq: Mapped[int] = mapped_column(Integer, default=0)
     last_notified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from metricloop.db.times import as_utc, aware
 from metricloop.definitions.durations import parse_duration
@@ -69,6 +70,25 @@ def recipients_for(catalog: Catalog, channel: str, people: list[str]) -> list[st
     return [channel]  # a group bot or a webhook: the channel itself is the recipient
 
 
+def next_seq(db_session: Session, incident: Incident) -> int:
+    """Number the incident's next notified event: one atomic `seq = seq + 1` on its row, which also locks the
+    row until the caller's transaction ends, so the messages of one incident are queued (and numbered) in order."""
+    db_session.flush()  # a new incident's row first
+    stmt = (
+        update(Incident)
+        .where(Incident.id == incident.id)
+        .values(seq=Incident.seq + 1)
+        .execution_options(synchronize_session=False)
+    )
+    if db_session.get_bind().dialect.update_returning:
+        seq = db_session.execute(stmt.returning(Incident.seq)).scalar_one()
+    else:
+        db_session.execute(stmt)
+        seq = db_session.scalar(select(Incident.seq).where(Incident.id == incident.id))
+    set_committed_value(incident, "seq", seq)
+    return seq
+
+
 def notify(
     db_session: Session,
     ws,
@@ -81,19 +101,21 @@ def notify(
     level: int = 0,
     round_: int = 0,
     now: datetime | None = None,
-    stamp: int | None = None,
 ) -> int:
-    """Queue one message per channel × recipient, each with an idempotency key."""
+    """Queue one message per channel × recipient for a new event of the incident.
+
+    The event gets the incident's next `seq`; every message carries it with the incident's state, and its
+    idempotency key is `incident:{id}:{seq}:{event}:{channel}:{recipient}`: one message per event, channel and
+    recipient however fast events follow one another (a key made of the moment collided within a second).
+    `round_` (the escalation round) is in the payload's `level` story only, not in the key. The stored message
+    holds link placeholders; the links are signed for each recipient on delivery (notify/links.py)."""
     from metricloop.notify.links import episode_of
     from metricloop.notify.outbox import enqueue
     from metricloop.notify.render import render_incident
 
     n = 0
     episode = episode_of(db_session, incident.id)
-    # The key is what makes a message unique: an incident is created once, but it can be escalated, resolved
-    # and reopened again after a reopen, and each time is a new message (the moment tells them apart).
-    if stamp is None:
-        stamp = 0 if event_name == "created" else int(as_utc(now).timestamp())
+    seq = next_seq(db_session, incident)
     for channel in channels:
         spec = catalog.all("channel").get(channel)
         if spec is None:
@@ -109,7 +131,7 @@ def notify(
             episode=episode,
         )
         for rcpt in recipients_for(catalog, channel, people):
-            key = f"incident:{incident.id}:{event_name}:{level}:{round_}:{stamp}:{channel}:{rcpt}"
+            key = f"incident:{incident.id}:{seq}:{event_name}:{channel}:{rcpt}"
             row = enqueue(
                 db_session,
                 key=key,
@@ -117,6 +139,7 @@ def notify(
                 event=event_name,
                 recipient=rcpt,
                 incident_id=incident.id,
+                seq=seq,
                 subject=subject,
                 body=body,
                 payload=payload,
@@ -588,7 +611,6 @@ def _escalate(s: Session, ws, catalog: Catalog, inc: Incident, timer: Timer, now
         level=index,
         round_=round_,
         now=now,
-        stamp=timer.id,  # one message per timer, whichever instance fires it and when
     )
     return "escalated"
 

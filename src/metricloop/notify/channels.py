@@ -60,7 +60,9 @@ class Delivery:
     body: str
     payload: dict = field(default_factory=dict)
     incident_id: int | None = None
-    attempt: int = 1
+    attempt: int = 1  # the attempt this delivery is (attempts made before it + 1, once it begins)
+    lease: str = ""  # the claim's lease token: only its holder records the outcome
+    seq: int = 0  # the incident's event number this message is about
 
     @classmethod
     def of(cls, row: Any) -> Delivery:
@@ -75,7 +77,9 @@ class Delivery:
             body=row.body,
             payload=dict(row.payload or {}),
             incident_id=row.incident_id,
-            attempt=row.attempts,
+            attempt=row.attempts + 1,
+            lease=row.lease_token,
+            seq=row.seq,
         )
 
 

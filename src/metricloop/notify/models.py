@@ -4,18 +4,22 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from metricloop.db.models import Base, utcnow
 
 # pending → sending → sent; failures go back to pending with a later next_attempt_at, then dead.
+# Rows of one incident on one channel and recipient (a "chain") go out in id order: a row waits while an
+# earlier row of its chain is pending or sending (UNSETTLED); sent, dead, cancelled … rows no longer hold it.
 # Actions needing approval start as awaiting_approval; rejected ones end as rejected.
 OUTBOX_STATES = ("awaiting_approval", "pending", "sending", "sent", "dead", "rejected", "cancelled")
+UNSETTLED = ("pending", "sending")
 
 
 class Notification(Base):
     __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_chain", "incident_id", "channel", "recipient", "id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
@@ -24,6 +28,7 @@ class Notification(Base):
         ForeignKey("incidents.id", ondelete="SET NULL"), nullable=True, index=True
     )
     event: Mapped[str] = mapped_column(String(32), default="")  # created | escalated | repeat | resolved | action
+    seq: Mapped[int] = mapped_column(Integer, default=0)  # the incident's event number this message is about
     channel: Mapped[str] = mapped_column(String(200), index=True)
     recipient: Mapped[str] = mapped_column(String(500), default="")
     language: Mapped[str] = mapped_column(String(8), default="zh")
@@ -36,6 +41,7 @@ class Notification(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
     locked_by: Mapped[str] = mapped_column(String(100), default="")
     locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    lease_token: Mapped[str] = mapped_column(String(40), default="")  # one claim: a reclaim gets another token
     last_error: Mapped[str] = mapped_column(Text, default="")
     approved_by: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -61,6 +61,7 @@ def enqueue(
     event: str,
     recipient: str,
     incident_id: int | None = None,
+    seq: int = 0,
     subject: str = "",
     body: str = "",
     payload: dict | None = None,
@@ -89,6 +90,7 @@ def enqueue(
             "kind": kind,
             "incident_id": incident_id,
             "event": event,
+            "seq": seq,
             "channel": channel,
             "recipient": recipient,
             "language": language,
@@ -101,6 +103,7 @@ def enqueue(
             "next_attempt_at": now,
             "locked_by": "",
             "locked_until": None,
+            "lease_token": "",
             "last_error": "",
             "approved_by": "",
             "created_at": now,
@@ -174,7 +177,7 @@ def retry(db_session: Session, *, notification_id: int, actor: str, now: datetim
     result = db_session.execute(
         update(Notification)
         .where(Notification.id == row.id, Notification.status == "dead")
-        .values(status="pending", attempts=0, next_attempt_at=now, locked_by="", locked_until=None)
+        .values(status="pending", attempts=0, next_attempt_at=now, locked_by="", locked_until=None, lease_token="")
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:
@@ -203,7 +206,7 @@ def cancel(
             Notification.kind == kind,
             Notification.status.in_(("pending", "awaiting_approval")),
         )
-        .values(status="cancelled", locked_by="", locked_until=None)
+        .values(status="cancelled", locked_by="", locked_until=None, lease_token="")
         .execution_options(synchronize_session=False)
     )
     if events:
@@ -219,6 +222,7 @@ def to_dict(row: Notification, *, full: bool = False) -> dict:
         "kind": row.kind,
         "incident_id": row.incident_id,
         "event": row.event,
+        "seq": row.seq,
         "channel": row.channel,
         "recipient": row.recipient,
         "language": row.language,

@@ -303,6 +303,7 @@ def render_incident(
     payload = {
         "version": PAYLOAD_VERSION,
         "event": event,
+        "seq": getattr(incident, "seq", 0) or 0,  # the incident's event number: the highest is its current state
         "level": level,
         "language": lang,
         "subject": subject,
@@ -314,3 +315,18 @@ def render_incident(
         "links": links,
     }
     return subject, body, payload
+
+
+_NOW_TEXT = {
+    "zh": "当前状态（第 {seq} 号事件之后）：{state}，{severity}。本消息说的是较早的事件。",
+    "en": "Current state (after event {seq}): {state}, {severity}. This message is about an earlier event.",
+}
+
+
+def current_state_note(language: str, *, state: str, severity: str, seq: int) -> str:
+    """The line that a message delivered after its incident has moved on starts with (email and chat)."""
+    lang = language if language in LANGUAGES else "zh"
+    sev = SEVERITIES.get(severity, SEVERITIES["P3"])
+    return _NOW_TEXT[lang].format(
+        seq=seq, state=STATE_TEXT[lang].get(state, state), severity=f"{sev['code']} {sev[lang]}"
+    )
