@@ -213,7 +213,9 @@ def _claim_slot(ws, name: str, slot: datetime, *, trigger: str, now: datetime, e
     monitor, on SQLite by the database's write lock, which the INSERT (the transaction's first statement) takes."""
     with ws.db.session() as s:
         if exclusive and s.get_bind().dialect.name == "postgresql":
-            key = int.from_bytes(hashlib.sha256(f"metricloop:run:{name}".encode()).digest()[:8], "big", signed=True)
+            state = _state_identity(s.connection())
+            key = int.from_bytes(hashlib.sha256(f"metricloop:run:{state}:{name}".encode()).digest()[:8], "big",
+                                 signed=True)
             s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
         run = MonitorRun(monitor=name, trigger=trigger, scheduled_for=slot, started_at=now, status="running")
         s.add(run)
@@ -275,8 +277,17 @@ _local_locks: dict[tuple[str, str], threading.Lock] = {}
 _local_guard = threading.Lock()
 
 
-def _lock_key(name: str) -> bytes:
-    return hashlib.sha256(f"metricloop:running:{name}".encode()).digest()
+def _lock_key(name: str, state: str = "") -> bytes:
+    """The lock's key for monitor `name` in the state `state` (database and schema): advisory locks and GET_LOCK
+    are server-wide, and two workspaces on one server (two schemas of one database) must not block each other."""
+    return hashlib.sha256(f"metricloop:running:{state}:{name}".encode()).digest()
+
+
+def _state_identity(conn) -> str:
+    """Which state a server connection works in: the database and, on PostgreSQL, the schema it resolves to."""
+    if conn.dialect.name == "postgresql":
+        return str(conn.scalar(text("SELECT current_database() || '.' || current_schema()")))
+    return str(conn.scalar(text("SELECT DATABASE()")))
 
 
 @contextmanager
@@ -291,11 +302,12 @@ def run_lock(ws, name: str):
     key = _lock_key(name)
     if dialect in ("postgresql", "mysql", "mariadb"):
         pg = dialect == "postgresql"
-        number = int.from_bytes(key[:8], "big", signed=True)
-        label = "metricloop:" + key.hex()[:40]
         conn = engine.connect()
         held = False
         try:
+            key = _lock_key(name, _state_identity(conn))
+            number = int.from_bytes(key[:8], "big", signed=True)
+            label = "metricloop:" + key.hex()[:40]
             if pg:
                 held = bool(conn.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": number}))
             else:
