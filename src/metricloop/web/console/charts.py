@@ -13,6 +13,7 @@ from sqlalchemy import select
 from metricloop.incidents.models import Incident
 from metricloop.metrics.query import query_metric
 from metricloop.metrics.slices import parse_slice
+from metricloop.metrics.timeutil import floor, now_local
 
 HISTORY = {"minute": timedelta(hours=12), "hour": timedelta(days=14), "day": timedelta(days=70)}
 AFTER = {"minute": timedelta(hours=1), "hour": timedelta(days=1), "day": timedelta(days=7)}
@@ -57,6 +58,8 @@ def incident_chart(ws, inc: Incident) -> dict | None:
     grain = metric.grain
     last = max((r.time for r in rows), default=None) or datetime.now().replace(microsecond=0, tzinfo=None)
     start, end = last - HISTORY.get(grain, timedelta(days=70)), last + AFTER.get(grain, timedelta(days=7))
+    # the bucket under way is not over: drawn, its part-day total reads as a collapse
+    end = min(end, floor(pd.Timestamp(now_local(metric.timezone)), grain).to_pydatetime())
     where = [f"{k}={v}" for k, v in parse_slice(slice_key).items()]
     frame = query_metric(ws, metric.name, start=start, end=end, grain=grain, where=where, catalog=catalog)
     df = frame.df.sort_values("time")
@@ -88,7 +91,10 @@ def incident_chart(ws, inc: Incident) -> dict | None:
             ratio_scale=metric.ratio.scale if metric.ratio is not None else None,
         )
         out["expected"] = [_num(v) for v in det.expected[0]]
-        out["lower"] = [_num(v) for v in det.lower[0]]
+        lower = det.lower[0]
+        if (values[~pd.isna(values)] >= 0).all():  # a quantity that is never negative: no band below 0
+            lower = lower.clip(min=0)
+        out["lower"] = [_num(v) for v in lower]
         out["upper"] = [_num(v) for v in det.upper[0]]
     out["anomalies"] = [[_t(r.time), _num(r.actual)] for r in rows]
     return out
