@@ -461,24 +461,26 @@ def _too_long(value: str, limit: int, what: str, lang: str) -> None:
         )
 
 
+async def _operator_form(request: Request, ws, who: Who, *, doing: dict[str, str]) -> tuple[str, dict]:
+    """The language and the checked form of a POST that acts: CSRF first, then the role (403 names what it needs).
+    `doing` says in zh and en what the person tried, e.g. {"zh": "创建静默", "en": "silencing"}."""
+    lang = language(request, ws)
+    form = await form_of(request)
+    _check_csrf(request, ws, who, form)
+    if not who.can("operator"):
+        raise Refused(403, {"zh": f"你的角色是 {who.role}：{doing['zh']}需要 operator 或 admin。",
+                            "en": f"Your role is {who.role}: {doing['en']} needs operator or admin."}[lang])
+    return lang, form
+
+
 @router.post("/console/incidents/{incident_id}/{action}")
 async def incident_action(
     incident_id: int, action: str, request: Request, ws=Depends(workspace), who: Who = Depends(need_login)
 ):
-    lang = language(request, ws)
+    lang, form = await _operator_form(request, ws, who, doing={"zh": "操作工单", "en": "acting on incidents"})
     who.lang = lang
-    form = await form_of(request)
-    _check_csrf(request, ws, who, form)
     if action not in ACTIONS:
         raise Refused(404, {"zh": f"没有操作 '{action}'", "en": f"No action '{action}'"}[lang])
-    if not who.can("operator"):
-        raise Refused(
-            403,
-            {
-                "zh": f"你的角色是 {who.role}：操作工单需要 operator 或 admin。",
-                "en": f"Your role is {who.role}: acting on incidents needs operator or admin.",
-            }[lang],
-        )
     with ws.db.session() as s:
         _visible_incident(s, ws, who, incident_id)
     w = WORDS[lang]
@@ -702,17 +704,7 @@ async def silence_create(request: Request, ws=Depends(workspace), who: Who = Dep
     from metricloop.alerting.silences import create
     from metricloop.definitions.durations import parse_duration
 
-    lang = language(request, ws)
-    form = await form_of(request)
-    _check_csrf(request, ws, who, form)
-    if not who.can("operator"):
-        raise Refused(
-            403,
-            {
-                "zh": f"你的角色是 {who.role}：创建静默需要 operator 或 admin。",
-                "en": f"Your role is {who.role}: silencing needs operator or admin.",
-            }[lang],
-        )
+    lang, form = await _operator_form(request, ws, who, doing={"zh": "创建静默", "en": "silencing"})
     kept = {k: form.get(k, "")[:MAX_FIELD] for k in ("matchers", "reason", "duration")}
     matchers = [line.strip() for line in kept["matchers"].splitlines() if line.strip()]
     try:
@@ -744,17 +736,7 @@ async def silence_create(request: Request, ws=Depends(workspace), who: Who = Dep
 async def silence_expire(silence_id: int, request: Request, ws=Depends(workspace), who: Who = Depends(need_login)):
     from metricloop.alerting.silences import expire
 
-    lang = language(request, ws)
-    form = await form_of(request)
-    _check_csrf(request, ws, who, form)
-    if not who.can("operator"):
-        raise Refused(
-            403,
-            {
-                "zh": f"你的角色是 {who.role}：结束静默需要 operator 或 admin。",
-                "en": f"Your role is {who.role}: ending a silence needs operator or admin.",
-            }[lang],
-        )
+    lang, form = await _operator_form(request, ws, who, doing={"zh": "结束静默", "en": "ending a silence"})
     with ws.db.session() as s:
         if silence_id not in {r["id"] for r in _silence_rows(ws, s, who)}:
             raise Refused(404, {"zh": f"没有静默 #{silence_id}", "en": f"No silence #{silence_id}"}[lang])
