@@ -311,4 +311,10 @@ def _grid(buckets: pd.DatetimeIndex, step: float, warnings: list[str]) -> pd.Dat
 
 def write_csv(frame: pd.DataFrame, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(path, index=False, float_format="%.6g")
+    out = frame
+    if "score" in frame and pd.api.types.is_float_dtype(frame["score"]):
+        # the score keeps its order to 1 − 1e-13 (stats.tail_score): six digits would write every score
+        # above 0.9999995 as 1, and a threshold swept over the file could no longer rank the largest deviations
+        out = frame.copy()
+        out["score"] = frame["score"].map(lambda v: f"{v:.15g}")
+    out.to_csv(path, index=False, float_format="%.6g")

@@ -189,6 +189,7 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
     weigh = np.zeros(m)  # per series: exponent of the slot factor that weights its level updates (0 = equal)
     B = np.zeros(m)
     V = np.zeros(m)
+    quantum = np.zeros(m)  # per series: its value resolution (smallest step between values), a floor on the sd
     run_len = np.zeros(m, np.int64)
     old_L = np.zeros(m)  # the level (and, in old_S, the profile: a flat profile's one slot absorbs
     # level changes too) before the latest "new normal", remembered for a while
@@ -279,6 +280,7 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
             choice, season, lvl, sig, shut_win = init_state(win, ph_win, candidates, mu, f != FAM_GAUSS,
                                                             allowed=allowed[idx])
             fam[idx], mult[idx], prof[idx] = f, mu, choice
+            quantum[idx] = np.where(f == FAM_GAUSS, resolution(y[idx, lo:t]), 0.0)
             weigh[idx] = np.where(mu, np.where(f == FAM_COUNT, 1.0, 2 - 2 * p.noise_power), 0.0)
             S[idx] = season
             closed[idx] = shut_win
@@ -349,7 +351,7 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
         # hour is a small count: its noise is partly Poisson-like, not 20 % of nothing)
         sfac = np.where(mult, np.abs(s) ** p.noise_power, 1.0)
         sd = np.sqrt(V * sfac * sfac + noise)
-        sd = np.maximum(sd, np.maximum(p.rel_floor * np.abs(pred), 1e-9))
+        sd = np.maximum(sd, np.maximum(np.maximum(p.rel_floor * np.abs(pred), quantum), 1e-9))
         ref_t = refT[t]
         if cal_step:
             with np.errstate(invalid="ignore"):
@@ -511,6 +513,18 @@ def _expect(level: np.ndarray, s: np.ndarray, mult: np.ndarray, fam: np.ndarray)
 LEARN_DAYS = 2  # past days off (or make-up workdays) that must have looked like one before the calendar is used
 RECALL_FOR = 8  # a level from before a new normal is remembered for this many adapt_after spans
 LIFT_PRIOR_SD = 0.3  # how far event lifts usually are from 1 (a +30 % promotion day is ordinary)
+
+
+def resolution(win: np.ndarray) -> np.ndarray:
+    """Per series (row), the resolution its values are recorded in: the smallest non-zero step between
+    two consecutive values of the window (0 when it never moves). A series stored in whole percent or
+    0.1 s cannot move by less, so its noise is never smaller than one step: on a flat stretch a
+    robust scale collapses towards 0 and one step of the recording would read as a huge deviation."""
+    with np.errstate(invalid="ignore"):
+        d = np.abs(np.diff(win, axis=1))
+        d = np.where(np.isfinite(d) & (d > 0), d, np.inf)
+    q = d.min(axis=1) if d.shape[1] else np.full(win.shape[0], np.inf)
+    return np.where(np.isfinite(q), q, 0.0)
 
 
 def _event_reference(yT: np.ndarray, baseline: np.ndarray, scale: np.ndarray, fam: np.ndarray, ref: np.ndarray,
