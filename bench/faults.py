@@ -44,7 +44,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from outbox_soak import PG_URL, drained, receiver_stats, start_receiver  # noqa: E402 - after the path
+from outbox_soak import drained, receiver_stats, start_receiver, state_url  # noqa: E402 - after the path
 
 CHILD = """
 import os, sys, time
@@ -300,23 +300,9 @@ def main() -> None:
     results = []
     for label in ["sqlite", "postgres"] if args.db == "both" else [args.db]:
         for scenario in scenarios:
-            schema, url = None, None
-            if label == "postgres":
-                from sqlalchemy import create_engine, text
-
-                schema = "ml_faults_" + uuid.uuid4().hex[:8]
-                admin = create_engine(PG_URL)
-                with admin.begin() as conn:
-                    conn.execute(text(f"CREATE SCHEMA {schema}"))
-                url = f"{PG_URL}?options=-csearch_path%3D{schema}"
-            print(f"[{label}] {scenario} …", flush=True)
-            try:
+            with state_url(label, "ml_faults_") as url:
+                print(f"[{label}] {scenario} …", flush=True)
                 results.append(run(scenario, label, url, timeout=args.timeout, seed=args.seed))
-            finally:
-                if schema:
-                    with admin.begin() as conn:
-                        conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
-                    admin.dispose()
 
     cols = [
         ("state", "db", "{}"),

@@ -32,10 +32,32 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+@contextmanager
+def state_url(label: str, prefix: str):
+    """The state database URL for a run: None (the workspace's own SQLite) for "sqlite"; for "postgres", a fresh
+    schema of the local test database, dropped afterwards."""
+    if label != "postgres":
+        yield None
+        return
+    from sqlalchemy import create_engine, text
+
+    schema = prefix + uuid.uuid4().hex[:8]
+    admin = create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    try:
+        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        admin.dispose()
 SECRET_ENV = "METRICLOOP_SOAK_SECRET"
 
 
@@ -340,39 +362,26 @@ def main() -> None:
     for label in ["sqlite", "postgres"] if args.db == "both" else [args.db]:
         proc, port = start_receiver(args.fail_rate, args.seed)
         home = Path(tempfile.mkdtemp(prefix=f"ml-soak-{label}-"))
-        schema = None
         try:
-            url = None
-            if label == "postgres":
-                from sqlalchemy import create_engine, text
-
-                schema = "ml_soak_" + uuid.uuid4().hex[:8]
-                admin = create_engine(PG_URL)
-                with admin.begin() as conn:
-                    conn.execute(text(f"CREATE SCHEMA {schema}"))
-                url = f"{PG_URL}?options=-csearch_path%3D{schema}"
-            print(f"[{label}] {args.n:,} messages, {args.fail_rate:.0%} of attempts fail, {args.workers} dispatchers",
-                  flush=True)  # fmt: skip
-            results.append(
-                soak(
-                    label,
-                    url,
-                    home,
-                    n=args.n,
-                    port=port,
-                    workers=args.workers,
-                    batch=args.batch,
-                    crash_every=args.crash_every,
+            with state_url(label, "ml_soak_") as url:
+                print(f"[{label}] {args.n:,} messages, {args.fail_rate:.0%} of attempts fail, "
+                      f"{args.workers} dispatchers", flush=True)
+                results.append(
+                    soak(
+                        label,
+                        url,
+                        home,
+                        n=args.n,
+                        port=port,
+                        workers=args.workers,
+                        batch=args.batch,
+                        crash_every=args.crash_every,
+                    )
                 )
-            )
         finally:
             proc.terminate()
             proc.join(5)
             shutil.rmtree(home, ignore_errors=True)
-            if schema:
-                with admin.begin() as conn:
-                    conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
-                admin.dispose()
 
     cols = [
         ("state", "db", "{}"),
