@@ -57,6 +57,26 @@ class Effect:
     where: dict[str, str] = field(default_factory=dict)
 
 
+# Four stores, four incidents (P1, P1, P2, P3; group: none), their notifications to a webhook channel, a route
+# with an assignee: the API suites' shop (test_loop_api, test_api_fuzz).
+FOUR_DROPS = [
+    Effect(date(2026, 11, 16), date(2026, 11, 16), 0.3, {"store": "BJ-2"}),
+    Effect(date(2026, 11, 16), date(2026, 11, 16), 0.7, {"store": "SH-1"}),
+    Effect(date(2026, 11, 16), date(2026, 11, 16), 0.88, {"store": "SH-2"}),
+    Effect(date(2026, 11, 16), date(2026, 11, 16), 0.93, {"store": "BJ-1"}),
+]
+FOUR_DROPS_LOOP = """
+channels:
+  - {name: hook, type: webhook, url: "http://127.0.0.1:9/hook"}
+routes:
+  - name: store_managers
+    matchers: ["monitor=shop_sales"]
+    assignee_lookup: {source: shop, table: stores, key: store, column: manager_email}
+    team: store operations
+    channels: [hook]
+"""
+
+
 def write_shop_data(home: Path, *, effects: list[Effect] = (), missing: list[tuple[date, dict]] = ()) -> None:
     """Hourly sales rows per store and channel, with no noise: a change is only ever what we injected.
 

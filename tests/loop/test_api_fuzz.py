@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import date
 
 import pytest
 from fastapi.testclient import TestClient
-from loop_helpers import Effect, monitor_yaml, morning
+from loop_helpers import FOUR_DROPS as DROPS
+from loop_helpers import FOUR_DROPS_LOOP as LOOP
+from loop_helpers import monitor_yaml, morning
 
 pytestmark = pytest.mark.slow
 
@@ -27,23 +28,6 @@ EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", 15))  # per operation
 BUDGET = float(os.environ.get("FUZZ_BUDGET", 45))  # seconds per state database; past it, a few requests per operation
 
 
-# four stores, four incidents (P1, P1, P2, P3), their notifications to a webhook channel, a route with an assignee
-DROPS = [
-    Effect(date(2026, 11, 16), date(2026, 11, 16), 0.3, {"store": "BJ-2"}),
-    Effect(date(2026, 11, 16), date(2026, 11, 16), 0.7, {"store": "SH-1"}),
-    Effect(date(2026, 11, 16), date(2026, 11, 16), 0.88, {"store": "SH-2"}),
-    Effect(date(2026, 11, 16), date(2026, 11, 16), 0.93, {"store": "BJ-1"}),
-]
-LOOP = """
-channels:
-  - {name: hook, type: webhook, url: "http://127.0.0.1:9/hook"}
-routes:
-  - name: store_managers
-    matchers: ["monitor=shop_sales"]
-    assignee_lookup: {source: shop, table: stores, key: store, column: manager_email}
-    team: store operations
-    channels: [hook]
-"""
 
 
 @pytest.fixture

@@ -2,33 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import date
-
 import pytest
 from fastapi.testclient import TestClient
-from loop_helpers import STORES, Effect, monitor_yaml, morning, timeline
+from loop_helpers import FOUR_DROPS as DROPS
+from loop_helpers import FOUR_DROPS_LOOP as LOOP
+from loop_helpers import STORES, monitor_yaml, morning, timeline
 
 from metricloop.app import create_app
 from metricloop.auth.service import create_token
 from metricloop.monitors.service import run_monitor
-
-# four stores, four incidents: P1, P1, P2, P3 (group: none)
-DROPS = [
-    Effect(date(2026, 11, 16), date(2026, 11, 16), 0.3, {"store": "BJ-2"}),
-    Effect(date(2026, 11, 16), date(2026, 11, 16), 0.7, {"store": "SH-1"}),
-    Effect(date(2026, 11, 16), date(2026, 11, 16), 0.88, {"store": "SH-2"}),
-    Effect(date(2026, 11, 16), date(2026, 11, 16), 0.93, {"store": "BJ-1"}),
-]
-LOOP = """
-channels:
-  - {name: hook, type: webhook, url: "http://127.0.0.1:9/hook"}
-routes:
-  - name: store_managers
-    matchers: ["monitor=shop_sales"]
-    assignee_lookup: {source: shop, table: stores, key: store, column: manager_email}
-    team: store operations
-    channels: [hook]
-"""
 
 
 @pytest.fixture
