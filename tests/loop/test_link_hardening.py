@@ -189,3 +189,17 @@ def test_tokens_name_their_recipient_episode_and_nonce():
     link = check_link(token, key="k", action="ack", incident_id=7)
     assert (link.episode, link.nonce, link.recipient, link.via) == (2, "n1", "li.lei@shop.test", "email")
     assert sign_action(7, "ack", key="k") != sign_action(7, "ack", key="k")  # a fresh nonce each time
+
+
+def test_an_over_long_resolve_form_is_refused_whole_and_the_link_stays_usable(delivered, mailbox):
+    """A hand-made POST over the text limit answers 422 naming the field; nothing is cut, recorded or spent."""
+    ws, inc = delivered
+    resolve = mail_link(mailbox, "Resolve")
+    client = TestClient(create_app(ws))
+    before = state_and_events(ws, inc.id)
+    long = client.post(resolve + "&lang=en", data={"root_cause": "stock-out", "note": "x" * 10_001})
+    assert long.status_code == 422 and "note is too long" in long.text and "10,000" in long.text
+    assert state_and_events(ws, inc.id) == before
+    kept = "y" * 5000  # over the old silent 2,000/4,000 cut, under the limit: stored whole
+    done = client.post(resolve + "&lang=en", data={"root_cause": kept, "note": kept})
+    assert done.status_code == 200 and incidents(ws)[0].root_cause == kept

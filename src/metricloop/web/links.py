@@ -31,6 +31,7 @@ from metricloop.db.times import aware
 from metricloop.errors import MetricloopError, NotFound
 from metricloop.incidents import service
 from metricloop.incidents.models import Incident
+from metricloop.limits import LimitExceeded, check_text
 from metricloop.notify import links as message_links
 from metricloop.notify.render import STATE_TEXT
 from metricloop.notify.signing import Link, check_link, secret_key_for, sign_action
@@ -224,12 +225,27 @@ class _Gone(Exception):
         self.response = response
 
 
+def _too_long(form: dict[str, str], lang: str, back):
+    """A 422 page naming the field when a resolve form's text is over the limit (the form's own maxlength keeps
+    a browser under it; a hand-made POST is refused, never silently cut)."""
+    for field in ("root_cause", "note"):
+        try:
+            check_text(form.get(field), field)
+        except LimitExceeded as e:
+            title = {"zh": "内容过长", "en": "Too long"}
+            return notice(lang, status=422, title={lang: title[lang]}, lines={lang: [e.message]}, link=back)
+    return None
+
+
 def act(incident_id: int, action: str, token: str | None, request: Request, ws, form: dict[str, str]):
     checked = _checked(incident_id, action, token, request, ws)
     if isinstance(checked, Response):
         return checked
     lang, link, back = checked
     who, via = message_links.actor_of(link.recipient, link.via)
+    too_long = _too_long(form, lang, back)
+    if too_long is not None:  # refused whole, before the link is spent: nothing is cut and nothing recorded
+        return too_long
     try:
         with ws.db.session() as s:
             # Lock the incident first: two uses of one link at once are serialized, the second sees the first's use.
@@ -251,8 +267,8 @@ def act(incident_id: int, action: str, token: str | None, request: Request, ws, 
                     incident_id=incident_id,
                     actor=who,
                     via=via,
-                    root_cause=form.get("root_cause", "")[:2000],
-                    note=form.get("note", "")[:4000] or "resolved from a message link",
+                    root_cause=form.get("root_cause", ""),
+                    note=form.get("note", "") or "resolved from a message link",
                 )
     except _Gone as g:  # the session rolled back: nothing was recorded
         return g.response
