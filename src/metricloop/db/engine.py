@@ -27,9 +27,13 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 def make_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
+        pool = {}
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
+            # Keep as many connections as the server's threads use at once (API pool threads, scheduler,
+            # dispatchers): with the default 5, every request beyond them opened one and ran the pragmas again.
+            pool = {"pool_size": 20, "max_overflow": 20}
+        engine = create_engine(url, connect_args={"timeout": 30}, **pool)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True)
@@ -66,7 +70,22 @@ class Database:
             s.close()
 
 
+STATE_BACKENDS = ("sqlite", "postgresql")
+
+
 def open_database(url: str, *, upgrade: bool = True) -> Database:
+    """The state database. Only SQLite and PostgreSQL are supported: the outbox's per-incident ordering and
+    the dispatchers' row claims rely on `ON CONFLICT`, `RETURNING` and `SKIP LOCKED` as those two have them.
+    MariaDB/MySQL (and anything else SQLAlchemy reaches) are supported as sources, not as the state."""
+    backend = make_url(url).get_backend_name()
+    if backend not in STATE_BACKENDS:
+        from metricloop.errors import MetricloopError
+
+        raise MetricloopError(
+            f"the state database must be SQLite or PostgreSQL, not {backend!r} "
+            "(MariaDB/MySQL and other databases are supported as metric sources)",
+            where="METRICLOOP_DB",
+        )
     engine = make_engine(url)
     if upgrade:
         migrate(engine)
