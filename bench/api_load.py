@@ -132,6 +132,21 @@ class Server:
             self.proc.kill()
 
 
+def pad_incidents(state_db: Path, total: int) -> None:
+    """Copy the demo's incidents (as resolved ones, which no timer or escalation touches) until the workspace holds
+    `total`, so the list answers full pages (its default limit is 100) instead of the demo's handful."""
+    import sqlite3
+
+    with sqlite3.connect(state_db) as db:
+        have = db.execute("SELECT count(*) FROM incidents").fetchone()[0]
+        cols = [r[1] for r in db.execute("PRAGMA table_info(incidents)") if r[1] != "id"]
+        picked = ", ".join("'resolved'" if c == "state" else ("group_key || '-' || ?" if c == "group_key" else c)
+                           for c in cols)
+        for n in range(max(0, total - have)):
+            db.execute(f"INSERT INTO incidents ({', '.join(cols)}) SELECT {picked} FROM incidents "
+                       f"ORDER BY id LIMIT 1 OFFSET ?", (n, n % have))
+
+
 def run_wrk(url: str, token: str, connections: int, duration: float) -> dict:
     threads = min(connections, 2)
     out = subprocess.run(
@@ -185,6 +200,8 @@ def run_httpx(url: str, token: str, connections: int, duration: float) -> dict:
 def measure(label: str, src: Path | None, args, token: str) -> dict:
     home = Path(tempfile.mkdtemp(prefix="ml-api-load-"))
     shutil.copytree(DEMO, home, dirs_exist_ok=True)
+    if args.incidents:
+        pad_incidents(home / "state.db", args.incidents)
     server = Server(home, src)
     results = {}
     try:
@@ -218,12 +235,15 @@ def main() -> None:
     ap.add_argument("--connections", default="1,8", help="comma-separated connection counts")
     ap.add_argument("--client", choices=["wrk", "httpx"], default="wrk" if shutil.which("wrk") else "httpx")
     ap.add_argument("--repeat", type=int, default=3, help="measure each point this often and keep the best")
+    ap.add_argument("--incidents", type=int, default=0,
+                    help="pad the workspace copy to this many incidents (the demo has a handful; 100 = a full page)")
     ap.add_argument("--baseline", metavar="REF", help="also serve the code of this git ref, for a ratio")
     args = ap.parse_args()
     args.connections = [int(c) for c in args.connections.split(",")]
     build_demo()
     token = (DEMO / ".api_token").read_text().strip()
-    print(f"client {args.client}, best of {args.repeat} × {args.duration:g} s per point, "
+    print(f"incidents in the workspace: {args.incidents or 'as built by the demo'}; "
+          f"client {args.client}, best of {args.repeat} × {args.duration:g} s per point, "
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
     runs = [("this", None)]
     if args.baseline:

@@ -87,16 +87,21 @@ class Workspace:
     def catalog(self) -> Catalog:
         """The definitions, parsed once per change: every version bump (apply, rollback, delete) gives a new key,
         and reading the keys costs far less than validating every spec again, which every API call did."""
-        from sqlalchemy import select
+        from sqlalchemy import func, select
 
-        from metricloop.db.models import Definition
+        from metricloop.db.models import Definition, DefinitionVersion
 
         with self.db.session() as s:
+            # One row: every change writes a version row (ids only grow) and bumps a version or adds or removes a
+            # definition, so the key moves on any change; reading it is one aggregate, not a row per definition.
             key = tuple(
                 s.execute(
-                    select(Definition.id, Definition.kind, Definition.name, Definition.version).order_by(Definition.id)
-                ).all()
-            )
+                    select(
+                        select(func.max(DefinitionVersion.id)).scalar_subquery(),
+                        func.count(Definition.id), func.max(Definition.id), func.sum(Definition.version),
+                    )
+                ).one()
+            )  # fmt: skip
             cached = self._catalog
             if cached is not None and cached[0] == key:
                 return cached[1]

@@ -26,4 +26,8 @@ def as_utc(t: datetime | None = None) -> datetime:
 
 def utc_iso(t: datetime | None) -> str | None:
     """A stored moment as ISO text with its UTC offset."""
-    return None if t is None else as_utc(t).isoformat()
+    if t is None:
+        return None
+    if t.tzinfo is None:  # as stored (UTC): the common case, on every row of every list, kept cheap
+        return t.isoformat() + "+00:00"
+    return t.astimezone(UTC).isoformat()
