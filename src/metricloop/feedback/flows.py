@@ -129,6 +129,13 @@ def local_now(catalog: Catalog, metric: str, now: datetime) -> datetime:
     return as_utc(now).astimezone(tz).replace(tzinfo=None)
 
 
+def to_local(catalog: Catalog, metric: str, t: datetime | None) -> datetime | None:
+    """A time with an offset as the metric-local bucket time; a naive one is metric-local already."""
+    if t is None or t.tzinfo is None:
+        return t
+    return t.astimezone(ZoneInfo(catalog.metric(metric).timezone)).replace(tzinfo=None)
+
+
 def check_since(catalog: Catalog, metric: str, since: datetime, now: datetime) -> None:
     today = local_now(catalog, metric, now)
     if since > today:
@@ -183,7 +190,7 @@ def give(
     if label == "new_normal":
         for t in targets:
             if start is not None:  # the date the person gave, whatever the alert's span
-                t["start"] = start
+                t["start"] = to_local(catalog, t["metric"], start)
             check_since(catalog, t["metric"], t["start"], now)
             t["end"] = max(t["end"], t["start"])
     if add_to_calendar and not (label == "expected" and cause in CALENDAR_CAUSES):
@@ -274,6 +281,7 @@ def _targets(s: Session, catalog: Catalog, *, label, alert_id, incident_id, moni
             where="target",
         )
     metric = catalog.metric(metric).name
+    start, end = to_local(catalog, metric, start), to_local(catalog, metric, end)
     if start is None:
         raise FeedbackError("a label on a range of a series needs its start", where="start")
     end = end or start
