@@ -111,7 +111,7 @@ def test_a_point_with_no_alert_becomes_a_missed_or_confirmed_range(api):
 @pytest.mark.parametrize(
     ("body", "status", "words"),
     [
-        ({"alert_id": 99999, "label": "confirmed"}, 404, "no alert 99999"),
+        ({"alert_id": 99999, "label": "confirmed"}, 404, "no alert #99999"),
         ({"incident_id": 99999, "label": "confirmed"}, 404, "no incident #99999"),
         ({"alert_id": "A", "label": "wrong"}, 422, "alert_id"),
         ({"monitor": "shop_sales", "start": "2026-11-02", "label": "wrong"}, 422, "unknown label 'wrong'"),

@@ -248,12 +248,12 @@ def _targets(s: Session, catalog: Catalog, *, label, alert_id, incident_id, moni
     if alert_id is not None:
         a = s.get(Alert, alert_id)
         if a is None:
-            raise NotFound(f"no alert {alert_id}", where="alert_id")
+            raise NotFound(f"no alert #{alert_id}", where="alert_id")
         return [of_alert(a)]
     if incident_id is not None:
         inc = s.get(Incident, incident_id)
         if inc is None:
-            raise NotFound(f"no incident {incident_id}", where="incident_id")
+            raise NotFound(f"no incident #{incident_id}", where="incident_id")
         alerts = s.scalars(select(Alert).where(Alert.incident_id == inc.id).order_by(Alert.id)).all()
         if alerts:
             return [of_alert(a) for a in alerts]
