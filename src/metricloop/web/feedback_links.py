@@ -23,7 +23,7 @@ from metricloop.incidents import service
 from metricloop.incidents.models import Incident
 from metricloop.notify import links as message_links
 from metricloop.web.incident_page import incident_view, language_switch, not_found
-from metricloop.web.links import _checked, _gone, _Gone, form_fields
+from metricloop.web.links import _checked, _Gone, _gone, form_fields
 from metricloop.web.pages import WORDS, notice, page
 
 LINK_LABELS = ("false_alarm", "expected")
