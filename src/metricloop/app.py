@@ -55,6 +55,9 @@ def create_app(ws, *, background: bool = False) -> FastAPI:
     from metricloop.web.console.routes import install as install_console
 
     install_console(app)
+    from metricloop.web.console import feedback_panel
+
+    app.include_router(feedback_panel.router)  # the incident screen's feedback buttons
     # The confirmations of signed message links share their paths with API writes: they must be tried first.
     app.include_router(links.confirmations)
     for module in (metrics, sources, runs, incidents, feedback, links, feedback_links, alerting, outbox, inbox,
