@@ -312,29 +312,12 @@ def _targets(s: Session, catalog: Catalog, *, label, alert_id, incident_id, moni
 def _standing_before(s: Session, rows: list[Feedback]) -> list[FeedbackLabel]:
     """The labels these rows supersede: the standing label on each same target (kept, shown as replaced)."""
     replaced = []
-    keys = {target_key(_unsaved(r)) for r in rows}
+    keys = {target_key(label_of(r)) for r in rows}  # not flushed yet: id None
     for name in {r.monitor for r in rows if r.monitor}:
         for lab in labels_for_monitor(s, name):
             if target_key(lab) in keys:
                 replaced.append(lab)
     return replaced
-
-
-def _unsaved(r: Feedback) -> FeedbackLabel:
-    return FeedbackLabel(
-        id=0,
-        label=r.label,
-        monitor=r.monitor,
-        metric=r.metric,
-        slice=r.slice,
-        start=r.start,
-        end=r.end,
-        cause=r.cause,
-        alert_id=r.alert_id,
-        incident_id=r.incident_id,
-        created_by=r.created_by,
-        created_at=r.created_at,
-    )
 
 
 def _effects(s, ws, catalog, rows, *, label, cause, add_to_calendar, event_name, actor, now) -> list[dict]:

@@ -11,20 +11,16 @@ not in the OpenAPI document (the API's way to label is POST /api/incidents/{id}/
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request, Response
-from sqlalchemy.exc import IntegrityError
 
 from metricloop.api.deps import workspace
 from metricloop.api.guards import rate_limited
 from metricloop.api.params import IncidentId
-from metricloop.errors import MetricloopError, NotFound
+from metricloop.errors import MetricloopError
 from metricloop.feedback.flows import CALENDAR_CAUSES, CAUSE_WORDS, give
 from metricloop.feedback.models import CAUSES
-from metricloop.incidents import service
-from metricloop.incidents.models import Incident
-from metricloop.notify import links as message_links
-from metricloop.web.incident_page import incident_view, language_switch, not_found
-from metricloop.web.links import _checked, _Gone, _gone, form_fields
-from metricloop.web.pages import WORDS, notice, page
+from metricloop.web.incident_page import language_switch
+from metricloop.web.links import act_once, form_fields, opened
+from metricloop.web.pages import WORDS, notice, page, pick_language
 
 LINK_LABELS = ("false_alarm", "expected")
 
@@ -70,18 +66,10 @@ router = APIRouter(prefix="/api/incidents", include_in_schema=False, dependencie
 
 
 def confirm_page(incident_id: int, label: str, token: str | None, request: Request, ws):
-    checked = _checked(incident_id, label, token, request, ws)
-    if isinstance(checked, Response):
-        return checked
-    lang, link, back = checked
-    with ws.db.session() as s:
-        inc = s.get(Incident, incident_id)
-        if inc is None:
-            return not_found(incident_id, lang)
-        gone = _gone(s, ws, link, lang, back)
-        if gone is not None:
-            return gone
-        v = incident_view(s, ws, inc, lang)
+    got = opened(incident_id, label, token, request, ws)  # feedback is welcome in any state
+    if isinstance(got, Response):
+        return got
+    lang, _, back, v = got
     text = TEXT[label][lang]
     causes = [(c, CAUSE_WORDS[c][0 if lang == "zh" else 1]) for c in CAUSES]
     return page(
@@ -102,37 +90,23 @@ def confirm_page(incident_id: int, label: str, token: str | None, request: Reque
 
 
 def act(incident_id: int, label: str, token: str | None, request: Request, ws, form: dict[str, str]):
-    checked = _checked(incident_id, label, token, request, ws)
-    if isinstance(checked, Response):
-        return checked
-    lang, link, back = checked
-    who, via = message_links.actor_of(link.recipient, link.via)
     cause = form.get("cause") or None if label == "expected" else None
     calendar = label == "expected" and form.get("add_to_calendar") == "1" and cause in CALENDAR_CAUSES
+
+    def change(s, who: str, via: str):
+        return give(
+            s, ws, ws.catalog(), label=label, actor=who, via="link", incident_id=incident_id, cause=cause,
+            note=(form.get("note", "")[:2000] + (f" ({via})" if via else "")).strip(), add_to_calendar=calendar,
+        )  # fmt: skip
+
     try:
-        with ws.db.session() as s:
-            service.get_for_change(s, incident_id)  # two uses of one link at once are serialized
-            gone = _gone(s, ws, link, lang, back)
-            if gone is not None:
-                raise _Gone(gone)
-            message_links.spend(
-                s, nonce=link.nonce, action=label, incident_id=incident_id, episode=link.episode,
-                actor=f"{who} via {via}" if via else who,
-            )  # fmt: skip
-            given = give(
-                s, ws, ws.catalog(), label=label, actor=who, via="link", incident_id=incident_id, cause=cause,
-                note=(form.get("note", "")[:2000] + (f" ({via})" if via else "")).strip(), add_to_calendar=calendar,
-            )  # fmt: skip
-    except _Gone as g:  # rolled back: nothing recorded
-        return g.response
-    except NotFound:
-        return not_found(incident_id, lang)
-    except IntegrityError:  # the same link used at the same moment elsewhere
-        with ws.db.session() as s:
-            return _gone(s, ws, link, lang, back) or not_found(incident_id, lang)
-    except MetricloopError as e:  # a label the incident cannot take (e.g. a bad cause): nothing stored
-        return notice(lang, status=422, title={lang: TEXT[label][lang]["question"]}, lines={lang: [e.message]},
-                      link=back)  # fmt: skip
+        done = act_once(incident_id, label, token, request, ws, change)
+    except MetricloopError as e:  # a label the incident cannot take (e.g. a bad cause): nothing stored, link unspent
+        lang = pick_language(request, ws.config.get("language", "zh"))
+        return notice(lang, status=422, title={lang: TEXT[label][lang]["question"]}, lines={lang: [e.message]})
+    if isinstance(done, Response):
+        return done
+    lang, back, given = done
     key = "message_zh" if lang == "zh" else "message_en"
     lines = [x[key] for x in given.effects]
     return notice(lang, status=200, title={lang: TEXT[label][lang]["done_title"]}, lines={lang: lines}, link=back)
