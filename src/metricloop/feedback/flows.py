@@ -24,7 +24,7 @@ from metricloop.db.times import as_utc
 from metricloop.definitions.kinds import Catalog
 from metricloop.errors import InvalidInput, NotFound
 from metricloop.feedback.models import CAUSES, LABELS, Feedback
-from metricloop.feedback.service import FeedbackLabel, label_of, labels_for_monitor, target_key
+from metricloop.feedback.service import FeedbackLabel, effective_labels, label_of, target_key
 from metricloop.incidents import service as incidents
 from metricloop.incidents.models import Incident
 from metricloop.metrics.slices import TOTAL, parse_slice
@@ -311,13 +311,12 @@ def _targets(s: Session, catalog: Catalog, *, label, alert_id, incident_id, moni
 
 def _standing_before(s: Session, rows: list[Feedback]) -> list[FeedbackLabel]:
     """The labels these rows supersede: the standing label on each same target (kept, shown as replaced)."""
-    replaced = []
     keys = {target_key(label_of(r)) for r in rows}  # not flushed yet: id None
-    for name in {r.monitor for r in rows if r.monitor}:
-        for lab in labels_for_monitor(s, name):
-            if target_key(lab) in keys:
-                replaced.append(lab)
-    return replaced
+    q = select(Feedback).where(Feedback.metric.in_({r.metric for r in rows}))
+    same = [
+        lab for lab in map(label_of, s.scalars(q.order_by(Feedback.created_at, Feedback.id))) if target_key(lab) in keys
+    ]
+    return effective_labels(same)
 
 
 def _effects(s, ws, catalog, rows, *, label, cause, add_to_calendar, event_name, actor, now) -> list[dict]:
