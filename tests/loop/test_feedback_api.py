@@ -124,6 +124,7 @@ def test_a_point_with_no_alert_becomes_a_missed_or_confirmed_range(fb):
             "is in the future",
         ),
         ({"label": "missed"}, 422, "say what the label is about"),
+        ({"alert_id": 1, "monitor": "shop_sales", "label": "confirmed"}, 422, "not alert and range"),
     ],
 )
 def test_bad_feedback_is_refused_with_what_and_where(fb, body, status, words):

@@ -175,6 +175,15 @@ def give(
     does). `start` for new_normal is the date the new level begins (default: the alert's first bucket)."""
     now = as_utc(now)
     cause = check_label(label, cause)
+    given_targets = [n for n, v in (("alert", alert_id), ("incident", incident_id)) if v is not None]
+    if monitor or metric or slice_:
+        given_targets.append("range")
+    if len(given_targets) > 1:
+        raise FeedbackError(
+            "a label is about one thing: an alert, an incident or a range of a series, "
+            f"not {' and '.join(given_targets)}",
+            where="target",
+        )
     targets = _targets(
         db_session,
         catalog,
