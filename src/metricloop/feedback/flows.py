@@ -13,7 +13,7 @@ What a label is about:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, time
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -413,8 +413,3 @@ def _on_timelines(s: Session, given: Given, *, actor: str, via: str, note: str, 
             alert_ids=[x.alert_id for x in labs if x.alert_id],
             effects=given.effects,
         )
-
-
-def day_start(d) -> datetime:
-    """A date as the metric-local bucket time of its first moment."""
-    return d if isinstance(d, datetime) else datetime.combine(d, time())

@@ -22,8 +22,6 @@ from metricloop.web.incident_page import language_switch
 from metricloop.web.links import act_once, form_fields, opened
 from metricloop.web.pages import WORDS, notice, page, pick_language
 
-LINK_LABELS = ("false_alarm", "expected")
-
 TEXT = {
     "false_alarm": {
         "zh": {
