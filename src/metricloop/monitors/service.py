@@ -30,6 +30,7 @@ from metricloop.definitions.durations import parse_duration
 from metricloop.definitions.kinds import Catalog
 from metricloop.definitions.schemas import MetricSpec
 from metricloop.errors import MetricloopError, NotFound, SourceError
+from metricloop.feedback.rebaseline import history_cuts
 from metricloop.grains import ByGrain
 from metricloop.incidents import service as incidents
 from metricloop.incidents.models import Incident
@@ -533,6 +534,10 @@ def _evaluate(
             den.reindex(index=names, columns=times).to_numpy(float),
         )
     detector = detector_from_dict(monitor.detector)
+    with ws.db.session() as s:  # feedback `new_normal`: those series are judged from their new level on
+        cuts = history_cuts(s, monitor.name, names)
+    if cuts:
+        details["rebaselined"] = {k: v.isoformat() for k, v in sorted(cuts.items())}
     det = detector.detect(
         wide.to_numpy(float),
         times,
@@ -543,6 +548,7 @@ def _evaluate(
         grain=grain,
         good_direction=metric.good_direction,
         ratio_scale=metric.ratio.scale if metric.ratio is not None else None,
+        history_from=cuts or None,
     )
     frame = det.anomalies(
         explain=True,
