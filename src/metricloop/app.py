@@ -56,6 +56,9 @@ def create_app(ws, *, background: bool = False) -> FastAPI:
     from metricloop.web.console.routes import install as install_console
 
     install_console(app)
+    from metricloop.knowledge.web import router as knowledge_screen
+
+    app.include_router(knowledge_screen)
     # The confirmations of signed message links share their paths with API writes: they must be tried first.
     app.include_router(links.confirmations)
     for module in (metrics, sources, runs, incidents, links, alerting, outbox, inbox, incident_page, knowledge):

@@ -301,9 +301,15 @@ def register(app: typer.Typer) -> None:
         incident_id: int,
         root_cause: Annotated[str, typer.Option(help="What caused it.")],
         note: Annotated[str, typer.Option(help="What was done.")] = "",
+        category: Annotated[
+            str | None, typer.Option(help="Root-cause category (`metricloop knowledge categories`); default: read "
+                                          "from the root cause's words, else other.")
+        ] = None,
+        actions: Annotated[str, typer.Option(help="The actions that worked (default: the note).")] = "",
         actor: Annotated[str | None, typer.Option("--as")] = None,
     ) -> None:
-        """Resolve with a root cause and a note."""
+        """Resolve with a root cause, its category, the actions that worked and a note (kept in the knowledge
+        base)."""
         from metricloop.incidents.service import resolve
 
         _flow(
@@ -314,6 +320,8 @@ def register(app: typer.Typer) -> None:
                 incident_id=incident_id,
                 root_cause=root_cause,
                 note=note,
+                category=category,
+                actions=actions,
                 actor=actor or cli.settings().author,
             )
         )

@@ -31,11 +31,13 @@ def similar_panel(s, ws, inc, lang: str, *, within=None) -> dict:
         rows.append({"id": e.id, "incident_id": e.incident_id, "line": summary_line(catalog, e, lang, _tz(ws)),
                      "cause": e.cause, "actions": e.actions, "why": reason_text(reasons, lang),
                      "score": round(score * 100), "by": e.resolved_by})
-    return {
-        "rows": rows,
-        "categories": [(c.name, c.label(lang)) for c in cats.categories(catalog, include_retired=False)],
-        "words": PANEL_WORDS[lang],
-    }
+    return {"rows": rows, **resolve_choices(ws, lang)}
+
+
+def resolve_choices(ws, lang: str) -> dict:
+    """What a resolve form offers: the categories that can be chosen, and the form's words."""
+    usable = cats.categories(ws.catalog(), include_retired=False)
+    return {"categories": [(c.name, c.label(lang)) for c in usable], "words": PANEL_WORDS[lang]}
 
 
 PANEL_WORDS = {

@@ -204,6 +204,8 @@ def confirm_page(incident_id: int, action: str, token: str | None, request: Requ
             return _not_now(inc, action, lang, back)
         v = incident_view(s, ws, inc, lang)
     text = TEXT[action][lang]
+    from metricloop.knowledge.views import resolve_choices
+
     return page(
         "confirm.html",
         lang=lang,
@@ -216,6 +218,7 @@ def confirm_page(incident_id: int, action: str, token: str | None, request: Requ
         action_url=f"/api/incidents/{incident_id}/{action}?token={token}&lang={lang}",
         page_url=back[0],
         switch=language_switch(f"/api/incidents/{incident_id}/{action}", token),
+        knowledge=resolve_choices(ws, lang),
     )
 
 
@@ -253,6 +256,8 @@ def act(incident_id: int, action: str, token: str | None, request: Request, ws, 
                     via=via,
                     root_cause=form.get("root_cause", "")[:2000],
                     note=form.get("note", "")[:4000] or "resolved from a message link",
+                    category=form.get("category") or None,
+                    actions=form.get("actions", "")[:4000],
                 )
     except _Gone as g:  # the session rolled back: nothing was recorded
         return g.response
@@ -264,6 +269,9 @@ def act(incident_id: int, action: str, token: str | None, request: Request, ws, 
     except IntegrityError:  # the same link used at the same moment elsewhere (the use's key)
         with ws.db.session() as s:
             return _gone(s, ws, link, lang, back) or _not_now(service.get(s, incident_id), action, lang, back)
+    except MetricloopError as e:  # e.g. a category that is not (or no longer) on the list: nothing was changed
+        title = {"zh": "无法解决", "en": "Not resolved"}[lang]
+        return notice(lang, status=400, title={lang: title}, lines={lang: [e.message]}, link=back)
     text = TEXT[action][lang]
     done = text["done"].format(id=incident_id)
     return notice(lang, status=200, title={lang: text["done_title"]}, lines={lang: [done]}, link=back)
