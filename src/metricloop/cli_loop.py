@@ -209,10 +209,12 @@ def register(app: typer.Typer) -> None:
         """One incident: summary, slices, owner and the whole timeline."""
         from metricloop.incidents import service
         from metricloop.incidents.views import incident_detail
+        from metricloop.knowledge.views import knowledge_detail
 
         ws = cli.open_ws()
         with ws.db.session() as s:
-            d = incident_detail(s, service.get(s, incident_id))
+            inc = service.get(s, incident_id)
+            d = incident_detail(s, inc) | knowledge_detail(s, ws, inc)
         if fmt == "json":
             sys.stdout.write(json.dumps(d, ensure_ascii=False, indent=2) + "\n")
             return
@@ -232,6 +234,9 @@ def register(app: typer.Typer) -> None:
         console.print(f"  slices: {esc(', '.join(d['slices']))}")
         if d["root_cause"]:
             console.print(f"  root cause: {esc(d['root_cause'])}")
+        lang = "zh" if ws.config.get("language", "zh") == "zh" else "en"
+        for m in d["similar"]:  # what was done last time (the knowledge base)
+            console.print(f"  {esc(m['summary_' + lang])}  [dim](#{m['incident_id']}, {m['score']:.2f})[/]")
         table = Table(title="timeline")
         for c in ("time (UTC)", "event", "actor", "message"):
             table.add_column(c)

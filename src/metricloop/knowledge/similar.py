@@ -151,13 +151,23 @@ def _duration(seconds: float | None, lang: str) -> str:
 
 
 def _where(slices) -> str:
+    """The values of the incident's most specific slice: 'SH-003', 'ZTO/South' (a group's lead is often '*')."""
     if not slices:
         return ""
-    values = list(parse_slice(slices[0]).values())
-    return "/".join(values) if values else ""
+    deepest = max(slices, key=lambda x: len(parse_slice(x)))
+    return "/".join(parse_slice(deepest).values())
 
 
-def short_actions(text: str, limit: int = 30) -> str:
+_HAN = re.compile(r"[\u4e00-\u9fff]")
+
+
+def short_actions(text: str, lang: str = "zh", limit: int = 40) -> str:
+    """The first sentence of the actions, short. Text written in both languages as "中文 / English" gives the part
+    in `lang`."""
+    parts = [p.strip() for p in (text or "").split(" / ") if p.strip()]
+    if len(parts) > 1:
+        mine = [p for p in parts if bool(_HAN.search(p)) == (lang == "zh")]
+        text = mine[0] if mine else parts[0]
     first = re.split(r"[。；;\n]|\.\s", (text or "").strip(), maxsplit=1)[0].strip().rstrip(".。")
     return first if len(first) <= limit else first[: limit - 1] + "…"
 
@@ -167,7 +177,7 @@ def summary_line(catalog, e: KnowledgeEntry, lang: str, tz: str = "Asia/Shanghai
     recovered in 3 days'."""
     day = aware(e.opened_at).astimezone(ZoneInfo(tz)).date().isoformat() if e.opened_at else ""
     head = " ".join(x for x in (day, _where(e.slices), cats.label(catalog, e.category, lang)) if x)
-    act, took = short_actions(e.actions), _duration(duration_seconds(e), lang)
+    act, took = short_actions(e.actions, lang), _duration(duration_seconds(e), lang)
     if lang == "zh":
         tail = (f"{act}后 {took}恢复" if act else f"{took}后恢复") if took else act
         return f"上次类似：{head}" + (f"，{tail}" if tail else "")
