@@ -13,6 +13,10 @@ from metricloop.cli_text import Table, Text, esc
 from metricloop.errors import MetricloopError
 
 FORMATS = ("table", "json")
+Category = Annotated[str | None, typer.Option(help="Only this root-cause category.")]
+Metric = Annotated[str | None, typer.Option(help="Only entries of this metric.")]
+Offset = Annotated[int, typer.Option(min=0)]
+Format = Annotated[str, typer.Option("--format", help="table | json")]
 
 
 def _format(fmt: str) -> str:
@@ -59,52 +63,58 @@ def register(app: typer.Typer) -> None:
         else:
             console.print(_table(rows, title, scored=scored))
 
-    @kb.command("search")
-    def knowledge_search(
-        query: Annotated[str, typer.Argument(help="Words in Chinese or English, e.g. 断货 or stock-out.")],
-        category: Annotated[str | None, typer.Option(help="Only this root-cause category.")] = None,
-        metric: Annotated[str | None, typer.Option(help="Only entries of this metric.")] = None,
-        limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
-        offset: Annotated[int, typer.Option(min=0)] = 0,
-        fmt: Annotated[str, typer.Option("--format", help="table | json")] = "table",
-    ) -> None:
-        """Entries ranked by how well they match the words (BM25 over character n-grams), best first."""
+    def _rows(category: str | None, fetch) -> list[dict]:
+        """fetch(session, catalog, category name) → [(entry, extra fields)], as dicts, in one unit of work."""
         from metricloop.knowledge import categories as cats
         from metricloop.knowledge import service
 
-        fmt = _format(fmt)
         ws = cli.open_ws()
         with ws.db.session() as s:
             catalog = ws.catalog()
             name = cats.check_category(catalog, category, where="--category") if category else None
+            return [{**service.entry_dict(s, catalog, e), **extra} for e, extra in fetch(s, catalog, name)]
+
+    @kb.command("search")
+    def knowledge_search(
+        query: Annotated[str, typer.Argument(help="Words in Chinese or English, e.g. 断货 or stock-out.")],
+        category: Category = None,
+        metric: Metric = None,
+        limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+        offset: Offset = 0,
+        fmt: Format = "table",
+    ) -> None:
+        """Entries ranked by how well they match the words (BM25 over character n-grams), best first."""
+        from metricloop.knowledge import service
+
+        fmt = _format(fmt)
+
+        def fetch(s, catalog, name):
             try:
                 found = service.search(s, catalog, query, category=name, metric=metric, limit=limit, offset=offset)
             except MetricloopError as e:
                 raise MetricloopError(e.message, where="QUERY") from None
-            rows = [{**service.entry_dict(s, catalog, e), "score": score, "matched": words}
-                    for e, score, words in found]
-        _emit(rows, fmt, f"knowledge: {query}", scored=True)
+            return [(e, {"score": score, "matched": words}) for e, score, words in found]
+
+        _emit(_rows(category, fetch), fmt, f"knowledge: {query}", scored=True)
 
     @kb.command("list")
     def knowledge_list(
-        category: Annotated[str | None, typer.Option(help="Only this root-cause category.")] = None,
-        metric: Annotated[str | None, typer.Option(help="Only entries of this metric.")] = None,
+        category: Category = None,
+        metric: Metric = None,
         limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
-        offset: Annotated[int, typer.Option(min=0)] = 0,
-        fmt: Annotated[str, typer.Option("--format", help="table | json")] = "table",
+        offset: Offset = 0,
+        fmt: Format = "table",
     ) -> None:
         """Entries, the most recently resolved first."""
-        from metricloop.knowledge import categories as cats
         from metricloop.knowledge import service
 
         fmt = _format(fmt)
-        ws = cli.open_ws()
-        with ws.db.session() as s:
-            catalog = ws.catalog()
-            name = cats.check_category(catalog, category, where="--category") if category else None
-            rows = [service.entry_dict(s, catalog, e)
-                    for e in service.list_entries(s, category=name, metric=metric, limit=limit, offset=offset)]
-        _emit(rows, fmt, "knowledge", scored=False)
+
+        def fetch(s, _catalog, name):
+            rows = service.list_entries(s, category=name, metric=metric, limit=limit, offset=offset)
+            return [(e, {}) for e in rows]
+
+        _emit(_rows(category, fetch), fmt, "knowledge", scored=False)
 
     @kb.command("show")
     def knowledge_show(

@@ -6,11 +6,9 @@ import csv
 import json
 
 import pytest
-from loop_helpers import morning
+from loop_helpers import cli_runner, morning
 from test_knowledge import MONITOR, PAST, REPEAT
-from typer.testing import CliRunner
 
-from metricloop.cli import app
 from metricloop.limits import MAX_TEXT
 from metricloop.monitors.service import run_monitor
 
@@ -20,18 +18,7 @@ def cli(shop, monkeypatch):
     ws = shop(effects=[PAST, REPEAT], extra=MONITOR)
     at = morning("2026-11-03")
     run_monitor(ws, "shop_sales", at=at, now=at)
-    monkeypatch.setenv("METRICLOOP_HOME", str(ws.home))
-    if ws.settings.db:
-        monkeypatch.setenv("METRICLOOP_DB", ws.settings.db)
-    monkeypatch.setenv("METRICLOOP_USER", "wang.fang@shop.test")
-    runner = CliRunner()
-
-    def run(*args: str):
-        result = runner.invoke(app, list(args))
-        return result.exit_code, result.output
-
-    run.ws = ws
-    return run
+    return cli_runner(ws, monkeypatch, user="wang.fang@shop.test")
 
 
 def _resolved(cli) -> str:
