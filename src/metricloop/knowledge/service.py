@@ -75,6 +75,22 @@ def _whole(counts: Counter) -> Counter:
     return Counter({k: v for k, v in counts.items() if k.startswith(("w:", "c2:"))})
 
 
+_INDEXES: dict[tuple, BM25] = {}
+
+
+def index_of(catalog, rows: list[KnowledgeEntry]) -> BM25:
+    """The BM25 index of these entries, kept while neither they (ids and versions) nor the categories change: one
+    run that opens many incidents, or a page read after page read, tokenizes and counts the corpus once."""
+    key = (tuple((e.id, e.version, e.category) for e in rows),
+           tuple((c.name, c.zh, c.en, c.keywords) for c in cats.categories(catalog)))
+    index = _INDEXES.get(key)
+    if index is None:
+        if len(_INDEXES) > 32:
+            _INDEXES.clear()
+        index = _INDEXES[key] = BM25([entry_tokens(catalog, e) for e in rows])
+    return index
+
+
 def infer_category(catalog, text: str) -> str | None:
     """The category whose names and keywords the text shares most words with, or None when it shares none."""
     if not text.strip():
@@ -246,8 +262,7 @@ def search(db_session: Session, catalog, q: str, *, within=None, category=None, 
     rows = _candidates(db_session, within=within, category=category, metric=metric)
     if not rows:
         return []
-    docs = [entry_tokens(catalog, e) for e in rows]
-    scores = BM25(docs).scores(q)
+    scores = index_of(catalog, rows).scores(q)
     ranked = sorted((i for i, s in enumerate(scores) if s > 0), key=lambda i: -scores[i])
     out = []
     for i in ranked[offset : offset + limit]:

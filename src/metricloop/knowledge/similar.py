@@ -26,12 +26,12 @@ from metricloop.knowledge.models import KnowledgeEntry, SimilarIncident
 from metricloop.knowledge.service import (
     _candidates,
     duration_seconds,
-    entry_tokens,
     incident_text,
+    index_of,
     parse_slice,
     pattern_of,
 )
-from metricloop.knowledge.text import BM25, matched_words, tokens
+from metricloop.knowledge.text import matched_words, tokens
 
 WEIGHTS = {"metric": 0.3, "slice": 0.25, "pattern": 0.2, "text": 0.25}
 MIN_SCORE = 0.3
@@ -76,7 +76,7 @@ def find_similar(db_session: Session, catalog, incident, *, top: int = TOP, with
     if not rows:
         return []
     query = incident_text(incident)
-    text_scores = BM25([entry_tokens(catalog, e) for e in rows]).scores(tokens(query))
+    text_scores = index_of(catalog, rows).scores(tokens(query))
     best_text = max(text_scores) or 1.0
     mine = pattern_of(incident)
     found = []

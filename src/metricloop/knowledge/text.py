@@ -56,30 +56,32 @@ def matched_words(query: str, text: str) -> list[str]:
 
 
 class BM25:
-    """Okapi BM25 over weighted token counts (k1 = 1.2, b = 0.75): `scores(query)` → one score per document."""
+    """Okapi BM25 over weighted token counts (k1 = 1.2, b = 0.75): `scores(query)` → one score per document.
+    An inverted index (token → documents), so a query costs what its tokens' postings cost, not the corpus."""
 
     def __init__(self, docs: Sequence[Counter], k1: float = 1.2, b: float = 0.75) -> None:
-        self.docs = list(docs)
         self.k1, self.b = k1, b
-        self.lengths = [sum(d.values()) for d in self.docs]
-        self.avg = (sum(self.lengths) / len(self.docs)) if self.docs else 0.0
-        df: Counter = Counter()
-        for d in self.docs:
-            df.update(d.keys())
-        n = len(self.docs)
-        self.idf = {t: math.log(1 + (n - f + 0.5) / (f + 0.5)) for t, f in df.items()}
+        self.n = len(docs)
+        lengths = [sum(d.values()) for d in docs]
+        avg = (sum(lengths) / self.n) if self.n else 0.0
+        self.norm = [k1 * (1 - b + b * length / avg) if avg else k1 for length in lengths]
+        self.postings: dict[str, list[tuple[int, float]]] = {}
+        for i, d in enumerate(docs):
+            for t, f in d.items():
+                self.postings.setdefault(t, []).append((i, f))
+        self.idf = {t: math.log(1 + (self.n - len(p) + 0.5) / (len(p) + 0.5)) for t, p in self.postings.items()}
 
     def scores(self, query: Counter | str) -> list[float]:
         q = tokens(query) if isinstance(query, str) else query
-        out = []
-        for d, length in zip(self.docs, self.lengths, strict=True):
-            norm = self.k1 * (1 - self.b + self.b * length / self.avg) if self.avg else self.k1
-            s = 0.0
-            for t, qw in q.items():
-                f = d.get(t)
-                if f:
-                    s += self.idf[t] * qw * f * (self.k1 + 1) / (f + norm)
-            out.append(s)
+        out = [0.0] * self.n
+        k1, norm = self.k1, self.norm
+        for t, qw in q.items():
+            postings = self.postings.get(t)
+            if not postings:
+                continue
+            w = self.idf[t] * qw * (k1 + 1)
+            for i, f in postings:
+                out[i] += w * f / (f + norm[i])
         return out
 
 
