@@ -114,3 +114,19 @@ def test_the_signed_resolve_link_takes_a_category_and_actions(past):
     e = entry_of(ws, inc.id)
     assert (e.category, e.actions, e.cause) == ("stock_out", "补货", "SH-1 缺货")
     assert e.resolved_by == "mgr.sh1@shop.test via e-mail link"  # who, and how, as on the timeline
+
+
+def test_the_message_links_incident_page_offers_the_fields_and_the_last_similar_lines(past):
+    from metricloop.notify.signing import secret_key_for, sign_action
+
+    ws, inc = past
+    c = logged_in(ws, "ana")
+    c.post(f"/console/incidents/{inc.id}/resolve", data={"csrf": csrf_of(c.get(f"/incidents/{inc.id}").text),
+                                                         "root_cause": "SH-1 生鲜断货", "actions": "补货"})
+    new = repeat(ws)
+    view = sign_action(new.id, "view", key=secret_key_for(ws), recipient="mgr.sh1@shop.test", via="email")
+    page = unescape(client_of(ws).get(f"/incidents/{new.id}", params={"token": view},
+                                      headers={"Accept-Language": "zh-CN"}).text)
+    assert 'name="category"' in page and 'name="actions"' in page  # its resolve form takes them too
+    assert 'id="similar"' in page and "上次类似：2026-11-03 SH-1 断货，补货后 " in page
+    assert f'href="/incidents/{inc.id}"' not in page  # lines only: the link opens its one incident, no other

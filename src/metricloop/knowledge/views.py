@@ -37,7 +37,17 @@ def similar_panel(s, ws, inc, lang: str, *, within=None) -> dict:
 def resolve_choices(ws, lang: str) -> dict:
     """What a resolve form offers: the categories that can be chosen, and the form's words."""
     usable = cats.categories(ws.catalog(), include_retired=False)
-    return {"categories": [(c.name, c.label(lang)) for c in usable], "words": PANEL_WORDS[lang]}
+    return {"categories": [(c.name, c.label(lang)) for c in usable], "words": PANEL_WORDS[lang],
+            "max_actions": 4000}
+
+
+def link_panel(s, ws, inc, lang: str) -> dict:
+    """The message link's incident page: the resolve form's fields, and the "last similar" lines of past incidents
+    of the same metric only (the link is the permission for this one incident, not for other domains' entries)."""
+    catalog = ws.catalog()
+    lines = [summary_line(catalog, e, lang, _tz(ws)) for e, _score, _why in similar_for(s, catalog, inc)
+             if e.metric == inc.metric]
+    return {"lines": lines, **resolve_choices(ws, lang)}
 
 
 PANEL_WORDS = {
