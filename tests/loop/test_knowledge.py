@@ -10,7 +10,7 @@ from datetime import date
 
 import pytest
 from fastapi.testclient import TestClient
-from loop_helpers import Effect, monitor_yaml, morning, timeline
+from loop_helpers import FOUR_DROPS_LOOP, Effect, monitor_yaml, morning, outbox, timeline
 
 from metricloop.app import create_app
 from metricloop.auth.service import create_token
@@ -30,7 +30,7 @@ MONITOR = monitor_yaml(
 
 @pytest.fixture
 def kb(shop):
-    ws = shop(effects=[PAST, REPEAT, OTHER], extra=MONITOR)
+    ws = shop(effects=[PAST, REPEAT, OTHER], extra=MONITOR + FOUR_DROPS_LOOP)  # a webhook channel: messages
     at = morning("2026-11-03")
     assert run_monitor(ws, "shop_sales", at=at, now=at).status == "ok"  # opened that morning
     with ws.db.session() as s:
@@ -104,6 +104,10 @@ def test_the_repeat_finds_the_past_incident_first_with_what_was_done(kb):
     assert re.fullmatch(r"Last similar: 2026-11-03 SH-1 stock-out, 补货, recovered in \d+ days", en)
     other = kb.get(f"/api/incidents/{now['store=BJ-2']}").json()["similar"]  # another store: still similar, lower
     assert other and other[0]["incident_id"] == kb.past and other[0]["score"] < similar[0]["score"]
+    # the message that announced it says what was done last time (the best match of the same metric)
+    (created,) = [n for n in outbox(kb.ws, incident_id=now["store=SH-1"]) if n.event == "created"]
+    assert similar[0]["summary_zh"] in created.body
+    assert "上次类似" not in next(n.body for n in outbox(kb.ws, incident_id=kb.past) if n.event == "created")
     # the past incident's own page does not list itself
     assert kb.get(f"/api/incidents/{kb.past}").json()["similar"] == []
 

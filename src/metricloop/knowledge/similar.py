@@ -112,12 +112,23 @@ def remember_similar(db_session: Session, catalog, incident, *, now=None) -> lis
     db_session.flush()
     db_session.execute(delete(SimilarIncident).where(SimilarIncident.incident_id == incident.id))
     rows = []
-    for rank, (e, score, reasons) in enumerate(find_similar(db_session, catalog, incident), 1):
+    found = find_similar(db_session, catalog, incident)
+    for rank, (e, score, reasons) in enumerate(found, 1):
         row = SimilarIncident(incident_id=incident.id, entry_id=e.id, rank=rank, score=score, reasons=reasons,
                               found_at=as_utc(now))
         db_session.add(row)
         rows.append(row)
+    same = [e for e, _score, _why in found if e.metric == incident.metric]
+    if same:  # the messages say what was done last time (the best match of the same metric: the routed people's)
+        tz = _timezone(catalog, incident.metric)
+        lines = {f"last_similar_{lang}": summary_line(catalog, same[0], lang, tz) for lang in ("zh", "en")}
+        incident.summary = {**(incident.summary or {}), **lines}
     return rows
+
+
+def _timezone(catalog, metric: str) -> str:
+    spec = catalog.metrics.get(metric)
+    return getattr(spec, "timezone", None) or "Asia/Shanghai"
 
 
 def similar_for(db_session: Session, catalog, incident, *, within: set[str] | None = None):
