@@ -71,7 +71,7 @@ def register(app: typer.Typer) -> None:
         ws = cli.open_ws()
         with ws.db.session() as s:
             catalog = ws.catalog()
-            name = cats.check_category(catalog, category, where="--category") if category else None
+            name = cats.check_category(catalog, category, where="--category", retired=True) if category else None
             return [{**service.entry_dict(s, catalog, e), **extra} for e, extra in fetch(s, catalog, name)]
 
     @kb.command("search")

@@ -211,6 +211,14 @@ root_causes:
                  headers=kb.op)
     assert ok.status_code == 200
     assert kb.get("/api/knowledge", params={"q": "typhoon"}).json()[0]["category"] == "weather"
+    # an entry keeps a category retired after it, and can still be found by it
+    apply_yaml(kb.ws, """
+root_causes:
+  - name: weather
+    title: {zh: 恶劣天气, en: bad weather}
+    retired: true
+""", file="causes.yaml")
+    assert [e["category"] for e in kb.get("/api/knowledge", params={"category": "weather"}).json()] == ["weather"]
 
 
 def test_export_json_and_csv(kb, tmp_path):

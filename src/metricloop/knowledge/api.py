@@ -47,7 +47,7 @@ async def knowledge(
     def read() -> list[dict]:
         with ws.db.session() as s:
             catalog = ws.catalog()
-            name = cats.check_category(catalog, category) if category else None
+            name = cats.check_category(catalog, category, retired=True) if category else None
             within = metric_scope(ws, actor)
             if q is None:
                 rows = service.list_entries(s, within=within, category=name, metric=metric, limit=limit,

@@ -93,13 +93,14 @@ def label(catalog, name: str, lang: str) -> str:
     return c.label(lang) if c is not None else name
 
 
-def check_category(catalog, value: str | None, *, where: str = "category") -> str | None:
+def check_category(catalog, value: str | None, *, where: str = "category", retired: bool = False) -> str | None:
     """The category's name for a new resolution or an edit (a zh or en name is taken too), None when not given.
-    An unknown or retired one is refused with the list of those that can be used."""
+    An unknown one is refused with the list of those that can be used; so is a retired one, unless `retired`
+    (a filter: entries keep a category that was retired after them)."""
     if value is None or not value.strip():
         return None
     wanted = value.strip()
-    usable = categories(catalog, include_retired=False)
+    usable = categories(catalog, include_retired=retired)
     for c in usable:
         if wanted.casefold() in (c.name.casefold(), c.zh.casefold(), c.en.casefold()):
             return c.name

@@ -225,7 +225,8 @@ def entry_dict(db_session: Session, catalog, e: KnowledgeEntry, *, with_versions
 
 
 def _candidates(db_session: Session, *, within: set[str] | None = None, category: str | None = None,
-                metric: str | None = None, before: datetime | None = None, exclude_incident: int | None = None):
+                metric: str | None = None, before: datetime | None = None, exclude_incident: int | None = None,
+                limit: int = MAX_CANDIDATES, offset: int = 0):
     q = select(KnowledgeEntry).order_by(KnowledgeEntry.resolved_at.desc(), KnowledgeEntry.id.desc())
     if within is not None:
         q = q.where(KnowledgeEntry.metric.in_(sorted(within)))
@@ -237,11 +238,12 @@ def _candidates(db_session: Session, *, within: set[str] | None = None, category
         q = q.where(KnowledgeEntry.opened_at < before)
     if exclude_incident is not None:
         q = q.where((KnowledgeEntry.incident_id != exclude_incident) | KnowledgeEntry.incident_id.is_(None))
-    return list(db_session.scalars(q.limit(MAX_CANDIDATES)))
+    return list(db_session.scalars(q.limit(limit).offset(offset)))
 
 
 def list_entries(db_session: Session, *, within=None, category=None, metric=None, limit=100, offset=0):
-    return _candidates(db_session, within=within, category=category, metric=metric)[offset : offset + limit]
+    """Entries, the most recently resolved first (paged in the database: every entry can be reached)."""
+    return _candidates(db_session, within=within, category=category, metric=metric, limit=limit, offset=offset)
 
 
 def check_query(q: str | None, *, where: str = "q") -> str:

@@ -49,7 +49,7 @@ def knowledge_page(request: Request, ws=Depends(workspace), who: Who = Depends(n
     catalog = ws.catalog()
     items, more, error, status = [], False, "", 200
     try:
-        name = cats.check_category(catalog, category) if category else None
+        name = cats.check_category(catalog, category, retired=True) if category else None
         with ws.db.session() as s:
             kwargs = {"within": _scope(ws, who), "category": name, "limit": PAGE_SIZE + 1,
                       "offset": (page_no - 1) * PAGE_SIZE}
