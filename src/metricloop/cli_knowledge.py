@@ -26,9 +26,9 @@ def _format(fmt: str) -> str:
 
 
 def _duration(seconds: float | None) -> str:
-    from metricloop.knowledge.similar import _duration as words
+    from metricloop.knowledge.similar import duration_text
 
-    return words(seconds, "en")
+    return duration_text(seconds, "en")
 
 
 def _table(rows: list[dict], title: str, *, scored: bool):

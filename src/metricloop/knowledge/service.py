@@ -224,7 +224,7 @@ def entry_dict(db_session: Session, catalog, e: KnowledgeEntry, *, with_versions
     return out
 
 
-def _candidates(db_session: Session, *, within: set[str] | None = None, category: str | None = None,
+def candidates(db_session: Session, *, within: set[str] | None = None, category: str | None = None,
                 metric: str | None = None, before: datetime | None = None, exclude_incident: int | None = None,
                 limit: int = MAX_CANDIDATES, offset: int = 0):
     q = select(KnowledgeEntry).order_by(KnowledgeEntry.resolved_at.desc(), KnowledgeEntry.id.desc())
@@ -243,7 +243,7 @@ def _candidates(db_session: Session, *, within: set[str] | None = None, category
 
 def list_entries(db_session: Session, *, within=None, category=None, metric=None, limit=100, offset=0):
     """Entries, the most recently resolved first (paged in the database: every entry can be reached)."""
-    return _candidates(db_session, within=within, category=category, metric=metric, limit=limit, offset=offset)
+    return candidates(db_session, within=within, category=category, metric=metric, limit=limit, offset=offset)
 
 
 def check_query(q: str | None, *, where: str = "q") -> str:
@@ -261,7 +261,7 @@ def search(db_session: Session, catalog, q: str, *, within=None, category=None, 
     """Entries ranked by BM25 of `q` against their title, slices, cause, actions and category names (zh and en):
     [(entry, score, matched words)], best first; only entries that share a word with the query."""
     q = check_query(q)
-    rows = _candidates(db_session, within=within, category=category, metric=metric)
+    rows = candidates(db_session, within=within, category=category, metric=metric)
     if not rows:
         return []
     scores = index_of(catalog, rows).scores(q)

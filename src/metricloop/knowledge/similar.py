@@ -24,7 +24,7 @@ from metricloop.db.times import as_utc, aware
 from metricloop.knowledge import categories as cats
 from metricloop.knowledge.models import KnowledgeEntry, SimilarIncident
 from metricloop.knowledge.service import (
-    _candidates,
+    candidates,
     duration_seconds,
     incident_text,
     index_of,
@@ -72,7 +72,7 @@ def pattern_similarity(mine: dict, theirs: dict, same_monitor: bool) -> float:
 
 def find_similar(db_session: Session, catalog, incident, *, top: int = TOP, within: set[str] | None = None):
     """[(entry, score, reasons)] of the incident's most similar past incidents, best first."""
-    rows = _candidates(db_session, within=within, before=as_utc(incident.created_at), exclude_incident=incident.id)
+    rows = candidates(db_session, within=within, before=as_utc(incident.created_at), exclude_incident=incident.id)
     if not rows:
         return []
     query = incident_text(incident)
@@ -149,7 +149,7 @@ before it existed) it is matched now, among the entries of incidents opened befo
 # ------------------------------------------------------------------ words
 
 
-def _duration(seconds: float | None, lang: str) -> str:
+def duration_text(seconds: float | None, lang: str) -> str:
     if seconds is None:
         return ""
     if seconds < 3600:
@@ -188,7 +188,7 @@ def summary_line(catalog, e: KnowledgeEntry, lang: str, tz: str = "Asia/Shanghai
     recovered in 3 days'."""
     day = aware(e.opened_at).astimezone(ZoneInfo(tz)).date().isoformat() if e.opened_at else ""
     head = " ".join(x for x in (day, _where(e.slices), cats.label(catalog, e.category, lang)) if x)
-    act, took = short_actions(e.actions, lang), _duration(duration_seconds(e), lang)
+    act, took = short_actions(e.actions, lang), duration_text(duration_seconds(e), lang)
     if lang == "zh":
         tail = (f"{act}后 {took}恢复" if act else f"{took}后恢复") if took else act
         return f"上次类似：{head}" + (f"，{tail}" if tail else "")

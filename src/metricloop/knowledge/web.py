@@ -10,7 +10,7 @@ from metricloop.api.deps import workspace
 from metricloop.errors import MetricloopError
 from metricloop.knowledge import categories as cats
 from metricloop.knowledge import service
-from metricloop.knowledge.similar import _duration
+from metricloop.knowledge.similar import duration_text
 from metricloop.limits import MAX_TEXT
 from metricloop.web.console.routes import _scope, _tz, language, need_login, render
 from metricloop.web.console.sessions import Who
@@ -33,7 +33,7 @@ WORDS = {
 def _row(catalog, e, ws, lang: str) -> dict:
     return {"incident_id": e.incident_id, "when": clock(e.opened_at, _tz(ws)) if e.opened_at else "—",
             "metric": e.metric, "slices": ", ".join(e.slices or []), "category": cats.label(catalog, e.category, lang),
-            "cause": e.cause, "actions": e.actions, "took": _duration(service.duration_seconds(e), lang),
+            "cause": e.cause, "actions": e.actions, "took": duration_text(service.duration_seconds(e), lang),
             "by": e.resolved_by, "version": e.version}
 
 
