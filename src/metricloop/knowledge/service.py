@@ -59,14 +59,20 @@ def _category_text(catalog, name: str) -> str:
     return joined([name.replace("_", " "), c.zh, c.en, " ".join(c.keywords)]) if c is not None else name
 
 
+def _entry_text(e: KnowledgeEntry) -> str:
+    return joined([e.title, e.title_en, " ".join(e.slices or []), e.cause, e.actions])
+
+
 def entry_tokens(catalog, e: KnowledgeEntry) -> Counter:
-    key = (e.id, e.version)
-    own = _TOKENS.get(key)
+    # Keyed by the text itself, not (id, version): two workspaces (or state databases) served by one process have
+    # entries with the same ids and versions and different words.
+    text = _entry_text(e)
+    own = _TOKENS.get(text)
     if own is None:
-        own = tokens(joined([e.title, e.title_en, " ".join(e.slices or []), e.cause, e.actions]))
+        own = tokens(text)
         if len(_TOKENS) > 20_000:
             _TOKENS.clear()
-        _TOKENS[key] = own
+        _TOKENS[text] = own
     return own + tokens(_category_text(catalog, e.category))
 
 
@@ -79,9 +85,9 @@ _INDEXES: dict[tuple, BM25] = {}
 
 
 def index_of(catalog, rows: list[KnowledgeEntry]) -> BM25:
-    """The BM25 index of these entries, kept while neither they (ids and versions) nor the categories change: one
+    """The BM25 index of these entries, kept while neither they (ids and words) nor the categories change: one
     run that opens many incidents, or a page read after page read, tokenizes and counts the corpus once."""
-    key = (tuple((e.id, e.version, e.category) for e in rows),
+    key = (tuple((e.id, e.category, _entry_text(e)) for e in rows),
            tuple((c.name, c.zh, c.en, c.keywords) for c in cats.categories(catalog)))
     index = _INDEXES.get(key)
     if index is None:
