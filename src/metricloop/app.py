@@ -16,6 +16,7 @@ from metricloop.api import contract, guards
 def create_app(ws, *, background: bool = False) -> FastAPI:
     """The API. With background=True it also runs the scheduler, timers and the dispatcher in threads."""
     from metricloop.api import alerting, feedback, inbox, incidents, metrics, outbox, runs, sources
+    from metricloop.knowledge import api as knowledge
     from metricloop.web import feedback_links, incident_page, links
 
     app = FastAPI(
@@ -55,13 +56,15 @@ def create_app(ws, *, background: bool = False) -> FastAPI:
     from metricloop.web.console.routes import install as install_console
 
     install_console(app)
+    from metricloop.knowledge.web import router as knowledge_screen
     from metricloop.web.console import feedback_panel
 
     app.include_router(feedback_panel.router)  # the incident screen's feedback buttons
+    app.include_router(knowledge_screen)
     # The confirmations of signed message links share their paths with API writes: they must be tried first.
     app.include_router(links.confirmations)
     for module in (metrics, sources, runs, incidents, feedback, links, feedback_links, alerting, outbox, inbox,
-                   incident_page):
+                   incident_page, knowledge):
         app.include_router(module.router)
 
     if background:

@@ -209,10 +209,12 @@ def register(app: typer.Typer) -> None:
         """One incident: summary, slices, owner and the whole timeline."""
         from metricloop.incidents import service
         from metricloop.incidents.views import incident_detail
+        from metricloop.knowledge.views import knowledge_detail
 
         ws = cli.open_ws()
         with ws.db.session() as s:
-            d = incident_detail(s, service.get(s, incident_id))
+            inc = service.get(s, incident_id)
+            d = incident_detail(s, inc) | knowledge_detail(s, ws, inc)
         if fmt == "json":
             sys.stdout.write(json.dumps(d, ensure_ascii=False, indent=2) + "\n")
             return
@@ -232,6 +234,9 @@ def register(app: typer.Typer) -> None:
         console.print(f"  slices: {esc(', '.join(d['slices']))}")
         if d["root_cause"]:
             console.print(f"  root cause: {esc(d['root_cause'])}")
+        lang = "zh" if ws.config.get("language", "zh") == "zh" else "en"
+        for m in d["similar"]:  # what was done last time (the knowledge base)
+            console.print(f"  {esc(m['summary_' + lang])}  [dim](#{m['incident_id']}, {m['score']:.2f})[/]")
         table = Table(title="timeline")
         for c in ("time (UTC)", "event", "actor", "message"):
             table.add_column(c)
@@ -301,9 +306,15 @@ def register(app: typer.Typer) -> None:
         incident_id: int,
         root_cause: Annotated[str, typer.Option(help="What caused it.")],
         note: Annotated[str, typer.Option(help="What was done.")] = "",
+        category: Annotated[
+            str | None, typer.Option(help="Root-cause category (`metricloop knowledge categories`); default: read "
+                                          "from the root cause's words, else other.")
+        ] = None,
+        actions: Annotated[str, typer.Option(help="The actions that worked (default: the note).")] = "",
         actor: Annotated[str | None, typer.Option("--as")] = None,
     ) -> None:
-        """Resolve with a root cause and a note."""
+        """Resolve with a root cause, its category, the actions that worked and a note (kept in the knowledge
+        base)."""
         from metricloop.incidents.service import resolve
 
         _flow(
@@ -314,6 +325,8 @@ def register(app: typer.Typer) -> None:
                 incident_id=incident_id,
                 root_cause=root_cause,
                 note=note,
+                category=category,
+                actions=actions,
                 actor=actor or cli.settings().author,
             )
         )

@@ -344,3 +344,24 @@ def grouping_ratio(ws, days: list[date] | None = None, *, replay: bool = True, p
         dq_incidents=dq,
         by_monitor=by_monitor,
     )
+
+
+def cli_runner(ws, monkeypatch, *, user: str | None = None):
+    """run(*args) → (exit code, output) of `metricloop ARGS` on the workspace `ws` (its home and state database)."""
+    from typer.testing import CliRunner
+
+    from metricloop.cli import app
+
+    monkeypatch.setenv("METRICLOOP_HOME", str(ws.home))
+    if ws.settings.db:
+        monkeypatch.setenv("METRICLOOP_DB", ws.settings.db)
+    if user:
+        monkeypatch.setenv("METRICLOOP_USER", user)
+    runner = CliRunner()
+
+    def run(*args: str):
+        result = runner.invoke(app, list(args))
+        return result.exit_code, result.output
+
+    run.ws = ws
+    return run

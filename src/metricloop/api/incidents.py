@@ -50,6 +50,11 @@ class ResolveBody(_Body):
         min_length=1, max_length=MAX_TEXT, description="what caused it, e.g. 'stock-out of Fresh at SH-003'"
     )
     note: str = Field("", max_length=MAX_TEXT, description="what was done")
+    category: str | None = Field(
+        None, max_length=200, description="root-cause category (GET /api/knowledge/categories); left out: the one "
+        "the root cause's words point at, else 'other'",
+    )
+    actions: str = Field("", max_length=MAX_TEXT, description="the actions that worked (default: the note)")
 
 
 class ReasonBody(_Body):
@@ -96,7 +101,10 @@ def kpis(s=Depends(db_session)) -> dict:
 def incident(
     incident_id: IncidentId, s=Depends(db_session), ws=Depends(workspace), actor: Actor | None = Depends(viewer)
 ) -> dict:
-    return incident_detail(s, visible(s, ws, actor, incident_id))
+    from metricloop.knowledge.views import knowledge_detail
+
+    inc = visible(s, ws, actor, incident_id)
+    return incident_detail(s, inc) | knowledge_detail(s, ws, inc, within=metric_scope(ws, actor))
 
 
 @router.post("/{incident_id}/ack", responses=errors(409))
@@ -141,7 +149,8 @@ def resolve(
 ) -> dict:
     visible(s, ws, actor, incident_id)
     inc = service.resolve(
-        s, ws, ws.catalog(), incident_id=incident_id, actor=actor.name, root_cause=body.root_cause, note=body.note
+        s, ws, ws.catalog(), incident_id=incident_id, actor=actor.name, root_cause=body.root_cause, note=body.note,
+        category=body.category, actions=body.actions,
     )
     return incident_dict(inc)
 

@@ -95,6 +95,7 @@ class Catalog:
 
 def _register_loop_kinds() -> None:
     """Kinds of the rest of the loop register here, the same way an extension would."""
+    from metricloop.knowledge.categories import RootCauseSpec
     from metricloop.monitors.schemas import MonitorSpec
     from metricloop.notify.schemas import ChannelSpec
     from metricloop.routing.schemas import EscalationSpec, MaintenanceSpec, RotationSpec, RouteSpec
@@ -105,6 +106,7 @@ def _register_loop_kinds() -> None:
     register_kind("route", "routes", RouteSpec, order=50)
     register_kind("monitor", "monitors", MonitorSpec, order=60)
     register_kind("maintenance", "maintenance", MaintenanceSpec, order=70)
+    register_kind("root_cause", "root_causes", RootCauseSpec, order=80)
 
 
 _register_loop_kinds()

@@ -80,6 +80,11 @@ def install_demo(
             author="metricloop demo",
             checks=[reference_check, loop_check, column_check(ws)],
         )
+    summary["history"] = 0
+    if replay_days:  # the past the replayed week follows: resolved incidents the knowledge base learned from
+        from metricloop.demo.history import seed_history
+
+        summary["history"] = seed_history(ws, before=last - timedelta(days=replay_days))
     seen = _last_incident(ws)
     summary["replay"] = replay(ws, last=last, days=replay_days, progress=progress) if replay_days else []
     summary["incidents"] = incidents_since(ws, seen)
@@ -147,7 +152,9 @@ def replay_report(summary: dict) -> str:
         f"replayed {n(len(runs), 'monitor run')}: {n(opened.get('metric', 0), 'metric incident')} and "
         f"{n(opened.get('data_quality', 0), 'data-quality incident')} opened"
     )
-    return line + (f", {n(failed, 'run')} failed" if failed else "")
+    line += f", {n(failed, 'run')} failed" if failed else ""
+    history = summary.get("history") or 0
+    return line + (f"; {n(history, 'resolved past incident')} seeded for the knowledge base" if history else "")
 
 
 def replay(ws, *, last: date, days: int = 7, progress=None) -> list:

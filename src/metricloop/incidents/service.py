@@ -249,6 +249,9 @@ def open_incident(
     db_session.add(Timer(incident_id=inc.id, kind="sla_ack", due_at=inc.ack_due_at))
     db_session.add(Timer(incident_id=inc.id, kind="sla_resolve", due_at=inc.resolve_due_at))
     schedule_escalation(db_session, catalog, inc, start=now)
+    from metricloop.knowledge.similar import remember_similar
+
+    remember_similar(db_session, catalog, inc, now=now)  # what was done last time, ready for the page
     notify(
         db_session, ws, catalog, inc, event_name="created", people=[inc.assignee], channels=decision.channels, now=now
     )
@@ -453,12 +456,21 @@ def resolve(
     actor: str,
     root_cause: str = "",
     note: str = "",
+    category: str | None = None,
+    actions: str = "",
     auto: bool = False,
     via: str = "",
     now=None,
 ) -> Incident:
+    """Resolve, and record what it taught in the knowledge base: the root-cause `category` (knowledge/categories.py;
+    None: inferred from the words, else `other`), the cause, the `actions` that worked (else the note) and who."""
+    from metricloop.knowledge.categories import check_category
+    from metricloop.knowledge.service import record_resolution
+
     check_text(root_cause, "root_cause")
     check_text(note, "note")
+    check_text(actions, "actions")
+    check_category(catalog, category)
     inc = get_for_change(db_session, incident_id)
     if inc.state in ("resolved", "reviewed"):
         raise StateError(f"incident #{inc.id} is already {inc.state} (at {inc.resolved_at:%Y-%m-%d %H:%M} UTC)")
@@ -471,9 +483,11 @@ def resolve(
     _cancel_timers(db_session, inc, ("escalate", "sla_ack", "sla_resolve", "repeat"))
     _cancel_queued(db_session, inc, ("escalated", "repeat"))
     kind = "auto_resolved" if auto else "resolved"
+    entry = record_resolution(db_session, catalog, inc, category=category, cause=inc.root_cause,
+                              actions=actions or inc.resolution, actor=_who(actor, via), now=now)
     extra = {"via": via} if via else {}
     event(db_session, inc, kind, _who(actor, via), note or root_cause or "resolved", at=now, root_cause=root_cause,
-          **extra)
+          category=entry.category, knowledge_entry=entry.id, **extra)
     notify(db_session, ws, catalog, inc, event_name="resolved", people=[inc.assignee], channels=inc.channels, now=now)
     return inc
 

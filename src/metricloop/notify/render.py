@@ -289,6 +289,7 @@ def render_incident(
         "event_text": event_text,
         "level": level,
         "explanation": explanation,
+        "last_similar": summary.get(f"last_similar_{lang}") or "",  # knowledge/similar.py: what was done last time
         "values": values,
         "links": links,
         "state_text": STATE_TEXT[lang].get(fields["state"], fields["state"]),

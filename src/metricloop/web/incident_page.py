@@ -167,6 +167,9 @@ def incident_page(incident_id: IncidentId, request: Request, token: str | None =
         if inc is None:
             return not_found(incident_id, lang)
         v = incident_view(s, ws, inc, lang)
+        from metricloop.knowledge.views import link_panel
+
+        knowledge = link_panel(s, ws, inc, lang)
         if held is None:
             v["read_only"] = inc.state in ("triggered", "acknowledged")
         elif held.episode != episode_of(s, inc.id):  # a link from before a reopen: it still shows, it cannot act
@@ -189,4 +192,4 @@ def incident_page(incident_id: IncidentId, request: Request, token: str | None =
             v["resolve_url"] = links["resolve"] and f"{links['resolve']}&lang={lang}"
             v["until"] = until_text(held.expires, ws, lang)
     switch = language_switch(page_path(incident_id), token)
-    return page("incident.html", lang=lang, v=v, words=WORDS[lang], switch=switch)
+    return page("incident.html", lang=lang, v=v, words=WORDS[lang], switch=switch, knowledge=knowledge)

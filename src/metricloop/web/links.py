@@ -214,6 +214,8 @@ def confirm_page(incident_id: int, action: str, token: str | None, request: Requ
         return got
     lang, _, back, v = got
     text = TEXT[action][lang]
+    from metricloop.knowledge.views import resolve_choices
+
     return page(
         "confirm.html",
         lang=lang,
@@ -226,6 +228,7 @@ def confirm_page(incident_id: int, action: str, token: str | None, request: Requ
         action_url=f"/api/incidents/{incident_id}/{action}?token={token}&lang={lang}",
         page_url=back[0],
         switch=language_switch(f"/api/incidents/{incident_id}/{action}", token),
+        knowledge=resolve_choices(ws, lang),
     )
 
 
@@ -278,7 +281,7 @@ def act_once(incident_id: int, action: str, token: str | None, request: Request,
 def _too_long(form: dict[str, str], lang: str):
     """A 422 page naming the field when a resolve form's text is over the limit (the form's own maxlength keeps
     a browser under it; a hand-made POST is refused whole, never silently cut, and the link is not spent)."""
-    for field in ("root_cause", "note"):
+    for field in ("root_cause", "note", "actions"):
         try:
             check_text(form.get(field), field)
         except LimitExceeded as e:
@@ -305,6 +308,8 @@ def act(incident_id: int, action: str, token: str | None, request: Request, ws, 
                 via=via,
                 root_cause=form.get("root_cause", ""),
                 note=form.get("note", "") or "resolved from a message link",
+                category=form.get("category") or None,
+                actions=form.get("actions", ""),
             )
 
     done = act_once(incident_id, action, token, request, ws, change)

@@ -416,6 +416,9 @@ def _incident_screen(request: Request, ws, who: Who, incident_id: int, *, status
         ]
         state = inc.state
         feedback = feedback_panel(s, ws, inc, lang)
+        from metricloop.knowledge.views import similar_panel
+
+        similar = similar_panel(s, ws, inc, lang, within=_scope(ws, who))
         s.expunge(inc)
     try:
         data = incident_chart(ws, inc)
@@ -442,6 +445,7 @@ def _incident_screen(request: Request, ws, who: Who, incident_id: int, *, status
         max_comment=MAX_COMMENT,
         max_field=MAX_FIELD,
         feedback=feedback,
+        similar=similar,
     )
 
 
@@ -513,12 +517,15 @@ async def incident_action(
                 service.comment(s, incident_id=incident_id, actor=who.name, text=text)
             elif action == "resolve":
                 root_cause, note = form.get("root_cause", "").strip(), form.get("note", "").strip()
+                actions = form.get("actions", "").strip()
                 _too_long(root_cause, MAX_FIELD, w["root_cause"], lang)
                 _too_long(note, MAX_COMMENT, w["resolution"], lang)
+                _too_long(actions, MAX_COMMENT, w["resolution"], lang)
                 if not root_cause:
                     raise Refused(400, {"zh": "解决工单需要填写根因。", "en": "Resolving needs a root cause."}[lang])
                 service.resolve(
-                    s, ws, ws.catalog(), incident_id=incident_id, actor=who.name, root_cause=root_cause, note=note
+                    s, ws, ws.catalog(), incident_id=incident_id, actor=who.name, root_cause=root_cause, note=note,
+                    category=form.get("category", "").strip() or None, actions=actions,
                 )
             else:
                 reason = form.get("reason", "").strip()
