@@ -5,6 +5,7 @@ from metricloop.auth import models as auth_models  # noqa: F401
 from metricloop.db.models import Base
 from metricloop.incidents import models as incident_models  # noqa: F401
 from metricloop.monitors import models as monitor_models  # noqa: F401
+from metricloop.monitors import pauses as pause_models  # noqa: F401
 from metricloop.notify import links as link_models  # noqa: F401
 from metricloop.notify import models as notify_models  # noqa: F401
 

@@ -281,6 +281,7 @@ def home(request: Request, ws=Depends(workspace), who: Who = Depends(need_login)
                 by_owner.get(i.assignee or WORDS[lang]["unassigned"], 0) + 1
             )
         breaches = [_row(i, ws, lang) for i in open_ if i.ack_breached or i.resolve_breached]
+        data_quality = [_row(i, ws, lang) for i in open_ if i.kind == "data_quality"]
         mine = [_row(i, ws, lang) for i in open_ if i.assignee and i.assignee in (who.email, who.name)]
         tz = ZoneInfo(_tz(ws))
         midnight = datetime.combine(datetime.now(tz).date(), time(0), tzinfo=tz).astimezone(UTC)
@@ -312,6 +313,7 @@ def home(request: Request, ws=Depends(workspace), who: Who = Depends(need_login)
         mine=mine,
         runs=runs,
         open_count=len(open_),
+        data_quality=data_quality,
     )
 
 
@@ -338,7 +340,8 @@ def _date(value: str, where: str, lang: str, tz: str, *, end: bool = False) -> d
 def incidents_page(request: Request, ws=Depends(workspace), who: Who = Depends(need_login)):
     lang = language(request, ws)
     q = request.query_params
-    f = {k: q.get(k, "").strip()[:200] for k in ("state", "severity", "assignee", "team", "metric", "from", "to")}
+    keys = ("state", "severity", "assignee", "team", "metric", "domain", "from", "to")
+    f = {k: q.get(k, "").strip()[:200] for k in keys}
     try:
         page_no = max(1, int(q.get("page", "1") or 1))
     except ValueError:
@@ -361,7 +364,7 @@ def incidents_page(request: Request, ws=Depends(workspace), who: Who = Depends(n
             metric=f["metric"] or None,
             since=since,
             until=until,
-            within=_scope(ws, who),
+            within=_within(ws, who, f["domain"]),
             limit=PAGE_SIZE + 1,
             offset=(page_no - 1) * PAGE_SIZE,
         )
@@ -372,9 +375,19 @@ def incidents_page(request: Request, ws=Depends(workspace), who: Who = Depends(n
     return render(request, ws, who, template, error="", **ctx)
 
 
+def _within(ws, who: Who, domain: str) -> set[str] | None:
+    """The metrics the list may show: the person's, narrowed to one domain when the filter asks."""
+    allowed = _scope(ws, who)
+    if not domain:
+        return allowed
+    in_domain = {n for n, m in ws.catalog().metrics.items() if m.domain == domain}
+    return in_domain if allowed is None else in_domain & allowed
+
+
 def _list_ctx(ws, who, f, items, page_no, more) -> dict:
     allowed = _scope(ws, who)
     metrics = sorted(n for n in ws.catalog().metrics if allowed is None or n in allowed)
+    domains = sorted({m.domain for n, m in ws.catalog().metrics.items() if allowed is None or n in allowed})
 
     def page_url(n: int) -> str:
         return "/console/incidents?" + urlencode({k: v for k, v in f.items() if v} | {"page": n})
@@ -388,6 +401,7 @@ def _list_ctx(ws, who, f, items, page_no, more) -> dict:
         "states": STATES,
         "severities": SEVERITIES,
         "metric_names": metrics,
+        "domain_names": domains,
     }
 
 
@@ -415,6 +429,7 @@ def _incident_screen(request: Request, ws, who: Who, incident_id: int, *, status
         ]
         state = inc.state
         s.expunge(inc)
+    silence = silence_matchers(inc)
     try:
         data = incident_chart(ws, inc)
     except MetricloopError as e:  # the source is down: the page still opens, without the chart
@@ -431,7 +446,7 @@ def _incident_screen(request: Request, ws, who: Who, incident_id: int, *, status
         notes=notes,
         chart_json=script_json(data) if data else "",
         error=error,
-        done=WORDS[lang].get(done, "") if done in ACTIONS else "",
+        done=WORDS[lang].get(done, "") if done in (*ACTIONS, "silence") else "",
         can_act=who.can("operator"),
         can_ack=state == "triggered",
         is_open=state in service.OPEN_STATES,
@@ -439,7 +454,22 @@ def _incident_screen(request: Request, ws, who: Who, incident_id: int, *, status
         csrf=who.csrf,
         max_comment=MAX_COMMENT,
         max_field=MAX_FIELD,
+        silence="\n".join(silence),
+        silence_reason=f"#{inc.id} {v['title']}"[:MAX_FIELD],
     )
+
+
+def silence_matchers(inc: Incident) -> list[str]:
+    """Silence this: the incident's metric and monitor, and the dimensions its slices agree on (a silence's
+    matchers all hold at once, so slices that differ on a dimension leave it out: it silences them all)."""
+    from metricloop.metrics.slices import parse_slice
+
+    out = [f"metric={inc.metric}"] + ([f"monitor={inc.monitor}"] if inc.monitor else [])
+    slices = [parse_slice(x) for x in (inc.slices or []) if x not in ("", "*")]
+    if slices:
+        shared = {k: v for k, v in slices[0].items() if all(sl.get(k) == v for sl in slices[1:])}
+        out += [f"{k}={v}" for k, v in sorted(shared.items())]
+    return out
 
 
 @router.get("/console/incidents/{incident_id}")
@@ -605,6 +635,10 @@ def metric_page(name: str, request: Request, ws=Depends(workspace), who: Who = D
         "chart_json": script_json(data),
         "error": error,
     }
+    if not _partial(request):
+        from metricloop.web.console.metric_extra import metric_extra
+
+        ctx |= metric_extra(ws, m, tz=_tz(ws))
     template = "_metric_chart.html" if _partial(request) else "metric.html"
     return render(request, ws, who, template, chart=True, **ctx)
 
@@ -617,9 +651,12 @@ def monitors_page(request: Request, ws=Depends(workspace), who: Who = Depends(ne
     from metricloop.monitors.models import MonitorRun
 
     allowed = _scope(ws, who)
+    from metricloop.monitors.pauses import paused_monitors
+
     specs = [m for m in ws.catalog().all("monitor").values() if allowed is None or m.metric in allowed]
     items = []
     with ws.db.session() as s:
+        paused = paused_monitors(s)
         for m in sorted(specs, key=lambda m: m.name):
             last = s.scalar(select(MonitorRun).where(MonitorRun.monitor == m.name).order_by(MonitorRun.id.desc()))
             items.append(
@@ -630,6 +667,7 @@ def monitors_page(request: Request, ws=Depends(workspace), who: Who = Depends(ne
                     "last": clock(last.started_at, _tz(ws)) if last else "—",
                     "status": last.status if last else "",
                     "anomalies": last.anomalies if last else 0,
+                    "paused": m.name in paused,
                 }
             )
     return render(request, ws, who, "monitors.html", items=items)
@@ -688,7 +726,12 @@ def _silences_page(request: Request, ws, who: Who, *, status: int = 200, error: 
         items=rows,
         csrf=who.csrf,
         can_act=who.can("operator"),
-        form=form or {"matchers": "", "reason": "", "duration": "2h"},
+        form=form
+        or {
+            "matchers": request.query_params.get("matchers", "")[:MAX_FIELD],
+            "reason": request.query_params.get("reason", "")[:MAX_FIELD],
+            "duration": request.query_params.get("duration", "")[:20] or "2h",
+        },
         done=request.query_params.get("done", ""),
     )
 
@@ -724,12 +767,28 @@ async def silence_create(request: Request, ws=Depends(workspace), who: Who = Dep
                 }[lang],
                 where="matchers",
             )
+        incident_id = _incident_field(form.get("incident", ""), lang)
         with ws.db.session() as s:
+            if incident_id is not None:  # "silence this" from an incident: back to it (a 404 if not theirs)
+                _visible_incident(s, ws, who, incident_id)
             create(s, matchers=matchers, reason=kept["reason"], created_by=who.name, duration=length)
     except MetricloopError as e:
         where = f" ({e.where})" if e.where else ""
         return _silences_page(request, ws, who, status=400, error=e.message + where, form=kept)
+    if incident_id is not None:
+        return RedirectResponse(f"/incidents/{incident_id}?done=silence", status_code=303)
     return RedirectResponse("/console/silences?done=1", status_code=303)
+
+
+def _incident_field(value: str, lang: str) -> int | None:
+    if not value.strip():
+        return None
+    if not value.strip().isdigit():
+        raise MetricloopError(
+            {"zh": f"工单编号 '{value[:50]}' 不是数字", "en": f"incident '{value[:50]}' is not a number"}[lang],
+            where="incident",
+        )
+    return int(value)
 
 
 @router.post("/console/silences/{silence_id}/expire")
@@ -788,8 +847,11 @@ def incident_for_person(incident_id: int, request: Request, token: str | None = 
 def install(app: FastAPI) -> None:
     """Add the console to the app: its routes (before the incident page's), its assets and its error pages."""
     app.mount("/assets", StaticFiles(directory=STATIC), name="assets")
+    from metricloop.web.console.ops import router as ops_router
+
     app.include_router(person)
     app.include_router(router)
+    app.include_router(ops_router)
 
     @app.exception_handler(LoginRequired)
     async def _login(request: Request, exc: LoginRequired) -> Response:
