@@ -6,40 +6,21 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import date
 from html import unescape
 
 import pytest
-from console_helpers import Effect, console_extra
-from loop_helpers import apply_yaml, incidents, morning, timeline
-from test_console_web import PASSWORD, PEOPLE, client_of, csrf_of, logged_in, login
+from console_helpers import console_world
+from loop_helpers import apply_yaml, morning, timeline
+from test_console_web import client_of, csrf_of, logged_in, login
 
-from metricloop.auth import users
 from metricloop.auth.models import User
 from metricloop.monitors.models import Anomaly, MonitorRun
-from metricloop.monitors.service import run_due, run_monitor
-from metricloop.web.console import routes
-
-ROTATION = """
-rotations:
-  - name: store_oncall
-    members: [zhang.wei@shop.test, li.na@shop.test]
-    period: daily
-    start: 2026-01-05T09:00:00
-"""
+from metricloop.monitors.service import run_due
 
 
 @pytest.fixture
 def world(shop):
-    ws = shop(effects=[Effect(date(2026, 11, 16), date(2026, 11, 16), 0.5, {"store": "SH-1"})],
-              extra=console_extra() + ROTATION)  # fmt: skip
-    assert run_monitor(ws, "shop_sales", at=morning("2026-11-17"), now=morning("2026-11-17")).status == "ok"
-    (inc,) = incidents(ws)
-    with ws.db.session() as s:
-        for name, role, domains in PEOPLE:
-            users.add_user(s, name=name, password=PASSWORD, role=role, domains=domains, email=f"{name}@shop.test")
-    routes.limiter.__init__()
-    return ws, inc
+    return console_world(shop)
 
 
 def _count(ws, model) -> int:

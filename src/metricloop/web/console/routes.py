@@ -16,7 +16,6 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
-from fastapi.staticfiles import StaticFiles
 from sqlalchemy import select
 from starlette.routing import Match
 
@@ -846,7 +845,9 @@ def incident_for_person(incident_id: int, request: Request, token: str | None = 
 
 def install(app: FastAPI) -> None:
     """Add the console to the app: its routes (before the incident page's), its assets and its error pages."""
-    app.mount("/assets", StaticFiles(directory=STATIC), name="assets")
+    from metricloop.web.console.assets import CompressedStatic
+
+    app.mount("/assets", CompressedStatic(directory=STATIC), name="assets")
     from metricloop.web.console.ops import router as ops_router
 
     app.include_router(person)
