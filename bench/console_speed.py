@@ -208,6 +208,7 @@ def main() -> int:
         "metric page, total (2 years daily)": (admin, "/console/metrics/sales"),
         "metric page, by store (40 stores)": (admin, "/console/metrics/sales?by=store"),
         "metric chart part, by store (HTMX)": (admin, "/console/metrics/sales?by=store"),
+        "metric page, by store, all 730 days": (admin, "/console/metrics/sales?by=store&days=730"),
     }
     print(f"{'page':44} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'CPU ms':>8}  bar")
     for label, (c, path) in lists.items():

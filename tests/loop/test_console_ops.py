@@ -319,3 +319,42 @@ def test_the_incident_list_filters_by_domain(world):
     lou = logged_in(ws, "lou")  # a domain not theirs filters to nothing, never to more
     assert f"/incidents/{inc.id}" not in lou.get("/console/incidents?domain=sales").text
 
+
+
+# ------------------------------------------------------------------ home
+
+
+def test_home_counts_every_open_incident_and_lists_data_quality_problems(world):
+    from datetime import UTC, datetime
+
+    from sqlalchemy import insert
+
+    from metricloop.incidents.models import Incident
+
+    ws, inc = world
+    now = datetime.now(UTC)
+    rows = [{"title": f"t{i}", "state": "triggered", "severity": "P2", "monitor": "shop_sales", "metric": "sales",
+             "group_key": f"g{i}", "assignee": "ana@shop.test" if i % 2 else "", "created_at": now, "updated_at": now}
+            for i in range(1200)]  # fmt: skip
+    rows.append(rows[0] | {"title": "sales: no rows for 30 hours", "kind": "data_quality", "group_key": "dq"})
+    with ws.db.session() as s:
+        s.execute(insert(Incident), rows)
+    c = logged_in(ws, "ana")
+    home = c.get("/console?lang=en").text
+    tiles = dict(re.findall(r'sev-(P\d)[^>]*><b>(\d+)</b>', home))
+    assert tiles == {"P1": "1", "P2": "1201", "P3": "0"}  # every open incident, not the first thousand
+    owners = home[home.index('id="by-owner"') : home.index('id="mine"')]
+    assert "<span>ana@shop.test</span><b>600</b>" in owners
+    dq = home[home.index('id="data-quality"') : home.index('id="runs"')]
+    assert "sales: no rows for 30 hours" in dq
+    assert home[home.index('id="mine"') : home.index('id="breaches"')].count('<td><a href="/incidents/') == 20
+    assert "No open data-quality problem" in logged_in(ws, "lou").get("/console?lang=en").text
+
+
+def test_a_metric_chart_spans_up_to_two_years(world):
+    ws, _ = world
+    c = logged_in(ws, "ana")
+    short = c.get("/console/metrics/sales", headers={"HX-Request": "true"}).text
+    long = c.get("/console/metrics/sales?days=730", headers={"HX-Request": "true"}).text
+    assert unescape(long).count('"20') > unescape(short).count('"20')
+    assert c.get("/console/metrics/sales?days=5000").status_code == 200  # an unknown span: the default

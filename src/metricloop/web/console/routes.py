@@ -38,6 +38,7 @@ PAGE_SIZE = 25
 MAX_COMMENT = 4000
 MAX_FIELD = 2000
 SEVERITIES = ("P1", "P2", "P3")
+CHART_DAYS = (60, 180, 365, 730)  # a metric chart's spans: the first is the default
 
 # The console runs its own scripts (vendored, same origin) and nothing else: no inline script, no inline style
 # attribute, no request to another host.
@@ -272,16 +273,14 @@ def home(request: Request, ws=Depends(workspace), who: Who = Depends(need_login)
     lang = language(request, ws)
     allowed = _scope(ws, who)
     with ws.db.session() as s:
-        open_ = list_incidents(s, state="triggered,acknowledged", within=allowed, limit=1000)
-        by_severity = {sev: sum(i.severity == sev for i in open_) for sev in SEVERITIES}
-        by_owner: dict[str, int] = {}
-        for i in open_:
-            by_owner[i.assignee or WORDS[lang]["unassigned"]] = (
-                by_owner.get(i.assignee or WORDS[lang]["unassigned"], 0) + 1
-            )
-        breaches = [_row(i, ws, lang) for i in open_ if i.ack_breached or i.resolve_breached]
-        data_quality = [_row(i, ws, lang) for i in open_ if i.kind == "data_quality"]
-        mine = [_row(i, ws, lang) for i in open_ if i.assignee and i.assignee in (who.email, who.name)]
+        from metricloop.web.console.home_data import home_figures
+
+        fig = home_figures(s, allowed, me=(who.email, who.name))
+        by_severity = {sev: fig["by_severity"].get(sev, 0) for sev in SEVERITIES}
+        by_owner = {(k or WORDS[lang]["unassigned"]): n for k, n in fig["by_owner"].items()}
+        breaches = [_row(i, ws, lang) for i in fig["breaches"]]
+        data_quality = [_row(i, ws, lang) for i in fig["data_quality"]]
+        mine = [_row(i, ws, lang) for i in fig["mine"]]
         tz = ZoneInfo(_tz(ws))
         midnight = datetime.combine(datetime.now(tz).date(), time(0), tzinfo=tz).astimezone(UTC)
         monitors = ws.catalog().all("monitor")
@@ -311,7 +310,7 @@ def home(request: Request, ws=Depends(workspace), who: Who = Depends(need_login)
         breaches=breaches,
         mine=mine,
         runs=runs,
-        open_count=len(open_),
+        open_count=fig["open_count"],
         data_quality=data_quality,
     )
 
@@ -620,15 +619,19 @@ def metric_page(name: str, request: Request, ws=Depends(workspace), who: Who = D
     by = request.query_params.get("by", "")
     if by and by not in m.dimensions:
         by = ""
+    days = request.query_params.get("days", "")
+    days = int(days) if days in {str(d) for d in CHART_DAYS} else CHART_DAYS[0]
     error = ""
     try:
-        data = metric_chart(ws, m.name, by=by or None, lang=lang)
+        data = metric_chart(ws, m.name, by=by or None, lang=lang, days=days)
     except MetricloopError as e:
         data, error = {"times": [], "series": [], "by": by, "unit": m.unit, "sql": []}, e.message
     ctx = {
         "m": _metric_row(m, lang),
         "dims": m.dimensions,
         "by": by,
+        "days": days,
+        "day_choices": CHART_DAYS,
         "sql": "\n\n".join(data.pop("sql") or []),
         "definition": yaml.safe_dump(m.normalized(), allow_unicode=True, sort_keys=False),
         "chart_json": script_json(data),
