@@ -112,6 +112,11 @@ def test_on_call_now_the_rotations_and_the_routes_test(world):
     assert r.status_code == 200 and ("No route matches" in r.text or "没有匹配的路由" in r.text)
     r = c.get("/console/operations", params={"labels": "metric=sales\nnot a label"})
     assert r.status_code == 400 and "not a label" in r.text and ("name=value" in r.text or "名称=值" in r.text)
+    r = c.get("/console/operations", params={"labels": "metric=sales\nstore=<script>alert(1)</script>"})
+    assert "<script>alert(1)</script>" not in r.text and "store=&lt;script&gt;alert(1)&lt;/script&gt;" in r.text
+    long = "metric=sales\n" + "x=" * 1500
+    r = c.get("/console/operations", params={"labels": long})
+    assert r.status_code == 400 and str(len(long)) in r.text and "2000" in r.text  # too long: how long, how much
     lou = logged_in(ws, "lou")  # a metric of another domain is not theirs to probe
     assert lou.get("/console/operations", params={"labels": "metric=sales"}).status_code == 400
 
