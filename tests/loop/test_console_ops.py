@@ -363,3 +363,21 @@ def test_a_metric_chart_spans_up_to_two_years(world):
     long = c.get("/console/metrics/sales?days=730", headers={"HX-Request": "true"}).text
     assert unescape(long).count('"20') > unescape(short).count('"20')
     assert c.get("/console/metrics/sales?days=5000").status_code == 200  # an unknown span: the default
+
+
+def test_assets_are_sent_compressed_to_a_browser_that_accepts_it(world):
+
+    from metricloop.web.console.routes import STATIC
+
+    ws, _ = world
+    c = client_of(ws)
+    shipped = (STATIC / "vendor" / "echarts.min.js").read_bytes()
+    r = c.get("/assets/vendor/echarts.min.js", headers={"Accept-Encoding": "gzip"})
+    assert r.headers["content-encoding"] == "gzip" and r.content == shipped  # httpx undoes the gzip
+    assert r.num_bytes_downloaded < len(shipped) / 2.5
+    plain = c.get("/assets/vendor/echarts.min.js", headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers and plain.content == shipped
+    again = c.get("/assets/vendor/echarts.min.js", headers={"If-None-Match": r.headers["etag"]})
+    assert again.status_code == 304
+    assert c.get("/assets/favicon.svg", headers={"Accept-Encoding": "gzip"}).status_code == 200
+    assert c.get("/assets/nope.js").status_code == 404
