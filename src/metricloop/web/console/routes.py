@@ -452,8 +452,11 @@ def _incident_screen(request: Request, ws, who: Who, incident_id: int, *, status
         csrf=who.csrf,
         max_comment=MAX_COMMENT,
         max_field=MAX_FIELD,
-        silence="\n".join(silence),
-        silence_reason=f"#{inc.id} {v['title']}"[:MAX_FIELD],
+        silence_form={
+            "matchers": "\n".join(silence),
+            "reason": f"#{inc.id} {v['title']}"[:MAX_FIELD],
+            "duration": "2h",
+        },
     )
 
 
@@ -496,8 +499,13 @@ async def _operator_form(request: Request, ws, who: Who, *, doing: dict[str, str
     form = await form_of(request)
     _check_csrf(request, ws, who, form)
     if not who.can("operator"):
-        raise Refused(403, {"zh": f"你的角色是 {who.role}：{doing['zh']}需要 operator 或 admin。",
-                            "en": f"Your role is {who.role}: {doing['en']} needs operator or admin."}[lang])
+        raise Refused(
+            403,
+            {
+                "zh": f"你的角色是 {who.role}：{doing['zh']}需要 operator 或 admin。",
+                "en": f"Your role is {who.role}: {doing['en']} needs operator or admin.",
+            }[lang],
+        )
     return lang, form
 
 
