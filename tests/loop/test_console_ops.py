@@ -108,6 +108,9 @@ def test_on_call_now_the_rotations_and_the_routes_test(world):
     result = r.text[r.text.index('id="route-result"') :]
     assert 'id="matched-routes">all<' in result and "<code>hook</code>" in result and "store operations" in result
     assert "domain=sales" in result  # the labels a real alert of the monitor carries
+    zh = c.get("/console/operations", params={"labels": "monitor=shop_sales\nmetric=sales", "lang": "zh"}).text
+    assert "路由 all 匹配（monitor=shop_sales）" in zh and "交给指标负责人 sales.owner@shop.test" in zh
+    c.get("/console?lang=en")
     r = c.get("/console/operations", params={"labels": "metric=sales\nstore=SH-1"})  # no monitor label: no route
     assert r.status_code == 200 and ("No route matches" in r.text or "没有匹配的路由" in r.text)
     r = c.get("/console/operations", params={"labels": "metric=sales\nnot a label"})

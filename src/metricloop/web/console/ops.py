@@ -256,8 +256,34 @@ def _route_test(ws, who: Who, text: str, lang: str) -> dict | None:
         "team": d.team,
         "channels": [{"name": c, "type": getattr(channels.get(c), "type", "?")} for c in d.channels],
         "escalation": d.escalation or "",
-        "reasons": d.reasons,
+        "reasons": _route_reasons(catalog, d, owner, lang),
     }
+
+
+def _route_reasons(catalog, d, owner: str, lang: str) -> list[str]:
+    """Why the routes test decided as it did, in the person's language (the routing service says it in English)."""
+    if lang == "en":
+        return d.reasons
+    routes = catalog.all("route")
+    out = []
+    for i, name in enumerate(d.routes):
+        r = routes[name]
+        matchers = ", ".join(r.matchers) or "全部"
+        if i == 0:
+            how = (
+                f"负责人 {r.assignee}" if r.assignee
+                else f"值班轮换 {r.rotation} 的当前值班人" if r.rotation
+                else "按查找表确定负责人" if r.assignee_lookup
+                else "路由未指定负责人"
+            )  # fmt: skip
+            out.append(f"路由 {name} 匹配（{matchers}）：{how}")
+        else:
+            out.append(f"路由 {name} 也匹配（continue）：加上渠道 {', '.join(r.channels)}")
+    if not d.routes:
+        out.append("没有匹配的路由：指派给指标负责人，不发送任何渠道。")
+    elif any("falls back" in r for r in d.reasons):
+        out.append(f"路由没有指定人：交给指标负责人 {owner or '（无）'}")
+    return out
 
 
 @router.get("/console/operations")
