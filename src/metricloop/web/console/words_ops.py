@@ -85,6 +85,15 @@ OPS_WORDS = {
         "domains_hint": "逗号分隔，如 retail, logistics；留空 = 无（admin 看全部）",
         "view_all": "查看全部",
         "silence": "已创建静默",
+        "outbox_state": {
+            "awaiting_approval": "待审批",
+            "pending": "待发送",
+            "sending": "发送中",
+            "sent": "已发送",
+            "dead": "发送失败",
+            "rejected": "已拒绝",
+            "cancelled": "已取消",
+        },
     },
     "en": {
         "operations": "Operations",
@@ -169,5 +178,14 @@ OPS_WORDS = {
         "domains_hint": "comma separated, e.g. retail, logistics; empty = none (an admin sees all)",
         "view_all": "view all",
         "silence": "silenced",
+        "outbox_state": {
+            "awaiting_approval": "awaiting approval",
+            "pending": "pending",
+            "sending": "sending",
+            "sent": "sent",
+            "dead": "dead",
+            "rejected": "rejected",
+            "cancelled": "cancelled",
+        },
     },
 }
