@@ -359,6 +359,15 @@ def test_home_counts_every_open_incident_and_lists_data_quality_problems(world):
     assert "sales: no rows for 30 hours" in dq
     assert home[home.index('id="mine"') : home.index('id="breaches"')].count('<td><a href="/incidents/') == 20
     assert "No open data-quality problem" in logged_in(ws, "lou").get("/console?lang=en").text
+    # the state as the latest run saw it: a run that found the feed late
+    from metricloop.monitors.models import MonitorRun
+
+    with ws.db.session() as s:
+        s.add(MonitorRun(monitor="shop_sales", scheduled_for=now, status="ok", trigger="schedule",
+                         details={"data_quality": ["sales:freshness:*"]}))  # fmt: skip
+    home = c.get("/console?lang=en").text
+    assert 'id="run-quality"' in home and "<code>sales:freshness:*</code>" in home
+    assert 'id="run-quality"' not in logged_in(ws, "lou").get("/console").text
 
 
 def test_a_metric_chart_spans_up_to_two_years(world):

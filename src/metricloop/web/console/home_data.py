@@ -32,10 +32,46 @@ def home_figures(s, allowed: set[str] | None, *, me: tuple[str, ...]) -> dict:
         "by_severity": by_severity,
         "by_owner": _counts(s, allowed, Incident.assignee),
         "open_count": sum(by_severity.values()),
-        "breaches": list(s.scalars(_open(allowed).where(or_(Incident.ack_breached, Incident.resolve_breached))
-                                   .order_by(*newest).limit(LISTED))),  # fmt: skip
-        "data_quality": list(s.scalars(_open(allowed).where(Incident.kind == "data_quality")
-                                       .order_by(*newest).limit(LISTED))),  # fmt: skip
-        "mine": list(s.scalars(_open(allowed).where(Incident.assignee.in_([m for m in me if m] or [""]))
-                               .order_by(*newest).limit(LISTED))),  # fmt: skip
+        "breaches": list(
+            s.scalars(
+                _open(allowed)
+                .where(or_(Incident.ack_breached, Incident.resolve_breached))
+                .order_by(*newest)
+                .limit(LISTED)
+            )
+        ),  # fmt: skip
+        "data_quality": list(
+            s.scalars(_open(allowed).where(Incident.kind == "data_quality").order_by(*newest).limit(LISTED))
+        ),  # fmt: skip
+        "mine": list(
+            s.scalars(
+                _open(allowed)
+                .where(Incident.assignee.in_([m for m in me if m] or [""]))
+                .order_by(*newest)
+                .limit(LISTED)
+            )
+        ),  # fmt: skip
     }
+
+
+def latest_run_quality(s, monitors: list[str]) -> list[dict]:
+    """What each monitor's latest finished run found wrong with its data ("metric:check:slice" in its details):
+    the data-quality state as the loop last saw it, without querying any source from the home screen."""
+    from metricloop.monitors.models import MonitorRun
+
+    if not monitors:
+        return []
+    last = (
+        select(func.max(MonitorRun.id))
+        .where(
+            MonitorRun.monitor.in_(monitors), MonitorRun.status.in_(("ok", "failed")), MonitorRun.trigger != "backtest"
+        )
+        .group_by(MonitorRun.monitor)
+    )
+    out = []
+    for r in s.scalars(select(MonitorRun).where(MonitorRun.id.in_(last)).order_by(MonitorRun.monitor)):
+        failing = [str(x) for x in (r.details or {}).get("data_quality", [])]
+        if r.status == "failed" or failing:
+            out.append({"monitor": r.monitor, "failing": failing, "error": (r.error or "").splitlines()[0][:200]
+                        if r.status == "failed" else "", "run": r.id})  # fmt: skip
+    return out

@@ -281,6 +281,10 @@ def home(request: Request, ws=Depends(workspace), who: Who = Depends(need_login)
         breaches = [_row(i, ws, lang) for i in fig["breaches"]]
         data_quality = [_row(i, ws, lang) for i in fig["data_quality"]]
         mine = [_row(i, ws, lang) for i in fig["mine"]]
+        from metricloop.web.console.home_data import latest_run_quality
+
+        visible = [n for n, m in ws.catalog().all("monitor").items() if allowed is None or m.metric in allowed]
+        run_quality = latest_run_quality(s, visible)
         tz = ZoneInfo(_tz(ws))
         midnight = datetime.combine(datetime.now(tz).date(), time(0), tzinfo=tz).astimezone(UTC)
         monitors = ws.catalog().all("monitor")
@@ -312,6 +316,7 @@ def home(request: Request, ws=Depends(workspace), who: Who = Depends(need_login)
         runs=runs,
         open_count=fig["open_count"],
         data_quality=data_quality,
+        run_quality=run_quality,
     )
 
 
