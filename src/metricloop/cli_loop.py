@@ -44,6 +44,9 @@ def register(app: typer.Typer) -> None:
     tokens_app = typer.Typer(help="API tokens.", no_args_is_help=True)
     app.add_typer(incidents_app, name="incidents")
     app.add_typer(monitors_app, name="monitors")
+    from metricloop.cli_pauses import register as register_pauses
+
+    register_pauses(monitors_app)  # pause | resume | pauses
     app.add_typer(silences_app, name="silences")
     app.add_typer(routes_app, name="routes")
     app.add_typer(tokens_app, name="tokens")

@@ -24,6 +24,14 @@ FULFILMENT = """
     dimensions: [region, channel]
 """
 
+ROTATION = """
+rotations:
+  - name: store_oncall
+    members: [zhang.wei@shop.test, li.na@shop.test]
+    period: daily
+    start: 2026-01-05T09:00:00
+"""
+
 HOOK = """
 channels:
   - {name: hook, type: webhook, url: "http://127.0.0.1:9/hook"}
@@ -33,8 +41,8 @@ routes:
 
 
 def console_extra() -> str:
-    """YAML to add to SHOP_DEFS: the fulfilment metric (inside `metrics:`), the monitor, a route."""
-    return FULFILMENT + monitor_yaml(slicing={"dimensions": ["store"], "total": False}) + HOOK
+    """YAML to add to SHOP_DEFS: the fulfilment metric (inside `metrics:`), the monitor, a route, a rotation."""
+    return FULFILMENT + monitor_yaml(slicing={"dimensions": ["store"], "total": False}) + HOOK + ROTATION
 
 
 def open_sales_incident(shop_factory=None, ws=None):
@@ -44,4 +52,26 @@ def open_sales_incident(shop_factory=None, ws=None):
                           extra=console_extra())  # fmt: skip
     assert run_monitor(ws, "shop_sales", at=morning("2026-11-17"), now=morning("2026-11-17")).status == "ok"
     (inc,) = incidents(ws)
+    return ws, inc
+
+
+PASSWORD = "correct horse battery"
+PEOPLE = (
+    ("ana", "operator", ["sales"]),
+    ("vic", "viewer", ["sales"]),
+    ("lou", "operator", ["fulfilment"]),
+    ("王芳", "admin", []),
+)
+
+
+def console_world(shop_factory):
+    """The sales incident and a user per role and domain (PEOPLE, all with PASSWORD), the login limiter reset."""
+    from metricloop.auth import users
+    from metricloop.web.console import routes
+
+    ws, inc = open_sales_incident(shop_factory)
+    with ws.db.session() as s:
+        for name, role, domains in PEOPLE:
+            users.add_user(s, name=name, password=PASSWORD, role=role, domains=domains, email=f"{name}@shop.test")
+    routes.limiter.__init__()  # a fresh per-address counter for each test
     return ws, inc

@@ -85,3 +85,19 @@ def test_silence_token_and_monitor_commands(cli):
     assert code == 0 and "shop_sales" in out and "0 9 * * *" in out
     code, out = cli("monitors", "runs")
     assert code == 0 and "shop_sales" in out and "ok" in out
+
+
+def test_pause_and_resume_a_monitor(cli):
+    from metricloop.monitors.service import run_due
+
+    code, out = cli("monitors", "pause", "shop_sales", "--reason", "数据迁移")
+    assert code == 0 and "paused" in out
+    code, out = cli("monitors", "pause", "shop_sales")
+    assert code != 0 and "already paused" in out
+    assert run_due(cli.ws, now=morning("2026-11-18")) == []
+    code, out = cli("monitors", "pauses", "shop_sales")
+    assert code == 0 and "数据迁移" in out and "wang.fang@shop.test" in out
+    assert cli("monitors", "resume", "shop_sales")[0] == 0
+    assert [r.monitor for r in run_due(cli.ws, now=morning("2026-11-18"))] == ["shop_sales"]
+    code, out = cli("monitors", "pause", "nope")
+    assert code != 0 and "no monitor named 'nope'" in out

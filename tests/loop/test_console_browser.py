@@ -47,6 +47,7 @@ def server(tmp_path_factory):
         users.add_user(s, name="ana", password=PASSWORD, role="operator", domains=["sales"], display_name="Ana 安娜")
         users.add_user(s, name="vic", password=PASSWORD, role="viewer", domains=["sales"])
         users.add_user(s, name="lou", password=PASSWORD, role="operator", domains=["fulfilment"])
+        users.add_user(s, name="王芳", password=PASSWORD, role="admin", display_name="王芳 Wang Fang")
     routes.limiter.__init__()
     port = free_port()
     config = uvicorn.Config(create_app(ws), host="127.0.0.1", port=port, log_level="warning")
@@ -261,6 +262,102 @@ def test_a_logistics_user_gets_404_for_a_sales_incident(server, watched):
     assert r.status == 404 and f"No incident #{inc.id}" in w.page.inner_text("main")
     w.errors.clear()  # the browser logs the 404 of the document itself
     assert w.page.locator(f"a[href='/incidents/{inc.id}']").count() == 0
+
+
+def test_a_monitor_with_its_backtest_preview_then_pause_and_resume(server, watched):
+    ws, inc, url = server
+    w = watched(locale="en-US")
+    log_in(w, url, "ana")
+    w.page.goto(url + "/console/monitors")
+    w.page.click("a[href='/console/monitors/shop_sales']")
+    get = (
+        "(() => { const el = document.getElementById('preview-chart');"
+        " const c = el && window.echarts && echarts.getInstanceByDom(el); return c ? c.getOption().series : null; })()"
+    )
+    series = wait_js(w, get, timeout=60)  # the preview is fetched after the page (HTMX) and drawn
+    flagged = next(s for s in series if s["type"] == "scatter")
+    assert any(p[0] == "2026-11-16" for p in flagged["data"])  # the drop of SH-1 it would have raised
+    assert "store=SH-1" in w.page.locator("#preview-events").inner_text()
+    shot(w, "monitor")
+    w.page.fill("#pause-form input[name=reason]", "till migration")
+    w.page.click("#do-pause")
+    w.page.wait_for_url(re.compile(r"done=pause"))
+    assert w.page.locator("#monitor-state").inner_text() == "paused"
+    assert "till migration" in w.page.locator("#pause-record").inner_text()
+    w.page.click("#do-resume")
+    w.page.wait_for_url(re.compile(r"done=resume"))
+    assert w.page.locator("#monitor-state").inner_text() == "running"
+
+
+def test_operations_on_call_routes_test_outbox_and_runs(server, watched):
+    ws, inc, url = server
+    w = watched(locale="zh-CN")
+    log_in(w, url, "ana")
+    w.page.click("nav a[href='/console/operations']")
+    assert w.page.locator("#on-call").inner_text().count("@shop.test") == 1
+    w.page.fill("#labels", "monitor=shop_sales\nmetric=sales\nstore=SH-1")
+    w.page.click("#do-route-test")
+    assert w.page.locator("#matched-routes").inner_text() == "all"
+    assert "hook" in w.page.locator("#route-channels").inner_text()
+    shot(w, "operations")
+    w.page.goto(url + "/console/outbox")
+    assert w.page.locator("#outbox").count() == 1
+    shot(w, "outbox")
+    w.page.goto(url + "/console/runs")
+    assert w.page.locator("a[href='/console/monitors/shop_sales']").count() >= 1
+    shot(w, "runs")
+
+
+def test_silence_this_from_an_incident(server, watched):
+    ws, inc, url = server
+    w = watched(locale="en-US")
+    log_in(w, url, "ana")
+    w.page.goto(f"{url}/incidents/{inc.id}")
+    w.page.click("#silence-box summary")
+    assert "store=SH-1" in w.page.input_value("#s-matchers")
+    w.page.click("#do-silence-this")
+    w.page.wait_for_url(re.compile(rf"/incidents/{inc.id}\?done=silence"))
+    assert "silenced" in w.page.locator(".ok").inner_text()
+    w.page.goto(url + "/console/silences")
+    assert "store=SH-1" in w.page.inner_text("main") and f"#{inc.id}" in w.page.inner_text("main")
+    shot(w, "silences")
+
+
+def test_an_admin_adds_a_user_and_an_operator_has_no_users_screen(server, watched):
+    ws, inc, url = server
+    w = watched(locale="zh-CN")
+    log_in(w, url, "王芳")
+    w.page.click("nav a[href='/console/users']")
+    w.page.fill("#u-name", "韩梅梅")
+    w.page.fill("#u-password", "a long enough password")
+    w.page.select_option("#u-role", "viewer")
+    w.page.fill("#u-domains", "sales")
+    w.page.click("#do-add-user")
+    w.page.wait_for_url(re.compile(r"done=add"))
+    assert "韩梅梅" in w.page.locator("#users").inner_text()
+    shot(w, "users")
+    o = watched(locale="en-US")
+    log_in(o, url, "ana")
+    assert o.page.locator("nav a[href='/console/users']").count() == 0
+    r = o.page.goto(url + "/console/users")
+    assert r.status == 403 and "managing users needs admin" in o.page.inner_text("main")
+    o.errors.clear()  # the browser logs the 403 of the document itself
+
+
+def test_the_new_screens_fit_a_phone(server, watched):
+    ws, inc, url = server
+    w = watched(locale="zh-CN", viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True)
+    log_in(w, url, "王芳")
+    screens = {"/console/monitors/shop_sales": "mobile-monitor", "/console/operations": "mobile-operations",
+               "/console/outbox": "mobile-outbox", "/console/runs": "mobile-runs", "/console/users": "mobile-users",
+               "/console/metrics/sales": "mobile-metric-versions"}  # fmt: skip
+    for path, name in screens.items():
+        w.page.goto(url + path)
+        if "monitors/" in path:
+            wait_js(w, "!!document.getElementById('preview-events')", timeout=60)
+        width = w.page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, (path, width)
+        shot(w, name)
 
 
 def test_artifacts_are_kept_out_of_git():

@@ -9,32 +9,19 @@ from datetime import UTC, datetime, timedelta
 from html import unescape
 
 import pytest
-from console_helpers import open_sales_incident
+from console_helpers import PASSWORD, console_world
 from fastapi.testclient import TestClient
 from loop_helpers import timeline
 
 from metricloop.app import create_app
 from metricloop.auth import users
 from metricloop.auth.models import WebSession
-from metricloop.web.console import routes, sessions
-
-PASSWORD = "correct horse battery"
-PEOPLE = (
-    ("ana", "operator", ["sales"]),
-    ("vic", "viewer", ["sales"]),
-    ("lou", "operator", ["fulfilment"]),
-    ("王芳", "admin", []),
-)
+from metricloop.web.console import sessions
 
 
 @pytest.fixture
 def world(shop):
-    ws, inc = open_sales_incident(shop)
-    with ws.db.session() as s:
-        for name, role, domains in PEOPLE:
-            users.add_user(s, name=name, password=PASSWORD, role=role, domains=domains, email=f"{name}@shop.test")
-    routes.limiter.__init__()  # a fresh per-address counter for each test
-    return ws, inc
+    return console_world(shop)
 
 
 def client_of(ws) -> TestClient:

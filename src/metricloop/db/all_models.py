@@ -7,6 +7,7 @@ from metricloop.feedback import models as feedback_models  # noqa: F401
 from metricloop.incidents import models as incident_models  # noqa: F401
 from metricloop.knowledge import models as knowledge_models  # noqa: F401
 from metricloop.monitors import models as monitor_models  # noqa: F401
+from metricloop.monitors import pauses as pause_models  # noqa: F401
 from metricloop.notify import links as link_models  # noqa: F401
 from metricloop.notify import models as notify_models  # noqa: F401
 

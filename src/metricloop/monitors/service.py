@@ -505,20 +505,7 @@ def _evaluate(
         details.update(series=0, anomalies=0, waiting_for_data=until.isoformat())
         return details
     details["judged_until"] = until.isoformat()
-    sl = monitor.slicing
-    df = explode(
-        ws,
-        metric.name,
-        dims=sl.dimensions,
-        combos=sl.combos,
-        total=sl.total,
-        top_n=sl.top_n,
-        min_volume=sl.min_volume,
-        start=win.start,
-        end=until,
-        grain=grain,
-        catalog=catalog,
-    )
+    df = monitor_series(ws, catalog, monitor, metric, start=win.start, end=until, grain=grain)
     if df.empty:
         details.update(series=0, anomalies=0)
         return details
@@ -625,6 +612,13 @@ def _evaluate(
         details.update(ctx.stats)
         details["incidents"] = ctx.incidents
     return details
+
+
+def monitor_series(ws, catalog, monitor: MonitorSpec, metric: MetricSpec, *, start, end, grain: str) -> pd.DataFrame:
+    """The long-form series a monitor watches (its slicing) over [start, end): what a run and a preview score."""
+    sl = monitor.slicing
+    return explode(ws, metric.name, dims=sl.dimensions, combos=sl.combos, total=sl.total, top_n=sl.top_n,
+                   min_volume=sl.min_volume, start=start, end=end, grain=grain, catalog=catalog)  # fmt: skip
 
 
 def _data_reached(checks, metric: MetricSpec, grain: str, until: datetime) -> datetime:
@@ -852,8 +846,12 @@ def run_due(ws, *, now: datetime | None = None, only: str | None = None) -> list
     if only is not None and only not in monitors:
         raise NotFound(f"no monitor named '{only}'")
     runs = []
+    from metricloop.monitors.pauses import paused_monitors
+
+    with ws.db.session() as s:
+        paused = paused_monitors(s)  # paused in the console: no scheduled run until resumed
     for name, monitor in sorted(monitors.items()):
-        if (only and name != only) or not monitor.enabled:
+        if (only and name != only) or not monitor.enabled or name in paused:
             continue
         slot = last_slot(monitor, now)
         with ws.db.session() as s:

@@ -115,14 +115,19 @@ def metric_chart(ws, name: str, *, by: str | None, days: int = 60, lang: str = "
     times = sorted(pd.to_datetime(df["time"]).unique()) if not df.empty else []
     labels = [_t(t) for t in times]
     series = []
+    index = pd.DatetimeIndex(times)
     if not by:
         values = df.set_index(pd.to_datetime(df["time"]))["value"] if not df.empty else pd.Series(dtype=float)
         title = (metric.title.zh if lang == "zh" else metric.title.en) or name
-        series.append({"name": title, "values": [_num(values.get(t)) for t in times]})
+        aligned = values.groupby(level=0).sum(min_count=1).reindex(index).to_numpy(float, na_value=float("nan"))
+        series.append({"name": title, "values": [_num(v) for v in aligned]})
     else:
         wide = df.pivot_table(index="time", columns=by, values="value", aggfunc="sum") if not df.empty else None
         if wide is not None:
             wide.index = pd.to_datetime(wide.index)
+            wide = wide.reindex(index)  # one column per value of `by`, one row per day: read whole, not per point
             for col in wide.sum().sort_values(ascending=False).index[:8]:
-                series.append({"name": str(col), "values": [_num(wide[col].get(t)) for t in times]})
+                series.append(
+                    {"name": str(col), "values": [_num(v) for v in wide[col].to_numpy(float, na_value=float("nan"))]}
+                )
     return {"times": labels, "series": series, "by": by or "", "unit": metric.unit, "sql": frame.sql}

@@ -16,7 +16,6 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
-from fastapi.staticfiles import StaticFiles
 from sqlalchemy import select
 from starlette.routing import Match
 
@@ -39,6 +38,7 @@ PAGE_SIZE = 25
 MAX_COMMENT = 4000
 MAX_FIELD = 2000
 SEVERITIES = ("P1", "P2", "P3")
+CHART_DAYS = (60, 180, 365, 730)  # a metric chart's spans: the first is the default
 
 # The console runs its own scripts (vendored, same origin) and nothing else: no inline script, no inline style
 # attribute, no request to another host.
@@ -273,15 +273,18 @@ def home(request: Request, ws=Depends(workspace), who: Who = Depends(need_login)
     lang = language(request, ws)
     allowed = _scope(ws, who)
     with ws.db.session() as s:
-        open_ = list_incidents(s, state="triggered,acknowledged", within=allowed, limit=1000)
-        by_severity = {sev: sum(i.severity == sev for i in open_) for sev in SEVERITIES}
-        by_owner: dict[str, int] = {}
-        for i in open_:
-            by_owner[i.assignee or WORDS[lang]["unassigned"]] = (
-                by_owner.get(i.assignee or WORDS[lang]["unassigned"], 0) + 1
-            )
-        breaches = [_row(i, ws, lang) for i in open_ if i.ack_breached or i.resolve_breached]
-        mine = [_row(i, ws, lang) for i in open_ if i.assignee and i.assignee in (who.email, who.name)]
+        from metricloop.web.console.home_data import home_figures
+
+        fig = home_figures(s, allowed, me=(who.email, who.name))
+        by_severity = {sev: fig["by_severity"].get(sev, 0) for sev in SEVERITIES}
+        by_owner = {(k or WORDS[lang]["unassigned"]): n for k, n in fig["by_owner"].items()}
+        breaches = [_row(i, ws, lang) for i in fig["breaches"]]
+        data_quality = [_row(i, ws, lang) for i in fig["data_quality"]]
+        mine = [_row(i, ws, lang) for i in fig["mine"]]
+        from metricloop.web.console.home_data import latest_run_quality
+
+        visible = [n for n, m in ws.catalog().all("monitor").items() if allowed is None or m.metric in allowed]
+        run_quality = latest_run_quality(s, visible)
         tz = ZoneInfo(_tz(ws))
         midnight = datetime.combine(datetime.now(tz).date(), time(0), tzinfo=tz).astimezone(UTC)
         monitors = ws.catalog().all("monitor")
@@ -311,7 +314,9 @@ def home(request: Request, ws=Depends(workspace), who: Who = Depends(need_login)
         breaches=breaches,
         mine=mine,
         runs=runs,
-        open_count=len(open_),
+        open_count=fig["open_count"],
+        data_quality=data_quality,
+        run_quality=run_quality,
     )
 
 
@@ -338,7 +343,8 @@ def _date(value: str, where: str, lang: str, tz: str, *, end: bool = False) -> d
 def incidents_page(request: Request, ws=Depends(workspace), who: Who = Depends(need_login)):
     lang = language(request, ws)
     q = request.query_params
-    f = {k: q.get(k, "").strip()[:200] for k in ("state", "severity", "assignee", "team", "metric", "from", "to")}
+    keys = ("state", "severity", "assignee", "team", "metric", "domain", "from", "to")
+    f = {k: q.get(k, "").strip()[:200] for k in keys}
     try:
         page_no = max(1, int(q.get("page", "1") or 1))
     except ValueError:
@@ -361,7 +367,7 @@ def incidents_page(request: Request, ws=Depends(workspace), who: Who = Depends(n
             metric=f["metric"] or None,
             since=since,
             until=until,
-            within=_scope(ws, who),
+            within=_within(ws, who, f["domain"]),
             limit=PAGE_SIZE + 1,
             offset=(page_no - 1) * PAGE_SIZE,
         )
@@ -372,9 +378,19 @@ def incidents_page(request: Request, ws=Depends(workspace), who: Who = Depends(n
     return render(request, ws, who, template, error="", **ctx)
 
 
+def _within(ws, who: Who, domain: str) -> set[str] | None:
+    """The metrics the list may show: the person's, narrowed to one domain when the filter asks."""
+    allowed = _scope(ws, who)
+    if not domain:
+        return allowed
+    in_domain = {n for n, m in ws.catalog().metrics.items() if m.domain == domain}
+    return in_domain if allowed is None else in_domain & allowed
+
+
 def _list_ctx(ws, who, f, items, page_no, more) -> dict:
     allowed = _scope(ws, who)
     metrics = sorted(n for n in ws.catalog().metrics if allowed is None or n in allowed)
+    domains = sorted({m.domain for n, m in ws.catalog().metrics.items() if allowed is None or n in allowed})
 
     def page_url(n: int) -> str:
         return "/console/incidents?" + urlencode({k: v for k, v in f.items() if v} | {"page": n})
@@ -388,6 +404,7 @@ def _list_ctx(ws, who, f, items, page_no, more) -> dict:
         "states": STATES,
         "severities": SEVERITIES,
         "metric_names": metrics,
+        "domain_names": domains,
     }
 
 
@@ -420,6 +437,7 @@ def _incident_screen(request: Request, ws, who: Who, incident_id: int, *, status
 
         similar = similar_panel(s, ws, inc, lang, within=_scope(ws, who))
         s.expunge(inc)
+    silence = silence_matchers(inc)
     try:
         data = incident_chart(ws, inc)
     except MetricloopError as e:  # the source is down: the page still opens, without the chart
@@ -436,7 +454,7 @@ def _incident_screen(request: Request, ws, who: Who, incident_id: int, *, status
         notes=notes,
         chart_json=script_json(data) if data else "",
         error=error,
-        done=WORDS[lang].get(done, "") if done in ACTIONS else "",
+        done=WORDS[lang].get(done, "") if done in (*ACTIONS, "silence") else "",
         can_act=who.can("operator"),
         can_ack=state == "triggered",
         is_open=state in service.OPEN_STATES,
@@ -446,7 +464,25 @@ def _incident_screen(request: Request, ws, who: Who, incident_id: int, *, status
         max_field=MAX_FIELD,
         feedback=feedback,
         similar=similar,
+        silence_form={
+            "matchers": "\n".join(silence),
+            "reason": f"#{inc.id} {v['title']}"[:MAX_FIELD],
+            "duration": "2h",
+        },
     )
+
+
+def silence_matchers(inc: Incident) -> list[str]:
+    """Silence this: the incident's metric and monitor, and the dimensions its slices agree on (a silence's
+    matchers all hold at once, so slices that differ on a dimension leave it out: it silences them all)."""
+    from metricloop.metrics.slices import parse_slice
+
+    out = [f"metric={inc.metric}"] + ([f"monitor={inc.monitor}"] if inc.monitor else [])
+    slices = [parse_slice(x) for x in (inc.slices or []) if x not in ("", "*")]
+    if slices:
+        shared = {k: v for k, v in slices[0].items() if all(sl.get(k) == v for sl in slices[1:])}
+        out += [f"{k}={v}" for k, v in sorted(shared.items())]
+    return out
 
 
 @router.get("/console/incidents/{incident_id}")
@@ -475,8 +511,13 @@ async def _operator_form(request: Request, ws, who: Who, *, doing: dict[str, str
     form = await form_of(request)
     _check_csrf(request, ws, who, form)
     if not who.can("operator"):
-        raise Refused(403, {"zh": f"你的角色是 {who.role}：{doing['zh']}需要 operator 或 admin。",
-                            "en": f"Your role is {who.role}: {doing['en']} needs operator or admin."}[lang])
+        raise Refused(
+            403,
+            {
+                "zh": f"你的角色是 {who.role}：{doing['zh']}需要 operator 或 admin。",
+                "en": f"Your role is {who.role}: {doing['en']} needs operator or admin.",
+            }[lang],
+        )
     return lang, form
 
 
@@ -601,20 +642,28 @@ def metric_page(name: str, request: Request, ws=Depends(workspace), who: Who = D
     by = request.query_params.get("by", "")
     if by and by not in m.dimensions:
         by = ""
+    days = request.query_params.get("days", "")
+    days = int(days) if days in {str(d) for d in CHART_DAYS} else CHART_DAYS[0]
     error = ""
     try:
-        data = metric_chart(ws, m.name, by=by or None, lang=lang)
+        data = metric_chart(ws, m.name, by=by or None, lang=lang, days=days)
     except MetricloopError as e:
         data, error = {"times": [], "series": [], "by": by, "unit": m.unit, "sql": []}, e.message
     ctx = {
         "m": _metric_row(m, lang),
         "dims": m.dimensions,
         "by": by,
+        "days": days,
+        "day_choices": CHART_DAYS,
         "sql": "\n\n".join(data.pop("sql") or []),
         "definition": yaml.safe_dump(m.normalized(), allow_unicode=True, sort_keys=False),
         "chart_json": script_json(data),
         "error": error,
     }
+    if not _partial(request):
+        from metricloop.web.console.metric_extra import metric_extra
+
+        ctx |= metric_extra(ws, m, tz=_tz(ws))
     template = "_metric_chart.html" if _partial(request) else "metric.html"
     return render(request, ws, who, template, chart=True, **ctx)
 
@@ -627,9 +676,12 @@ def monitors_page(request: Request, ws=Depends(workspace), who: Who = Depends(ne
     from metricloop.monitors.models import MonitorRun
 
     allowed = _scope(ws, who)
+    from metricloop.monitors.pauses import paused_monitors
+
     specs = [m for m in ws.catalog().all("monitor").values() if allowed is None or m.metric in allowed]
     items = []
     with ws.db.session() as s:
+        paused = paused_monitors(s)
         for m in sorted(specs, key=lambda m: m.name):
             last = s.scalar(select(MonitorRun).where(MonitorRun.monitor == m.name).order_by(MonitorRun.id.desc()))
             items.append(
@@ -640,6 +692,7 @@ def monitors_page(request: Request, ws=Depends(workspace), who: Who = Depends(ne
                     "last": clock(last.started_at, _tz(ws)) if last else "—",
                     "status": last.status if last else "",
                     "anomalies": last.anomalies if last else 0,
+                    "paused": m.name in paused,
                 }
             )
     return render(request, ws, who, "monitors.html", items=items)
@@ -698,7 +751,12 @@ def _silences_page(request: Request, ws, who: Who, *, status: int = 200, error: 
         items=rows,
         csrf=who.csrf,
         can_act=who.can("operator"),
-        form=form or {"matchers": "", "reason": "", "duration": "2h"},
+        form=form
+        or {
+            "matchers": request.query_params.get("matchers", "")[:MAX_FIELD],
+            "reason": request.query_params.get("reason", "")[:MAX_FIELD],
+            "duration": request.query_params.get("duration", "")[:20] or "2h",
+        },
         done=request.query_params.get("done", ""),
     )
 
@@ -734,12 +792,28 @@ async def silence_create(request: Request, ws=Depends(workspace), who: Who = Dep
                 }[lang],
                 where="matchers",
             )
+        incident_id = _incident_field(form.get("incident", ""), lang)
         with ws.db.session() as s:
+            if incident_id is not None:  # "silence this" from an incident: back to it (a 404 if not theirs)
+                _visible_incident(s, ws, who, incident_id)
             create(s, matchers=matchers, reason=kept["reason"], created_by=who.name, duration=length)
     except MetricloopError as e:
         where = f" ({e.where})" if e.where else ""
         return _silences_page(request, ws, who, status=400, error=e.message + where, form=kept)
+    if incident_id is not None:
+        return RedirectResponse(f"/incidents/{incident_id}?done=silence", status_code=303)
     return RedirectResponse("/console/silences?done=1", status_code=303)
+
+
+def _incident_field(value: str, lang: str) -> int | None:
+    if not value.strip():
+        return None
+    if not value.strip().isdigit():
+        raise MetricloopError(
+            {"zh": f"工单编号 '{value[:50]}' 不是数字", "en": f"incident '{value[:50]}' is not a number"}[lang],
+            where="incident",
+        )
+    return int(value)
 
 
 @router.post("/console/silences/{silence_id}/expire")
@@ -797,9 +871,14 @@ def incident_for_person(incident_id: int, request: Request, token: str | None = 
 
 def install(app: FastAPI) -> None:
     """Add the console to the app: its routes (before the incident page's), its assets and its error pages."""
-    app.mount("/assets", StaticFiles(directory=STATIC), name="assets")
+    from metricloop.web.console.assets import CompressedStatic
+
+    app.mount("/assets", CompressedStatic(directory=STATIC), name="assets")
+    from metricloop.web.console.ops import router as ops_router
+
     app.include_router(person)
     app.include_router(router)
+    app.include_router(ops_router)
 
     @app.exception_handler(LoginRequired)
     async def _login(request: Request, exc: LoginRequired) -> Response:

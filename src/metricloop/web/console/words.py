@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from metricloop.web.console.words_ops import OPS_WORDS
 from metricloop.web.pages import WORDS as PAGE_WORDS
 
 _CONSOLE = {
@@ -163,4 +164,4 @@ _CONSOLE = {
     },
 }
 
-WORDS = {lang: PAGE_WORDS[lang] | words for lang, words in _CONSOLE.items()}
+WORDS = {lang: PAGE_WORDS[lang] | words | OPS_WORDS[lang] for lang, words in _CONSOLE.items()}

@@ -67,8 +67,7 @@
 
   function draw() {
     if (!window.echarts) { return; }
-    var i = document.getElementById("incident-chart");
-    if (i) { incidentChart(i); }
+    document.querySelectorAll('.chart[data-kind="incident"]').forEach(incidentChart);
     var m = document.getElementById("metric-chart");
     if (m) { metricChart(m); }
   }
