@@ -532,8 +532,12 @@ def _evaluate(
             num.reindex(index=names, columns=times).to_numpy(float),
             den.reindex(index=names, columns=times).to_numpy(float),
         )
+    from metricloop.monitors.overrides import detect_with_overrides
+
     detector = detector_from_dict(monitor.detector)
-    det = detector.detect(
+    det = detect_with_overrides(
+        detector,
+        monitor.overrides,
         wide.to_numpy(float),
         times,
         calendar=build_calendar(ws, monitor),
