@@ -3,6 +3,7 @@
 from metricloop.alerting import models as alerting_models  # noqa: F401
 from metricloop.auth import models as auth_models  # noqa: F401
 from metricloop.db.models import Base
+from metricloop.feedback import models as feedback_models  # noqa: F401
 from metricloop.incidents import models as incident_models  # noqa: F401
 from metricloop.monitors import models as monitor_models  # noqa: F401
 from metricloop.notify import links as link_models  # noqa: F401

@@ -1,0 +1,1 @@
+"""Feedback: people's labels on alerts, incidents and series ranges, and the quality KPIs built on them."""
