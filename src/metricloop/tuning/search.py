@@ -99,7 +99,8 @@ class Choice:
     setting: Setting
     outcome: Outcome
     mask: np.ndarray
-    overrides: dict[int, tuple[Setting, Outcome]] = field(default_factory=dict)  # row → its own setting
+    # row → its own setting, and the row's alerts under the global setting
+    overrides: dict[int, tuple[Setting, int]] = field(default_factory=dict)
 
 
 def targets_from_labels(labels: list[Any], names: list[str], times: pd.DatetimeIndex) -> list[Target]:
@@ -273,8 +274,9 @@ class Search:
 
     def overrides(self, choice: Choice, names: list[str]) -> Choice:
         """Per-slice settings for series noisier than the rest: a row over three times the budget, or still
-        firing on labelled false alarms, gets its own alert knobs when they keep its positives and do better
-        on it. Same scoring variant as the global choice (overrides change alert knobs only)."""
+        firing on labelled false alarms, gets its own sensitivity, minimum change and duration when they keep
+        its positives and do better on it. Same scoring variant, direction and volume floor as the global
+        choice (overrides change alert knobs only)."""
         o = choice.outcome
         per_row_month = o.alerts_per_row / self.judge.months
         rows_with_drops = {t.row for t, k in zip(self.judge.targets, o.kept, strict=True)
@@ -287,8 +289,7 @@ class Search:
         sub = {i: [j for j, t in enumerate(self.judge.targets) if t.row == i] for i in noisy}
         kinds = self.judge.kind
         c = choice.setting
-        grid = {**self.grid(), "variant": [c.variant], "direction": [c.direction], "min_volume": [c.min_volume],
-                "min_duration": [c.min_duration]}  # a slice's own sensitivity and minimum change
+        grid = {**self.grid(), "variant": [c.variant], "direction": [c.direction], "min_volume": [c.min_volume]}
         for setting, mask in self.masks(grid):
             for i in noisy:
                 row = mask[i:i + 1]
@@ -307,7 +308,7 @@ class Search:
                 if i not in picked or k < picked[i][2]:
                     picked[i] = (setting, row.copy(), k)
         mask = choice.mask.copy()
-        chosen: dict[int, tuple[Setting, Outcome]] = {}
+        chosen: dict[int, tuple[Setting, int]] = {}
         for i, (setting, row, _k) in picked.items():
             if setting == choice.setting:
                 continue
@@ -317,7 +318,7 @@ class Search:
             if self.judge.positives(trial_o) < self.judge.positives(choice.outcome):
                 continue  # it would lose a positive counted over every series ("*" labels)
             mask = trial
-            chosen[i] = (setting, trial_o)
+            chosen[i] = (setting, int(o.alerts_per_row[i]))
         if not chosen:
             return choice
         return replace(choice, mask=mask, outcome=self.judge(mask), overrides=chosen)

@@ -301,11 +301,11 @@ def _proposed_spec(monitor: MonitorSpec, base: Setting, choice: Choice, variants
     mine = {canonical_slice(names[i]) for i in choice.overrides}
     kept = [o for o in monitor.overrides if canonical_slice(o.slice) not in mine]
     added = []
-    for i, (s, o) in choice.overrides.items():
+    for i, (s, alerts) in choice.overrides.items():
         knobs = {k: v for k, v in s.knobs().items() if v != choice.setting.knobs()[k]}
-        rate = o.alerts_per_row[i] / max(months, 1e-9)
         added.append(SliceOverride(slice=names[i], **knobs,
-                                   reason=f"noisier than the rest: tuned from {rate:.1f} alerts/month on this slice"))
+                                   reason=f"noisier than the rest: {alerts} alerts in {months:.0f} months with the "
+                                          "monitor's own knobs"))
     overrides = [o.normalized() for o in [*kept, *added]]
     if overrides:
         spec["overrides"] = overrides

@@ -1,14 +1,14 @@
 """tuning: suggestions computed from feedback, waiting for approval or applied
 
 Revision ID: 0006_tuning
-Revises: 0003_outbox
+Revises: 0006_feedback (the lead re-chains)
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0006_tuning"
-down_revision = "0003_outbox"
+down_revision = "0006_feedback"  # 0003_outbox on its own; chained after feedback so this branch has one head
 branch_labels = None
 depends_on = None
 
