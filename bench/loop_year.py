@@ -5,7 +5,8 @@
 
 The demo is generated with one more year than usual (1,115 days ending 2027-11-20): the generator plans its
 labelled incidents relative to the end, so the last year holds incidents no earlier tuning saw. Every monitor of the
-demo's loop.yaml runs each day of that year. A simulated team labels each alert from the ground truth
+demo's loop.yaml, and gmv_266 (GMV on 266 slices: store, store × channel, category × region, category × channel,
+category, total), runs each day of that year. A simulated team labels each alert from the ground truth
 (data/labels.csv): `confirmed` when it overlaps a true incident of the metric (or one it is computed from) on an
 overlapping slice, `expected` during a planned promotion, else `false_alarm`; incidents on watched series that no
 alert caught are reported `missed`. With --noise p, each label is wrong with probability p (a verdict flipped; a
@@ -179,22 +180,31 @@ def composite(search, state: State) -> np.ndarray:
     return mask
 
 
-def loop_monitor(ws, name: str, labels: pd.DataFrame, *, noise: float, budget: float, start: str,
-                 seed: int, log) -> dict:
-    from metricloop.detect.backtest import related_metrics
+def prepare(ws, name: str, *, start: str):
+    """The monitor's whole history, scored once per variant (what every daily run of the year saw)."""
     from metricloop.tuning import service
-    from metricloop.tuning.search import Judge, Search, targets_from_labels
 
     catalog = ws.catalog()
     monitor = catalog.get("monitor", name)
     if start == "eager":  # as a team that fears missing anything first sets it: sensitivity 9, the rest as shipped
         monitor = monitor.model_copy(update={"detector": {**monitor.detector, "sensitivity": EAGER}})
-    metric = catalog.metric(monitor.metric)
     at = dt.datetime(END.year, END.month, END.day, 23, 59) + dt.timedelta(days=1)
     hist = service.load_history(ws, monitor, catalog=catalog, at=at, history=f"{DAYS}d")
     t0 = time.process_time()
     variants = service.score_variants(ws, monitor, hist, catalog=catalog)
-    score_cpu = time.process_time() - t0
+    return monitor, hist, variants, time.process_time() - t0
+
+
+def loop_monitor(ws, name: str, labels: pd.DataFrame, prepared, *, noise: float, budget: float, seed: int,
+                 log) -> dict:
+    from metricloop.definitions.durations import parse_duration
+    from metricloop.detect.backtest import related_metrics
+    from metricloop.tuning import service
+    from metricloop.tuning.search import Judge, Search, targets_from_labels
+
+    catalog = ws.catalog()
+    monitor, hist, variants, score_cpu = prepared
+    metric = catalog.metric(monitor.metric)
     truth = Truth(labels, metric.name, hist.grain, hist.names, hist.times, related_metrics(catalog))
     times = hist.times
     first_day = pd.Timestamp(END) - pd.DateOffset(months=MONTHS) + pd.Timedelta(days=1)
@@ -209,7 +219,7 @@ def loop_monitor(ws, name: str, labels: pd.DataFrame, *, noise: float, budget: f
     rng = np.random.default_rng(seed)
     months = []
     tune_cpu = 0.0
-    span = int(round(pd.Timedelta(days=730) / truth.step))
+    span = int(round(parse_duration(service.TUNE_HISTORY[hist.grain]) / truth.step))  # what `tune` looks at
     for m in range(MONTHS):
         lo, hi = bounds[m], bounds[m + 1]
         month_mask = composite(full, state)
@@ -272,6 +282,29 @@ def summarise(results: list[dict], last: int = 6) -> dict:
     return out
 
 
+def report(results: list[dict], noise: float, start: str, budget: float, n_monitors: int) -> bool:
+    print(f"\n== all monitors: noise {noise:.0%}, start {start}, budget {budget:g}/series/month ==")
+    print("month    alerts false recall | untuned alerts false recall")
+    for m in range(MONTHS):
+        t = {k: sum(r["months"][m][k] for r in results) for k in ("alerts", "false", "labels", "found")}
+        u = {k: sum(r["months"][m]["untuned"][k] for r in results) for k in ("alerts", "false", "labels", "found")}
+        month = results[0]["months"][m]["month"]
+        print(f"{month:8} {t['alerts']:>6} {t['false']:>5} {t['found']:>2}/{t['labels']:<3} |"
+              f" {u['alerts']:>14} {u['false']:>5} {u['found']:>2}/{u['labels']:<3}")
+    s = summarise(results)
+    last = s["last6"]
+    fewer = 1 - last["tuned"]["false"] / last["untuned"]["false"] if last["untuned"]["false"] else float("nan")
+    ratio = last["recall_tuned"] / last["recall_untuned"] if last["recall_untuned"] else float("nan")
+    need = 0.95 if noise == 0 else 0.90
+    ok = fewer >= 0.5 and ratio >= need
+    cpu = sum(r["tune_cpu"] for r in results)
+    print(f"last 6 months: false alarms {last['tuned']['false']} vs untuned {last['untuned']['false']} "
+          f"({fewer:.0%} fewer; bar ≥ 50 %), recall {last['recall_tuned']:.2f} vs {last['recall_untuned']:.2f} "
+          f"({ratio:.0%} of untuned; bar ≥ {need:.0%}) → {'PASS' if ok else 'FAIL'}; "
+          f"tuning CPU {cpu:.0f} s for {n_monitors} monitors × 11 months", flush=True)
+    return ok
+
+
 def check_days(ws, name: str, n: int, seed: int) -> tuple[int, int]:
     """Real backtest runs on n random days of the year vs the simulation's untuned flags: (agreeing, total)."""
     from metricloop.monitors.service import manual_run
@@ -301,15 +334,21 @@ def check_days(ws, name: str, n: int, seed: int) -> tuple[int, int]:
     return agree, total
 
 
-def speed(ws, repeat: int = 1) -> None:
+def add_wide_monitor(ws) -> None:
+    """gmv_266: GMV on every slice a team might watch (266 series)."""
     from metricloop.definitions import service as definitions
     from metricloop.monitors.validate import loop_check
-    from metricloop.tuning import service
 
     if "gmv_266" not in ws.catalog().all("monitor"):
         entries, problems = definitions.read_text(SPEED_MONITOR)
         with ws.db.session() as s:
             definitions.apply(s, entries=entries, problems=problems, author="bench", checks=[loop_check])
+
+
+def speed(ws, repeat: int = 1) -> None:
+    from metricloop.tuning import service
+
+    add_wide_monitor(ws)
     at = dt.datetime(2026, 11, 21, 9)
     for _ in range(repeat):
         w, c = time.perf_counter(), time.process_time()
@@ -339,47 +378,33 @@ def main() -> int:
 
     labels = read_labels(ws.home / "data" / "labels.csv")
     names = [n for n in a.monitors.split(",") if n] or sorted(ws.catalog().all("monitor"))
-    names = [n for n in names if n != "gmv_266"]
+    if not a.monitors:
+        add_wide_monitor(ws)
+        names = sorted(ws.catalog().all("monitor"))
     if a.check_days:
         for n in names:
             agree, total = check_days(ws, n, a.check_days, a.seed)
             print(f"check {n}: {agree} of {total} flagged points agree between real runs and the simulation")
+    def log(name, r):
+        u = r["untuned"]
+        rec = f"{r['found']}/{r['labels']}" if r["labels"] else "-"
+        urec = f"{u['found']}/{u['labels']}" if u["labels"] else "-"
+        print(f"{name:22} {r['month']:8} {r['alerts']:>6} {r['false']:>5} {rec:>7} |         {u['alerts']:>6} "
+              f"{u['false']:>5} {urec:>7}  {r.get('setting', '')} {r.get('overrides', '') or ''}", flush=True)
+
+    results: dict[float, list] = {noise: [] for noise in a.noise}
+    for n in names:
+        prepared = prepare(ws, n, start=a.start)
+        for noise in a.noise:
+            print(f"\n{n}: noise {noise:.0%}, start {a.start}, budget {a.budget:g}/series/month "
+                  f"(scored in {prepared[3]:.0f} s CPU)")
+            print(f"{'monitor':22} {'month':8} {'alerts':>6} {'false':>5} {'recall':>7} | untuned {'alerts':>6} "
+                  f"{'false':>5} {'recall':>7}  setting")
+            results[noise].append(loop_monitor(ws, n, labels, prepared, noise=noise, budget=a.budget, seed=a.seed,
+                                               log=log))
     verdicts = []
     for noise in a.noise:
-        print(f"\n== noise {noise:.0%}, start {a.start}, budget {a.budget:g}/series/month ==")
-        print(f"{'monitor':22} {'month':8} {'alerts':>6} {'false':>5} {'recall':>7} | untuned {'alerts':>6} "
-              f"{'false':>5} {'recall':>7}  setting")
-
-        def log(name, r):
-            u = r["untuned"]
-            rec = f"{r['found']}/{r['labels']}" if r["labels"] else "-"
-            urec = f"{u['found']}/{u['labels']}" if u["labels"] else "-"
-            print(f"{name:22} {r['month']:8} {r['alerts']:>6} {r['false']:>5} {rec:>7} |         {u['alerts']:>6} "
-                  f"{u['false']:>5} {urec:>7}  {r.get('setting', '')} {r.get('overrides', '') or ''}", flush=True)
-
-        results = []
-        for n in names:
-            results.append(loop_monitor(ws, n, labels, noise=noise, budget=a.budget, start=a.start, seed=a.seed,
-                                        log=log))
-        s = summarise(results)
-        print("\nmonth    alerts false recall | untuned alerts false recall")
-        for m in range(MONTHS):
-            t = {k: sum(r["months"][m][k] for r in results) for k in ("alerts", "false", "labels", "found")}
-            u = {k: sum(r["months"][m]["untuned"][k] for r in results) for k in ("alerts", "false", "labels", "found")}
-            month = results[0]["months"][m]["month"]
-            print(f"{month:8} {t['alerts']:>6} {t['false']:>5} {t['found']:>2}/{t['labels']:<3} |"
-                  f" {u['alerts']:>14} {u['false']:>5} {u['found']:>2}/{u['labels']:<3}")
-        last = s["last6"]
-        fewer = 1 - last["tuned"]["false"] / last["untuned"]["false"] if last["untuned"]["false"] else float("nan")
-        ratio = last["recall_tuned"] / last["recall_untuned"] if last["recall_untuned"] else float("nan")
-        need = 0.95 if noise == 0 else 0.90
-        ok = fewer >= 0.5 and ratio >= need
-        verdicts.append(ok)
-        cpu = sum(r["tune_cpu"] for r in results)
-        print(f"last 6 months: false alarms {last['tuned']['false']} vs untuned {last['untuned']['false']} "
-              f"({fewer:.0%} fewer; bar ≥ 50 %), recall {last['recall_tuned']:.2f} vs {last['recall_untuned']:.2f} "
-              f"({ratio:.0%} of untuned; bar ≥ {need:.0%}) → {'PASS' if ok else 'FAIL'}; "
-              f"tuning CPU {cpu:.0f} s for {len(names)} monitors × 11 months")
+        verdicts.append(report(results[noise], noise, a.start, a.budget, len(names)))
     return 0 if all(verdicts) else 1
 
 

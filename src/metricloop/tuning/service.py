@@ -452,6 +452,14 @@ def get_suggestion(s, name: str, suggestion_id: int | None = None) -> TuningSugg
     return row
 
 
+def _open(s, name: str, suggestion_id: int | None, verb: str) -> TuningSuggestion:
+    row = get_suggestion(s, name, suggestion_id)
+    if row.status != "open":
+        raise TuningConflict(f"suggestion #{row.id} of monitor {name} is {row.status}; only an open suggestion "
+                             f"can be {verb}", where="suggestion")
+    return row
+
+
 def apply_suggestion(ws, name: str, *, actor: str, suggestion_id: int | None = None,
                      now: datetime | None = None) -> TuningSuggestion:
     """Make the suggestion's setting the monitor's new version (undone by rollback). Refused when the monitor
@@ -463,10 +471,7 @@ def apply_suggestion(ws, name: str, *, actor: str, suggestion_id: int | None = N
 
     now = now or datetime.now(UTC)
     with ws.db.session() as s:
-        row = get_suggestion(s, name, suggestion_id)
-        if row.status != "open":
-            raise TuningConflict(f"suggestion #{row.id} of monitor {name} is {row.status}; only an open suggestion "
-                                 "can be applied", where="suggestion")
+        row = _open(s, name, suggestion_id, "applied")
         current = s.scalar(select(Definition).where(Definition.kind == "monitor", Definition.name == name))
         if current is None:
             raise NotFound(f"no monitor named '{name}'")
@@ -496,10 +501,7 @@ def reject_suggestion(ws, name: str, *, actor: str, suggestion_id: int | None = 
                       now: datetime | None = None) -> TuningSuggestion:
     now = now or datetime.now(UTC)
     with ws.db.session() as s:
-        row = get_suggestion(s, name, suggestion_id)
-        if row.status != "open":
-            raise TuningConflict(f"suggestion #{row.id} of monitor {name} is {row.status}; only an open suggestion "
-                                 "can be rejected", where="suggestion")
+        row = _open(s, name, suggestion_id, "rejected")
         row.status, row.decided_by, row.decided_at, row.note = "rejected", actor, now, note
         s.flush()
         s.expunge(row)
