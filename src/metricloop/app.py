@@ -15,7 +15,7 @@ from metricloop.api import contract, guards
 
 def create_app(ws, *, background: bool = False) -> FastAPI:
     """The API. With background=True it also runs the scheduler, timers and the dispatcher in threads."""
-    from metricloop.api import alerting, inbox, incidents, metrics, outbox, runs, sources, tuning
+    from metricloop.api import alerting, feedback, inbox, incidents, metrics, outbox, runs, sources, tuning
     from metricloop.web import incident_page, links
 
     app = FastAPI(
@@ -57,7 +57,7 @@ def create_app(ws, *, background: bool = False) -> FastAPI:
     install_console(app)
     # The confirmations of signed message links share their paths with API writes: they must be tried first.
     app.include_router(links.confirmations)
-    for module in (metrics, sources, runs, tuning, incidents, links, alerting, outbox, inbox, incident_page):
+    for module in (metrics, sources, runs, tuning, incidents, feedback, links, alerting, outbox, inbox, incident_page):
         app.include_router(module.router)
 
     if background:

@@ -201,6 +201,7 @@ class Detector:
         grain: str | None = None,
         ratio_scale: float | None = None,
         step: float | None = None,
+        history_from: dict[str, Any] | None = None,
     ) -> Scores:
         """Score every point of one series (1-D) or of many aligned series (2-D, series × time).
 
@@ -208,7 +209,8 @@ class Detector:
         `denominator` make ratio series binomial-aware; `ratio_scale` is the metric's unit factor
         (value = numerator / denominator × scale), inferred from the data when not given. `calendar`
         is a `Calendar`. `grain` names a class (hour) or a step (5min); `step` is the step in seconds;
-        with neither, the step is inferred from `times`.
+        with neither, the step is inferred from `times`. `history_from` (series name → time) leaves each named
+        series' points before its time out (a re-baseline, `metricloop.detect.history`).
         """
         from metricloop.detect.prepare import prepare_batch
 
@@ -217,6 +219,10 @@ class Detector:
         n = batch.values.shape[0]
         if names is not None and len(names) != n:
             raise MetricloopError(f"{len(names)} names for {n} series", where="names")
+        if history_from:
+            from metricloop.detect.history import cut_history
+
+            cut_history(batch, names, history_from)
         masks = None
         if calendar is not None and batch.times is not None:
             masks = calendar.masks(batch.times, batch.grain, slices=names)

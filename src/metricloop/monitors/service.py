@@ -30,6 +30,7 @@ from metricloop.definitions.durations import parse_duration
 from metricloop.definitions.kinds import Catalog
 from metricloop.definitions.schemas import MetricSpec
 from metricloop.errors import MetricloopError, NotFound, SourceError
+from metricloop.feedback.rebaseline import history_cuts
 from metricloop.grains import ByGrain
 from metricloop.incidents import service as incidents
 from metricloop.incidents.models import Incident
@@ -535,6 +536,10 @@ def _evaluate(
     from metricloop.monitors.overrides import detect_with_overrides
 
     detector = detector_from_dict(monitor.detector)
+    with ws.db.session() as s:  # feedback `new_normal`: those series are judged from their new level on
+        cuts = history_cuts(s, monitor.name, names)
+    if cuts:
+        details["rebaselined"] = {k: v.isoformat() for k, v in sorted(cuts.items())}
     det = detect_with_overrides(
         detector,
         monitor.overrides,
@@ -547,6 +552,7 @@ def _evaluate(
         grain=grain,
         good_direction=metric.good_direction,
         ratio_scale=metric.ratio.scale if metric.ratio is not None else None,
+        history_from=cuts or None,
     )
     frame = det.anomalies(
         explain=True,

@@ -102,11 +102,9 @@ def load_history(ws, monitor: MonitorSpec, *, catalog=None, at: datetime | None 
 
 
 def feedback_labels(session, monitor: str) -> list[Any]:
-    """The monitor's effective feedback labels (the feedback contract), or none where feedback is not installed."""
-    try:
-        from metricloop.feedback.service import labels_for_monitor
-    except ImportError:
-        return []
+    """The monitor's effective feedback labels (the feedback contract)."""
+    from metricloop.feedback.service import labels_for_monitor
+
     return list(labels_for_monitor(session, monitor, effective=True))
 
 
@@ -135,8 +133,9 @@ def _detector_options(monitor: MonitorSpec, detectors: list[str] | None) -> list
 
 
 def score_variants(ws, monitor: MonitorSpec, hist: History, *, catalog, detectors: list[str] | None = None,
-                   calendars: bool = True) -> list[Variant]:
-    """Score the history once per detector × calendar use (the alert knobs do not change scores)."""
+                   calendars: bool = True, history_from: dict | None = None) -> list[Variant]:
+    """Score the history once per detector × calendar use (the alert knobs do not change scores). `history_from`:
+    the series re-baselined by `new_normal` feedback, scored from their new level on as runs score them."""
     from metricloop.detect import detector_from_dict
     from metricloop.monitors.service import build_calendar
 
@@ -151,7 +150,8 @@ def score_variants(ws, monitor: MonitorSpec, hist: History, *, catalog, detector
             det = detector_from_dict(spec)
             scores = det.score(hist.values, hist.times, calendar=build_calendar(ws, m), numerator=hist.numerator,
                                denominator=hist.denominator, names=hist.names, grain=hist.grain,
-                               ratio_scale=metric.ratio.scale if metric.ratio is not None else None)
+                               ratio_scale=metric.ratio.scale if metric.ratio is not None else None,
+                               history_from=history_from or None)
             out.append(Variant(name, label, det.config, scores, cal))
     return out
 
@@ -360,9 +360,14 @@ def compute(ws, name: str, *, budget: float | str | None = None, at: datetime | 
         if labels is None:
             labels = feedback_labels(s, name)
     hist = load_history(ws, monitor, catalog=catalog, at=at, history=history)
+    with ws.db.session() as s:
+        from metricloop.feedback.rebaseline import history_cuts
+
+        cuts = history_cuts(s, name, hist.names)
     targets = targets_from_labels(labels, hist.names, hist.times)
     judge = Judge(targets, len(hist.names), hist.months)
-    variants = score_variants(ws, monitor, hist, catalog=catalog, detectors=detectors, calendars=calendars)
+    variants = score_variants(ws, monitor, hist, catalog=catalog, detectors=detectors, calendars=calendars,
+                              history_from=cuts)
     base = base_setting(variants[0].config)
     search = Search(variants, base, judge, budget, metric.good_direction)
     choice, alt = search.run()
