@@ -396,12 +396,16 @@ def main() -> int:
     for n in names:
         prepared = prepare(ws, n, start=a.start)
         for noise in a.noise:
+            w = time.perf_counter()
             print(f"\n{n}: noise {noise:.0%}, start {a.start}, budget {a.budget:g}/series/month "
                   f"(scored in {prepared[3]:.0f} s CPU)")
             print(f"{'monitor':22} {'month':8} {'alerts':>6} {'false':>5} {'recall':>7} | untuned {'alerts':>6} "
                   f"{'false':>5} {'recall':>7}  setting")
             results[noise].append(loop_monitor(ws, n, labels, prepared, noise=noise, budget=a.budget, seed=a.seed,
                                                log=log))
+            r = results[noise][-1]
+            print(f"{n}: {r['series']} series; 11 tunings in {time.perf_counter() - w:.0f} s wall, "
+                  f"{r['tune_cpu']:.0f} s CPU", flush=True)
     verdicts = []
     for noise in a.noise:
         verdicts.append(report(results[noise], noise, a.start, a.budget, len(names)))

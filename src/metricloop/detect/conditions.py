@@ -239,6 +239,11 @@ def band_flags(scores: Scores, config: DetectorConfig, *, z: np.ndarray | None =
     return Flags(k, lower, upper, above, below, direction, sustained, z, longest)
 
 
+def usable_points(scores: Scores) -> np.ndarray:
+    """Points that may alert at all: past the warm-up, not suppressed by the calendar, with a value."""
+    return ~scores.learning & ~scores.suppressed & np.isfinite(scores.values)
+
+
 def alert_mask(
     scores: Scores,
     flags: Flags,
@@ -247,9 +252,11 @@ def alert_mask(
     good_direction: str | None = None,
     volume: np.ndarray | None = None,
     relative: np.ndarray | None = None,
+    usable: np.ndarray | None = None,
 ) -> np.ndarray:
     """The alerting points: `flags` narrowed by direction, minimum change, volume and duration.
-    `relative` (|v − e| / |e|, the same for every knob) may be passed in by a caller that sweeps."""
+    `relative` (|v − e| / |e|) and `usable` (`usable_points`), the same for every knob, may be passed in by a
+    caller that sweeps."""
     v, e = scores.values, scores.expected
     want = config.direction or default_direction(good_direction)
     if want == "up":
@@ -271,7 +278,7 @@ def alert_mask(
             if vol is None:
                 vol = np.fmax(np.abs(v), np.abs(e))
             cand &= np.nan_to_num(np.asarray(vol, dtype=float), nan=0.0) >= config.min_volume
-    cand &= ~scores.learning & ~scores.suppressed & np.isfinite(v)
+    cand &= usable_points(scores) if usable is None else usable
     min_duration = config.min_duration or default_min_duration(scores.grain)
     if min_duration > 1:
         direction, sustained, z = flags.direction, flags.sustained, flags.z

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from metricloop.detect.base import DetectorConfig, Scores
-from metricloop.detect.conditions import alert_mask, band_flags, default_direction, standardised
+from metricloop.detect.conditions import alert_mask, band_flags, default_direction, standardised, usable_points
 from metricloop.detect.scoring import canonical_slice
 
 KEEP, CATCH, DROP = "keep", "catch", "drop"
@@ -232,6 +232,7 @@ class Search:
             z = standardised(sc)
             with np.errstate(invalid="ignore", divide="ignore"):
                 relative = np.abs(sc.values - sc.expected) / np.abs(sc.expected)
+            usable = usable_points(sc)
             for s in g["sensitivity"]:
                 cfg = var.config.model_copy(update={"sensitivity": float(s)})
                 flags = band_flags(sc, cfg, z=z)
@@ -239,7 +240,8 @@ class Search:
                     setting = Setting(vi, float(s), d, float(rel), self.base.min_abs_change, vol, dur)
                     knob = cfg.model_copy(update={"direction": d, "min_rel_change": float(rel), "min_volume": vol,
                                                   "min_duration": dur})
-                    yield setting, alert_mask(sc, flags, knob, good_direction=self.good_direction, relative=relative)
+                    yield setting, alert_mask(sc, flags, knob, good_direction=self.good_direction, relative=relative,
+                                              usable=usable)
 
     def mask_of(self, setting: Setting) -> np.ndarray:
         var = self.variants[setting.variant]
@@ -253,22 +255,37 @@ class Search:
                 round(distance(s, self.base, self.variants), 4), o.alerts)
 
     def run(self) -> tuple[Choice, Choice | None]:
-        """(the proposal, the best setting within the budget when the proposal is over it)."""
-        best = within = None
-        for setting, mask in self.masks():
-            self.evaluated += 1
-            o = self.judge(mask)
-            k = self.key(setting, o)
-            if best is None or k < best[0]:
-                best = (k, setting, o, mask)
-            if o.per_series_month <= self.budget:
-                wk = (k[0], k[2], k[3], k[4])
-                if within is None or wk < within[0]:
-                    within = (wk, setting, o, mask)
-        assert best is not None
-        choice = Choice(best[1], best[2], best[3])
+        """(the proposal, the best setting within the budget when the proposal is over it).
+
+        Coarse to fine: whole sensitivities first, then the half steps beside the best ones found."""
+        best: list = [None, None]  # the proposal; the best within the budget
+
+        def visit(grid: dict[str, list]) -> None:
+            for setting, mask in self.masks(grid):
+                self.evaluated += 1
+                o = self.judge(mask)
+                k = self.key(setting, o)
+                if best[0] is None or k < best[0][0]:
+                    best[0] = (k, setting, o, mask)
+                if o.per_series_month <= self.budget:
+                    wk = (k[0], k[2], k[3], k[4])
+                    if best[1] is None or wk < best[1][0]:
+                        best[1] = (wk, setting, o, mask)
+
+        grid = self.grid()
+        fine = grid["sensitivity"]
+        coarse = [x for x in fine if float(x).is_integer() or x == self.base.sensitivity]
+        visit({**grid, "sensitivity": coarse})
+        for b in [x for x in best if x is not None]:
+            s = b[1]
+            near = [x for x in fine if x not in coarse and abs(x - s.sensitivity) <= 0.5]
+            if near:
+                visit({**grid, "variant": [s.variant], "sensitivity": near})
+        top, within = best
+        assert top is not None
+        choice = Choice(top[1], top[2], top[3])
         alt = None
-        if best[2].per_series_month > self.budget and within is not None:
+        if top[2].per_series_month > self.budget and within is not None:
             alt = Choice(within[1], within[2], within[3])
         return choice, alt
 
