@@ -16,7 +16,7 @@ from metricloop.api import contract, guards
 def create_app(ws, *, background: bool = False) -> FastAPI:
     """The API. With background=True it also runs the scheduler, timers and the dispatcher in threads."""
     from metricloop.api import alerting, feedback, inbox, incidents, metrics, outbox, runs, sources, tuning
-    from metricloop.web import incident_page, links
+    from metricloop.web import feedback_links, incident_page, links
 
     app = FastAPI(
         title="metricloop",
@@ -55,9 +55,13 @@ def create_app(ws, *, background: bool = False) -> FastAPI:
     from metricloop.web.console.routes import install as install_console
 
     install_console(app)
+    from metricloop.web.console import feedback_panel
+
+    app.include_router(feedback_panel.router)  # the incident screen's feedback buttons
     # The confirmations of signed message links share their paths with API writes: they must be tried first.
     app.include_router(links.confirmations)
-    for module in (metrics, sources, runs, tuning, incidents, feedback, links, alerting, outbox, inbox, incident_page):
+    for module in (metrics, sources, runs, tuning, incidents, feedback, links, feedback_links, alerting, outbox, inbox,
+                   incident_page):
         app.include_router(module.router)
 
     if background:

@@ -3,32 +3,10 @@
 from __future__ import annotations
 
 import json
-from datetime import date
 
 import pytest
-from loop_helpers import MONITOR, Effect, incidents, morning, timeline
-from typer.testing import CliRunner
-
-from metricloop.cli import app
-from metricloop.monitors.service import run_monitor
-
-
-@pytest.fixture
-def cli(shop, monkeypatch):
-    ws = shop(effects=[Effect(date(2026, 11, 16), date(2026, 11, 16), 0.6, {"store": "SH-1"})], extra=MONITOR)
-    run_monitor(ws, "shop_sales", at=morning("2026-11-17"))
-    monkeypatch.setenv("METRICLOOP_HOME", str(ws.home))
-    if ws.settings.db:
-        monkeypatch.setenv("METRICLOOP_DB", ws.settings.db)
-    monkeypatch.setenv("METRICLOOP_USER", "wang.fang@shop.test")
-    runner = CliRunner()
-
-    def run(*args: str):
-        result = runner.invoke(app, list(args))
-        return result.exit_code, result.output
-
-    run.ws = ws
-    return run
+from loop_helpers import incidents, timeline
+from test_cli_loop import cli as cli  # the fixture: the shop with one incident, the CLI as wang.fang
 
 
 def test_feedback_give_list_and_quality(cli):

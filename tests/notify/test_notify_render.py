@@ -152,7 +152,7 @@ def test_payload_keys_are_stable(incident):
          "assignee", "team", "created_at", "acknowledged_at", "resolved_at", "url"]
     )  # fmt: skip
     assert sorted(payload["values"]) == ["actual", "deviation_pct", "expected", "lower", "unit", "upper"]
-    assert sorted(payload["links"]) == ["ack", "incident", "resolve"]
+    assert sorted(payload["links"]) == ["ack", "expected", "false_alarm", "incident", "resolve"]
     assert payload["values"]["actual"] == 12345.6
     assert payload["incident"]["created_at"] == "2024-03-01T02:00:00Z"
 

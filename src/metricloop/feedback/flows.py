@@ -13,7 +13,7 @@ What a label is about:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, time
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -24,7 +24,7 @@ from metricloop.db.times import as_utc
 from metricloop.definitions.kinds import Catalog
 from metricloop.errors import InvalidInput, NotFound
 from metricloop.feedback.models import CAUSES, LABELS, Feedback
-from metricloop.feedback.service import FeedbackLabel, label_of, labels_for_monitor, target_key
+from metricloop.feedback.service import FeedbackLabel, effective_labels, label_of, target_key
 from metricloop.incidents import service as incidents
 from metricloop.incidents.models import Incident
 from metricloop.metrics.slices import TOTAL, parse_slice
@@ -175,6 +175,15 @@ def give(
     does). `start` for new_normal is the date the new level begins (default: the alert's first bucket)."""
     now = as_utc(now)
     cause = check_label(label, cause)
+    given_targets = [n for n, v in (("alert", alert_id), ("incident", incident_id)) if v is not None]
+    if monitor or metric or slice_:
+        given_targets.append("range")
+    if len(given_targets) > 1:
+        raise FeedbackError(
+            "a label is about one thing: an alert, an incident or a range of a series, "
+            f"not {' and '.join(given_targets)}",
+            where="target",
+        )
     targets = _targets(
         db_session,
         catalog,
@@ -311,30 +320,12 @@ def _targets(s: Session, catalog: Catalog, *, label, alert_id, incident_id, moni
 
 def _standing_before(s: Session, rows: list[Feedback]) -> list[FeedbackLabel]:
     """The labels these rows supersede: the standing label on each same target (kept, shown as replaced)."""
-    replaced = []
-    keys = {target_key(_unsaved(r)) for r in rows}
-    for name in {r.monitor for r in rows if r.monitor}:
-        for lab in labels_for_monitor(s, name):
-            if target_key(lab) in keys:
-                replaced.append(lab)
-    return replaced
-
-
-def _unsaved(r: Feedback) -> FeedbackLabel:
-    return FeedbackLabel(
-        id=0,
-        label=r.label,
-        monitor=r.monitor,
-        metric=r.metric,
-        slice=r.slice,
-        start=r.start,
-        end=r.end,
-        cause=r.cause,
-        alert_id=r.alert_id,
-        incident_id=r.incident_id,
-        created_by=r.created_by,
-        created_at=r.created_at,
-    )
+    keys = {target_key(label_of(r)) for r in rows}  # not flushed yet: id None
+    q = select(Feedback).where(Feedback.metric.in_({r.metric for r in rows}))
+    same = [
+        lab for lab in map(label_of, s.scalars(q.order_by(Feedback.created_at, Feedback.id))) if target_key(lab) in keys
+    ]
+    return effective_labels(same)
 
 
 def _effects(s, ws, catalog, rows, *, label, cause, add_to_calendar, event_name, actor, now) -> list[dict]:
@@ -422,8 +413,3 @@ def _on_timelines(s: Session, given: Given, *, actor: str, via: str, note: str, 
             alert_ids=[x.alert_id for x in labs if x.alert_id],
             effects=given.effects,
         )
-
-
-def day_start(d) -> datetime:
-    """A date as the metric-local bucket time of its first moment."""
-    return d if isinstance(d, datetime) else datetime.combine(d, time())

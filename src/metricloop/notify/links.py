@@ -30,7 +30,7 @@ from metricloop.notify.signing import DEFAULT_TTL, sign_action
 
 # How a link reached its holder, as the timeline says it ("zhou.qiang@shop.test via e-mail link").
 VIA = {"email": "e-mail link", "webhook": "webhook link", "apprise": "chat link"}
-PLACEHOLDER = re.compile(r"([?&]token=)<(view|ack|resolve):(\d+)>")
+PLACEHOLDER = re.compile(r"([?&]token=)<(view|ack|resolve|false_alarm|expected):(\d+)>")
 # A real token in a URL: `token=<payload>.<mac>`, base64url, possibly %-encoded as it is in a query string.
 SIGNED = re.compile(r"([?&]token=)[A-Za-z0-9_%-]+(?:\.|%2[Ee])[A-Za-z0-9_%-]+")
 REDACTED = "<redacted>"

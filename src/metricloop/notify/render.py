@@ -195,6 +195,9 @@ def incident_links(
     state = incident.state or "triggered"
     links["ack"] = signed_link(incident.id, "ack", **signed) if state == "triggered" else None
     links["resolve"] = signed_link(incident.id, "resolve", **signed) if state in ("triggered", "acknowledged") else None
+    # feedback, welcome in any state (web/feedback_links.py)
+    for label in ("false_alarm", "expected"):
+        links[label] = signed_link(incident.id, label, **signed)
     return links
 
 

@@ -30,7 +30,7 @@ from metricloop.errors import MetricloopError
 if TYPE_CHECKING:
     from metricloop.workspace import Workspace
 
-ACTIONS = ("view", "ack", "resolve")
+ACTIONS = ("view", "ack", "resolve", "false_alarm", "expected")  # the last two: feedback links
 DEFAULT_TTL = 7 * 86400
 MAX_TOKEN_LENGTH = 2048  # a real token is ~250 characters; anything much longer is not one
 SECRET_KEY_FILE = ".secret_key"

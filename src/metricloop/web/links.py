@@ -188,7 +188,9 @@ def _gone(s, ws, link: Link, lang: str, back):
     return notice(lang, status=410, title={lang: title}, lines={lang: [text]}, link=back)
 
 
-def confirm_page(incident_id: int, action: str, token: str | None, request: Request, ws):
+def opened(incident_id: int, action: str, token: str | None, request: Request, ws, *, states=None):
+    """(language, the link, way back, the incident's view) for a link that may still act on an incident in one of
+    `states` (None: any), else the page that says why not. What every confirm page starts with."""
     checked = _checked(incident_id, action, token, request, ws)
     if isinstance(checked, Response):
         return checked
@@ -200,9 +202,16 @@ def confirm_page(incident_id: int, action: str, token: str | None, request: Requ
         gone = _gone(s, ws, link, lang, back)
         if gone is not None:
             return gone
-        if inc.state not in ALLOWED[action]:
+        if states is not None and inc.state not in states:
             return _not_now(inc, action, lang, back)
-        v = incident_view(s, ws, inc, lang)
+        return lang, link, back, incident_view(s, ws, inc, lang)
+
+
+def confirm_page(incident_id: int, action: str, token: str | None, request: Request, ws):
+    got = opened(incident_id, action, token, request, ws, states=ALLOWED[action])
+    if isinstance(got, Response):
+        return got
+    lang, _, back, v = got
     text = TEXT[action][lang]
     return page(
         "confirm.html",
@@ -224,12 +233,22 @@ class _Gone(Exception):
         self.response = response
 
 
-def act(incident_id: int, action: str, token: str | None, request: Request, ws, form: dict[str, str]):
+def act_once(incident_id: int, action: str, token: str | None, request: Request, ws, change):
+    """Check the link, then in one transaction: lock the incident, refuse a spent or outdated link, record the link's
+    use and `change(session, who, via)`. Returns (language, way back, what change returned), or the page that
+    refuses (nothing recorded: a refusal does not spend the link). Errors of `change` other than these propagate,
+    after the rollback."""
     checked = _checked(incident_id, action, token, request, ws)
     if isinstance(checked, Response):
         return checked
     lang, link, back = checked
     who, via = message_links.actor_of(link.recipient, link.via)
+
+    def not_now():
+        with ws.db.session() as s:
+            inc = service.get(s, incident_id)
+            return _not_now(inc, action, lang, back) if action in TEXT else not_found(incident_id, lang)
+
     try:
         with ws.db.session() as s:
             # Lock the incident first: two uses of one link at once are serialized, the second sees the first's use.
@@ -241,32 +260,43 @@ def act(incident_id: int, action: str, token: str | None, request: Request, ws, 
                 s, nonce=link.nonce, action=action, incident_id=incident_id, episode=link.episode,
                 actor=f"{who} via {via}" if via else who,
             )  # fmt: skip
-            if action == "ack":
-                service.acknowledge(s, ws, ws.catalog(), incident_id=incident_id, actor=who, via=via)
-            else:
-                service.resolve(
-                    s,
-                    ws,
-                    ws.catalog(),
-                    incident_id=incident_id,
-                    actor=who,
-                    via=via,
-                    root_cause=form.get("root_cause", "")[:2000],
-                    note=form.get("note", "")[:4000] or "resolved from a message link",
-                )
+            result = change(s, who, via)
     except _Gone as g:  # the session rolled back: nothing was recorded
         return g.response
     except NotFound:
         return not_found(incident_id, lang)
     except service.StateError:  # rolled back too: the link is not spent by a refusal
-        with ws.db.session() as s:
-            return _not_now(service.get(s, incident_id), action, lang, back)
+        return not_now()
     except IntegrityError:  # the same link used at the same moment elsewhere (the use's key)
         with ws.db.session() as s:
-            return _gone(s, ws, link, lang, back) or _not_now(service.get(s, incident_id), action, lang, back)
+            gone = _gone(s, ws, link, lang, back)
+        return gone or not_now()
+    return lang, back, result
+
+
+def act(incident_id: int, action: str, token: str | None, request: Request, ws, form: dict[str, str]):
+    def change(s, who: str, via: str) -> None:
+        if action == "ack":
+            service.acknowledge(s, ws, ws.catalog(), incident_id=incident_id, actor=who, via=via)
+        else:
+            service.resolve(
+                s,
+                ws,
+                ws.catalog(),
+                incident_id=incident_id,
+                actor=who,
+                via=via,
+                root_cause=form.get("root_cause", "")[:2000],
+                note=form.get("note", "")[:4000] or "resolved from a message link",
+            )
+
+    done = act_once(incident_id, action, token, request, ws, change)
+    if isinstance(done, Response):
+        return done
+    lang, back, _ = done
     text = TEXT[action][lang]
-    done = text["done"].format(id=incident_id)
-    return notice(lang, status=200, title={lang: text["done_title"]}, lines={lang: [done]}, link=back)
+    done_text = text["done"].format(id=incident_id)
+    return notice(lang, status=200, title={lang: text["done_title"]}, lines={lang: [done_text]}, link=back)
 
 
 @router.get("/{incident_id}/ack", summary="Open a signed acknowledge link from a message: asks to confirm", **PAGE)

@@ -128,6 +128,7 @@ EVENT_WORDS = {
         "action_rejected": "动作被拒绝",
         "action_run": "动作已执行",
         "action_failed": "动作失败",
+        "feedback": "反馈",
     },
 }
 

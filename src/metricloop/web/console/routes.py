@@ -393,6 +393,7 @@ def _list_ctx(ws, who, f, items, page_no, more) -> dict:
 
 def _incident_screen(request: Request, ws, who: Who, incident_id: int, *, status: int = 200, error: str = ""):
     from metricloop.web.console.charts import incident_chart
+    from metricloop.web.console.feedback_panel import feedback_panel
     from metricloop.web.incident_page import incident_view
 
     lang = language(request, ws)
@@ -414,6 +415,7 @@ def _incident_screen(request: Request, ws, who: Who, incident_id: int, *, status
             for n in detail["notifications"]
         ]
         state = inc.state
+        feedback = feedback_panel(s, ws, inc, lang)
         s.expunge(inc)
     try:
         data = incident_chart(ws, inc)
@@ -439,6 +441,7 @@ def _incident_screen(request: Request, ws, who: Who, incident_id: int, *, status
         csrf=who.csrf,
         max_comment=MAX_COMMENT,
         max_field=MAX_FIELD,
+        feedback=feedback,
     )
 
 
