@@ -15,7 +15,7 @@ from metricloop.api import contract, guards
 
 def create_app(ws, *, background: bool = False) -> FastAPI:
     """The API. With background=True it also runs the scheduler, timers and the dispatcher in threads."""
-    from metricloop.api import alerting, feedback, inbox, incidents, metrics, outbox, runs, sources
+    from metricloop.api import alerting, feedback, inbox, incidents, metrics, outbox, runs, sources, tuning
     from metricloop.knowledge import api as knowledge
     from metricloop.web import feedback_links, incident_page, links
 
@@ -63,7 +63,7 @@ def create_app(ws, *, background: bool = False) -> FastAPI:
     app.include_router(knowledge_screen)
     # The confirmations of signed message links share their paths with API writes: they must be tried first.
     app.include_router(links.confirmations)
-    for module in (metrics, sources, runs, incidents, feedback, links, feedback_links, alerting, outbox, inbox,
+    for module in (metrics, sources, runs, tuning, incidents, feedback, links, feedback_links, alerting, outbox, inbox,
                    incident_page, knowledge):
         app.include_router(module.router)
 

@@ -60,3 +60,25 @@ class Background:
             process_timers(self.ws)
         except Exception:
             log.exception("processing timers failed; retrying at the next tick")
+        self.tune_weekly()
+
+    TUNING_CHECK = 3600.0  # seconds between looks for monitors due a weekly tuning suggestion
+
+    def tune_weekly(self, now=None) -> list:
+        """Weekly tuning suggestions for monitors whose precision is poor (metricloop.tuning.service.weekly): looked
+        for once an hour, since a suggestion is a backtest and the runs come first."""
+        import time
+
+        from metricloop.tuning.service import weekly
+
+        if time.monotonic() - getattr(self, "_tuning_checked", -self.TUNING_CHECK) < self.TUNING_CHECK:
+            return []
+        self._tuning_checked = time.monotonic()
+        try:
+            rows = weekly(self.ws, now=now)
+        except Exception:
+            log.exception("weekly tuning failed; retrying in an hour")
+            return []
+        for row in rows:
+            log.info("monitor %s: tuning suggestion %s %s", row.monitor, row.id, row.status)
+        return rows

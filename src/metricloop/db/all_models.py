@@ -10,5 +10,6 @@ from metricloop.monitors import models as monitor_models  # noqa: F401
 from metricloop.monitors import pauses as pause_models  # noqa: F401
 from metricloop.notify import links as link_models  # noqa: F401
 from metricloop.notify import models as notify_models  # noqa: F401
+from metricloop.tuning import models as tuning_models  # noqa: F401
 
 metadata = Base.metadata

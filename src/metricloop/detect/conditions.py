@@ -188,13 +188,26 @@ def _edge(limit: np.ndarray | None, like: np.ndarray, missing: float = np.inf) -
     return np.broadcast_to(np.asarray(limit, dtype=float)[:, None], like.shape)
 
 
-def apply_conditions(
-    scores: Scores,
-    config: DetectorConfig,
-    *,
-    good_direction: str | None = None,
-    volume: np.ndarray | None = None,
-) -> Detection:
+@dataclass
+class Flags:
+    """What a sensitivity alone decides: which points are out of band, before direction, minimum change,
+    volume and duration (see `alert_mask`). Computed once per sensitivity, so tuning can sweep the other
+    knobs over it."""
+
+    k: float
+    lower: np.ndarray
+    upper: np.ndarray
+    above: np.ndarray
+    below: np.ndarray
+    direction: np.ndarray  # +1 above the band, −1 below, 0 inside
+    sustained: np.ndarray | None
+    z: np.ndarray | None
+    longest: int
+
+
+def band_flags(scores: Scores, config: DetectorConfig, *, z: np.ndarray | None = None) -> Flags:
+    """The out-of-band points at `config.sensitivity` (and its run test). `z` (from `standardised`) may be
+    passed in when it is already known: it does not depend on the sensitivity."""
     k = sensitivity_to_k(config.sensitivity, scores.grain)
     lower, upper = band(scores, k)
     v, e = scores.values, scores.expected
@@ -216,32 +229,59 @@ def apply_conditions(
     longest = config.sustained if config.sustained is not None else default_sustained(scores.grain)
     min_duration = config.min_duration or default_min_duration(scores.grain)
     # the score-equivalent z (an erfinv over every point) serves the run test and the lone-point rule
-    z = standardised(scores) if longest >= 2 or (min_duration > 1 and config.min_duration is None) else None
+    if z is None and (longest >= 2 or (min_duration > 1 and config.min_duration is None)):
+        z = standardised(scores)
     sustained = sustained_runs(scores, k, longest, z)
     if sustained is not None:
         above |= sustained > 0
         below |= sustained < 0
     direction = np.where(above, 1, np.where(below, -1, 0)).astype(np.int8)
+    return Flags(k, lower, upper, above, below, direction, sustained, z, longest)
+
+
+def usable_points(scores: Scores) -> np.ndarray:
+    """Points that may alert at all: past the warm-up, not suppressed by the calendar, with a value."""
+    return ~scores.learning & ~scores.suppressed & np.isfinite(scores.values)
+
+
+def alert_mask(
+    scores: Scores,
+    flags: Flags,
+    config: DetectorConfig,
+    *,
+    good_direction: str | None = None,
+    volume: np.ndarray | None = None,
+    relative: np.ndarray | None = None,
+    usable: np.ndarray | None = None,
+) -> np.ndarray:
+    """The alerting points: `flags` narrowed by direction, minimum change, volume and duration.
+    `relative` (|v − e| / |e|) and `usable` (`usable_points`), the same for every knob, may be passed in by a
+    caller that sweeps."""
+    v, e = scores.values, scores.expected
     want = config.direction or default_direction(good_direction)
     if want == "up":
-        cand = above
+        cand = flags.above.copy()
     elif want == "down":
-        cand = below
+        cand = flags.below.copy()
     else:
-        cand = above | below
+        cand = flags.above | flags.below
     with np.errstate(invalid="ignore", divide="ignore"):
-        dev = np.abs(v - e)
         if config.min_abs_change > 0:
-            cand &= dev >= config.min_abs_change
+            cand &= np.abs(v - e) >= config.min_abs_change
         if config.min_rel_change > 0:
-            cand &= dev >= config.min_rel_change * np.abs(e)
+            if relative is not None:
+                cand &= relative >= config.min_rel_change
+            else:
+                cand &= np.abs(v - e) >= config.min_rel_change * np.abs(e)
         if config.min_volume is not None:
             vol = volume if volume is not None else scores.volume
             if vol is None:
                 vol = np.fmax(np.abs(v), np.abs(e))
             cand &= np.nan_to_num(np.asarray(vol, dtype=float), nan=0.0) >= config.min_volume
-    cand &= ~scores.learning & ~scores.suppressed & np.isfinite(v)
+    cand &= usable_points(scores) if usable is None else usable
+    min_duration = config.min_duration or default_min_duration(scores.grain)
     if min_duration > 1:
+        direction, sustained, z = flags.direction, flags.sustained, flags.z
         up_run = run_length(cand & (direction > 0))
         down_run = run_length(cand & (direction < 0))
         long_enough = np.maximum(up_run, down_run) >= min_duration
@@ -251,7 +291,21 @@ def apply_conditions(
             # the default asks a blip to last; a point far beyond any blip (twice the usual hour at
             # noon) is news at once. An explicit min_duration is taken as written.
             with np.errstate(invalid="ignore"):
-                long_enough |= np.abs(np.nan_to_num(z)) >= min(k + BLIP_MARGIN, Z_CAP)
+                long_enough |= np.abs(np.nan_to_num(z)) >= min(flags.k + BLIP_MARGIN, Z_CAP)
         cand &= long_enough
-    return Detection(scores, lower, upper, cand, direction, k, want, config,
+    return cand
+
+
+def apply_conditions(
+    scores: Scores,
+    config: DetectorConfig,
+    *,
+    good_direction: str | None = None,
+    volume: np.ndarray | None = None,
+) -> Detection:
+    flags = band_flags(scores, config)
+    cand = alert_mask(scores, flags, config, good_direction=good_direction, volume=volume)
+    want = config.direction or default_direction(good_direction)
+    sustained = flags.sustained
+    return Detection(scores, flags.lower, flags.upper, cand, flags.direction, flags.k, want, config,
                      np.abs(sustained) if sustained is not None else None)

@@ -101,6 +101,23 @@ class ActionSpec(Spec):
     max_attempts: int = Field(8, ge=1, le=50)
 
 
+class SliceOverride(Spec):
+    """Alert knobs of its own for one slice that is noisier (or quieter) than the rest; the detector and its
+    scores are the monitor's, only the yes/no is judged with these."""
+
+    slice: str = Field(description="the slice key as in alerts, e.g. 'store=SH-003' ('*' = the total)")
+    sensitivity: float | None = Field(None, ge=0, le=10)
+    direction: Literal["up", "down", "both"] | None = None
+    min_abs_change: float | None = Field(None, ge=0)
+    min_rel_change: float | None = Field(None, ge=0)
+    min_duration: int | None = Field(None, ge=1)
+    min_volume: float | None = Field(None, ge=0)
+    reason: str = Field("", max_length=500, description="why (tuning writes what it saw)")
+
+    def knobs(self) -> dict[str, Any]:
+        return {k: v for k, v in self.model_dump(exclude={"slice", "reason"}).items() if v is not None}
+
+
 class MonitorSpec(Spec):
     name: Name
     title: Title | None = None
@@ -125,7 +142,25 @@ class MonitorSpec(Spec):
         "monitor: everything this monitor raises shares one open incident; none: one incident per slice",
     )
     actions: list[ActionSpec] = Field(default_factory=list)
+    overrides: list[SliceOverride] = Field(default_factory=list, description="per-slice alert knobs")
+    auto_tune: bool = Field(False, description="apply the weekly tuning suggestion without waiting for a person")
     enabled: bool = True
+
+    @field_validator("overrides")
+    @classmethod
+    def _overrides(cls, v: list[SliceOverride]) -> list[SliceOverride]:
+        from metricloop.detect.scoring import canonical_slice
+
+        seen: set[str] = set()
+        for i, o in enumerate(v):
+            key = canonical_slice(o.slice)
+            if key in seen:
+                raise ValueError(f"overrides[{i}]: slice '{o.slice}' has an override already (one per slice)")
+            seen.add(key)
+            if not o.knobs():
+                raise ValueError(f"overrides[{i}] ({o.slice}): give at least one knob (sensitivity, direction, "
+                                 "min_abs_change, min_rel_change, min_duration, min_volume)")
+        return v
 
     @field_validator("history", "delay", "repeat_interval")
     @classmethod

@@ -520,12 +520,16 @@ def _evaluate(
             num.reindex(index=names, columns=times).to_numpy(float),
             den.reindex(index=names, columns=times).to_numpy(float),
         )
+    from metricloop.monitors.overrides import detect_with_overrides
+
     detector = detector_from_dict(monitor.detector)
     with ws.db.session() as s:  # feedback `new_normal`: those series are judged from their new level on
         cuts = history_cuts(s, monitor.name, names)
     if cuts:
         details["rebaselined"] = {k: v.isoformat() for k, v in sorted(cuts.items())}
-    det = detector.detect(
+    det = detect_with_overrides(
+        detector,
+        monitor.overrides,
         wide.to_numpy(float),
         times,
         calendar=build_calendar(ws, monitor),

@@ -40,6 +40,7 @@ def loop_check(catalog: Catalog, entries) -> list[Problem]:
                                         f"combination uses '{d}', which is not in dimensions", ("slicing", "combos")
                                     )
                                 )
+            problems.extend(override_problems(e, spec))
             try:
                 from metricloop.detect import detector_from_dict
 
@@ -71,3 +72,21 @@ def loop_check(catalog: Catalog, entries) -> list[Problem]:
                     if who.startswith("oncall:") and not _named(catalog, "rotation", who.split(":", 1)[1]):
                         problems.append(e.problem(f"unknown rotation in '{who}'", ("levels", i, "notify", j)))
     return problems
+
+
+def override_problems(e, spec) -> list[Problem]:
+    """A per-slice override must name a slice the monitor can watch: only its slicing dimensions."""
+    from metricloop.detect.scoring import parse_slice
+
+    out = []
+    for i, o in enumerate(spec.overrides):
+        dims = set(parse_slice(o.slice))
+        extra = sorted(dims - set(spec.slicing.dimensions))
+        if extra:
+            have = ", ".join(spec.slicing.dimensions) or "none"
+            out.append(e.problem(f"slice '{o.slice}' uses {', '.join(extra)}, which the monitor does not slice by "
+                                 f"(its dimensions: {have})", ("overrides", i, "slice")))
+        elif not dims and not spec.slicing.total and o.slice.strip() in ("*", ""):
+            out.append(e.problem("the monitor does not watch its total (slicing.total is false)",
+                                 ("overrides", i, "slice")))
+    return out
