@@ -61,6 +61,9 @@ def create_app(ws, *, background: bool = False) -> FastAPI:
 
     app.include_router(feedback_panel.router)  # the incident screen's feedback buttons
     app.include_router(knowledge_screen)
+    from metricloop.review.views import router as weekly_review
+
+    app.include_router(weekly_review)  # GET /reports/weekly (docs/review.md)
     # The confirmations of signed message links share their paths with API writes: they must be tried first.
     app.include_router(links.confirmations)
     for module in (metrics, sources, runs, tuning, incidents, feedback, links, feedback_links, alerting, outbox, inbox,

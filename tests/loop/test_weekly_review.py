@@ -1,0 +1,260 @@
+"""The weekly review (周报) on a small fixture whose figures are worked out by hand below.
+
+Incidents are opened, acknowledged and resolved through the real incident service (and one by a real monitor
+run), on SQLite and PostgreSQL; the SLA timers are fired by the real timer loop. Week 2026-W47 is Monday
+2026-11-16 to Sunday 2026-11-22, Beijing time. Default SLAs (no escalation policy): P1 ack 15m / resolve 4h,
+P2 1h / 1d, P3 4h / 3d.
+
+Team logistics (metric deliveries, domain fulfilment):
+  A  P1 opened Mon 11-16 10:00, ack 10:10 (10m), resolved 12:00 (2h)    cause "Carrier late"
+  B  P2 opened Tue 11-17 09:00, ack 10:30 (90m: 30m late), resolved Wed 11-18 12:00 (27h: 3h late)
+                                                                          cause "carrier  LATE" (same, once tidied)
+  C  P3 opened Fri 11-20 09:00, never acknowledged (ack due 13:00: breached), resolve due next week
+  D  P1 opened Sun 11-15 23:00 (W46), ack 23:05 (W46), resolved Mon 11-16 01:00 (2h)   cause "Warehouse system down"
+  F  P2 opened Tue 11-24 (W48): not in W47
+Hence for W47: opened 3 (A B C), resolved 3 (A B D), open at the end 1 (C); MTTA over A B = 50m, 1/2 within SLA;
+MTTR over A B D = (2h + 27h + 2h) / 3 = 10h20m, 2/3 within SLA; breaches: B ack, B resolve, C ack.
+Team store operations (metric sales, domain sales): the monitor's P1 on 2026-11-17 09:00, never acknowledged.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from console_helpers import console_extra, open_sales_incident
+from fastapi.testclient import TestClient
+from loop_helpers import SH
+
+from metricloop.app import create_app
+from metricloop.auth import users
+from metricloop.auth.service import create_token
+from metricloop.incidents import service
+from metricloop.review.report import build
+from metricloop.review.weeks import ReportInputError, parse_week
+
+LOGISTICS = """  - {name: logistics, order: 1, matchers: ["domain=fulfilment"], team: logistics, channels: [hook]}
+"""
+PASSWORD = "correct horse battery"
+
+
+def at(day: str, hm: str) -> datetime:
+    return datetime.fromisoformat(f"{day}T{hm}").replace(tzinfo=SH)
+
+
+def _open(ws, severity: str, when: datetime, title: str):
+    catalog = ws.catalog()
+    with ws.db.session() as s:
+        inc = service.open_incident(
+            s, ws, catalog, title=title, severity=severity, kind="metric", monitor="deliveries_drop",
+            metric="deliveries", group_key=title, slices=["region=East"],
+            labels={"monitor": "deliveries_drop", "metric": "deliveries", "domain": "fulfilment"},
+            summary={"explanation_en": title, "explanation_zh": title}, now=when,
+        )  # fmt: skip
+        return inc.id
+
+
+def _ack(ws, incident_id: int, when: datetime) -> None:
+    with ws.db.session() as s:
+        service.acknowledge(s, ws, ws.catalog(), incident_id=incident_id, actor="zhou.qiang", now=when)
+
+
+def _resolve(ws, incident_id: int, when: datetime, cause: str) -> None:
+    with ws.db.session() as s:
+        service.resolve(s, ws, ws.catalog(), incident_id=incident_id, actor="zhou.qiang", root_cause=cause, now=when)
+
+
+@pytest.fixture
+def week47(shop):
+    ws, sales_incident = open_sales_incident(ws=shop(extra=console_extra() + LOGISTICS, effects=_sales_drop()))
+    ids = {}
+    ids["D"] = _open(ws, "P1", at("2026-11-15", "23:00"), "D deliveries down")
+    _ack(ws, ids["D"], at("2026-11-15", "23:05"))
+    _resolve(ws, ids["D"], at("2026-11-16", "01:00"), "Warehouse system down")
+    ids["A"] = _open(ws, "P1", at("2026-11-16", "10:00"), "A deliveries down")
+    _ack(ws, ids["A"], at("2026-11-16", "10:10"))
+    _resolve(ws, ids["A"], at("2026-11-16", "12:00"), "Carrier late")
+    ids["B"] = _open(ws, "P2", at("2026-11-17", "09:00"), "B deliveries down")
+    _ack(ws, ids["B"], at("2026-11-17", "10:30"))
+    _resolve(ws, ids["B"], at("2026-11-18", "12:00"), "  carrier  LATE ")
+    ids["C"] = _open(ws, "P3", at("2026-11-20", "09:00"), "C deliveries down")
+    service.process_timers(ws, now=at("2026-11-20", "13:01"))  # C's ack SLA (and the sales incident's) fire
+    ids["F"] = _open(ws, "P2", at("2026-11-24", "09:00"), "F deliveries down")
+    ids["sales"] = sales_incident.id
+    return ws, ids
+
+
+def _sales_drop():
+    from datetime import date
+
+    from loop_helpers import Effect
+
+    return [Effect(date(2026, 11, 16), date(2026, 11, 16), 0.5, {"store": "SH-1"})]
+
+
+NOW = at("2026-11-25", "12:00")  # Wednesday of W48: the last full week is W47
+
+
+def report(ws, **kw):
+    kw.setdefault("now", NOW)
+    with ws.db.session() as s:
+        return build(s, ws.catalog(), tz="Asia/Shanghai", **kw)
+
+
+def test_the_figures_of_a_team_week_match_the_hand_count(week47):
+    ws, ids = week47
+    r = report(ws, team="logistics")  # no week: the last full ISO week
+    assert (r.week, r.first_day, r.last_day, r.in_progress) == ("2026-W47", "2026-11-16", "2026-11-22", False)
+    assert (r.opened, r.resolved, r.open_at_end) == (3, 3, 1)
+    assert r.acknowledged == 2 and r.mtta_seconds == 50 * 60 and r.acked_in_sla == 1
+    assert r.mttr_seconds == (2 + 27 + 2) * 3600 / 3 and r.resolved_in_sla == 2
+    assert (r.ack_breaches, r.resolve_breaches) == (2, 1)
+    assert [(b.incident_id, b.sla, b.late_seconds) for b in r.breaches] == [
+        (ids["B"], "ack", 30 * 60),
+        (ids["B"], "resolve", 3 * 3600),
+        (ids["C"], "ack", None),  # still waiting
+    ]
+    p1, p2, p3 = r.by_severity
+    assert (p1.opened, p1.resolved, p1.mtta_seconds, p1.ack_sla_seconds, p1.mttr_seconds) == (1, 2, 600, 900, 7200)
+    assert (p2.opened, p2.resolved, p2.mtta_seconds, p2.ack_sla_seconds) == (1, 1, 5400, 3600)
+    assert (p2.mttr_seconds, p2.resolve_sla_seconds, p2.ack_breaches, p2.resolve_breaches) == (97200, 86400, 1, 1)
+    assert (p3.opened, p3.resolved, p3.ack_breaches, p3.mtta_seconds) == (1, 0, 1, None)
+    assert r.causes_from == "root_cause_text"
+    assert [(c.key, c.this_week, sorted(c.incidents)) for c in r.causes] == [
+        ("carrier late", 2, sorted([ids["A"], ids["B"]])),
+        ("warehouse system down", 1, [ids["D"]]),
+    ]
+    assert [(m.monitor, m.incidents, m.breaches) for m in r.monitors] == [("deliveries_drop", 3, 3)]
+    assert [t.week for t in r.trend][-2:] == ["2026-W46", "2026-W47"] and r.trend[-2].opened == 1  # D
+
+
+def test_a_domain_report_counts_the_monitors_alerts_and_nothing_of_other_domains(week47):
+    ws, ids = week47
+    r = report(ws, domain="sales", week="2026-W47")
+    assert (r.opened, r.resolved, r.open_at_end) == (1, 0, 1)
+    assert {(b.incident_id, b.sla) for b in r.breaches} == {(ids["sales"], "ack"), (ids["sales"], "resolve")}
+    (m,) = r.monitors
+    assert m.monitor == "shop_sales" and m.alerts >= 1 and m.incidents == 1 and m.breaches == 2
+    both = report(ws, week="2026-W47")  # neither: everything the reader may see
+    assert both.opened == 4 and both.resolved == 3
+
+
+def test_the_parts_not_installed_say_so_and_never_show_a_number(week47):
+    ws, _ = week47
+    r = report(ws, team="logistics", week="2026-W47")
+    from metricloop.review import inputs, render
+
+    if inputs.feedback_labels(None, []) is None:
+        assert r.feedback_available is False and r.false_alarm_rate is None and r.labels is None
+        assert "Not available yet" in render.feedback_line(r, "en") and "暂不可用" in render.feedback_line(r, "zh")
+        assert all(t.false_alarm_rate is None and t.labelled is None for t in r.trend)
+    if inputs.open_tuning_suggestions(None, []) is None:
+        assert r.tuning_available is False and r.tuning is None
+        assert "Not available yet" in render.tuning_line(r, "en")
+
+
+def test_bad_input_is_refused_with_what_and_where(week47):
+    ws, _ = week47
+    with pytest.raises(ReportInputError) as e:
+        report(ws, team="logistix")
+    assert e.value.where == "team" and e.value.status_code == 404 and "logistics" in e.value.message
+    assert "没有团队" in e.value.text("zh")
+    with pytest.raises(ReportInputError) as e:
+        report(ws, domain="nope")
+    assert e.value.where == "domain" and "fulfilment" in e.value.message
+    for bad, words in (("2026-48", "not an ISO week"), ("2026-W54", "weeks 1 to 53"), ("W47", "not an ISO week")):
+        with pytest.raises(ReportInputError, match=words) as e:
+            report(ws, week=bad)
+        assert e.value.where == "week" and e.value.status_code == 400
+    with pytest.raises(ReportInputError, match="has not begun yet") as e:
+        report(ws, week="2026-W49")
+    assert "2026-W48" in e.value.message  # says which week it is now
+
+
+def test_a_week_without_incidents_and_the_current_week(week47):
+    ws, ids = week47
+    empty = report(ws, team="logistics", week="2026-W40")
+    assert (empty.opened, empty.resolved, empty.open_at_end) == (0, 0, 0)
+    assert empty.mtta_seconds is None and empty.mttr_seconds is None
+    assert empty.breaches == [] and empty.causes == [] and empty.monitors == []
+    current = report(ws, team="logistics", week="2026-W48")
+    assert current.in_progress and current.opened == 1  # F
+    assert parse_week("2026w48", "Asia/Shanghai", now=NOW).label == "2026-W48"
+
+
+def test_the_week_is_the_workspace_timezones():
+    week = parse_week("2026-W47", "Asia/Shanghai", now=NOW)
+    assert week.start == datetime(2026, 11, 15, 16, 0, tzinfo=UTC)
+    assert week.end == datetime(2026, 11, 22, 16, 0, tzinfo=UTC)
+    # on Monday 2026-11-23 at 07:00 Beijing time (still Sunday in UTC) the last full week is already W47
+    assert parse_week("", "Asia/Shanghai", now=datetime(2026, 11, 22, 23, 0, tzinfo=UTC)).label == "2026-W47"
+    assert parse_week("", "UTC", now=datetime(2026, 11, 22, 23, 0, tzinfo=UTC)).label == "2026-W46"
+
+
+# ------------------------------------------------------------------ over HTTP
+
+
+def _people(ws):
+    with ws.db.session() as s:
+        users.add_user(s, name="lou", password=PASSWORD, role="viewer", domains=["fulfilment"], email="lou@shop.test")
+        users.add_user(s, name="boss", password=PASSWORD, role="admin", domains=[], email="boss@shop.test")
+        user = users.get_user(s, "lou")
+        return create_token(s, name="lou-script", role="viewer", user_id=user.id)
+
+
+def _login(ws, name: str) -> TestClient:
+    import re
+    from html import unescape
+
+    from metricloop.web.console import routes
+
+    routes.limiter.__init__()
+    c = TestClient(create_app(ws), base_url="http://127.0.0.1")
+    page = c.get("/login")
+    csrf = unescape(re.search(r'name="csrf" value="([^"]+)"', page.text).group(1))
+    r = c.post("/login", data={"name": name, "password": PASSWORD, "csrf": csrf, "next": "/console"},
+               follow_redirects=False)  # fmt: skip
+    assert r.status_code == 303, r.text
+    return c
+
+
+def test_the_page_for_a_logged_in_person_keeps_to_their_domains(week47):
+    ws, ids = week47
+    _people(ws)
+    anonymous = TestClient(create_app(ws), base_url="http://127.0.0.1")
+    r = anonymous.get("/reports/weekly?team=logistics", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/login?next=/reports/weekly")
+    c = _login(ws, "lou")
+    home = c.get("/console")
+    assert 'href="/reports/weekly"' in home.text  # the nav links it
+    page = c.get("/reports/weekly?team=logistics&week=2026-W47&lang=zh")
+    assert page.status_code == 200 and "周报 / 复盘 2026-W47" in page.text and 'id="nav-weekly"' in page.text
+    assert f"#{ids['B']}" in page.text and "认领超时" in page.text and "暂不可用" in page.text
+    en = c.get("/reports/weekly?team=logistics&week=2026-W47&lang=en").text
+    assert "Weekly review 2026-W47" in en and "10h 20m" in en and "50m" in en and "carrier late" in en.casefold()
+    # lou sees fulfilment only: the sales domain does not exist for them, and the whole report leaves sales out
+    r = c.get("/reports/weekly?domain=sales&week=2026-W47&lang=en")
+    assert r.status_code == 404 and "unknown domain &#39;sales&#39; (known: fulfilment)" in r.text
+    assert c.get("/reports/weekly?week=2026-W47&format=json").json()["opened"] == 3
+    boss = _login(ws, "boss")
+    assert boss.get("/reports/weekly?week=2026-W47&format=json").json()["opened"] == 4
+
+
+def test_the_page_with_a_token_and_bad_input_over_http(week47):
+    ws, _ = week47
+    token = _people(ws)
+    c = TestClient(create_app(ws), base_url="http://127.0.0.1")
+    h = {"Authorization": f"Bearer {token}"}
+    body = c.get("/reports/weekly?team=logistics&week=2026-W47&format=json", headers=h).json()
+    assert body["opened"] == 3 and body["mttr_seconds"] == 37200 and body["feedback_available"] in (True, False)
+    assert c.get("/reports/weekly?week=2026-W47", headers={"Authorization": "Bearer ml_wrong"}).status_code == 401
+    for query, where, status in (
+        ("week=2026-W99", "week", 400),
+        ("week=yesterday", "week", 400),
+        ("week=2027-W01", "week", 400),
+        ("team=nobody", "team", 404),
+    ):
+        r = c.get(f"/reports/weekly?{query}&format=json", headers=h)
+        assert r.status_code == status and r.json()["where"] == where, (query, r.text)
+        page = c.get(f"/reports/weekly?{query}&lang=zh", headers=h)
+        assert page.status_code == status and 'class="error"' in page.text
