@@ -60,6 +60,7 @@ def create_app(ws, *, background: bool = False) -> FastAPI:
     from metricloop.web.console import feedback_panel
 
     app.include_router(feedback_panel.router)  # the incident screen's feedback buttons
+
     app.include_router(knowledge_screen)
     from metricloop.review.views import router as weekly_review
 
