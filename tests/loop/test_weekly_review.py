@@ -19,12 +19,13 @@ Team store operations (metric sales, domain sales): the monitor's P1 on 2026-11-
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from console_helpers import console_extra, open_sales_incident
 from fastapi.testclient import TestClient
 from loop_helpers import SH
+from sqlalchemy import select
 
 from metricloop.app import create_app
 from metricloop.auth import users
@@ -59,9 +60,26 @@ def _ack(ws, incident_id: int, when: datetime) -> None:
         service.acknowledge(s, ws, ws.catalog(), incident_id=incident_id, actor="zhou.qiang", now=when)
 
 
-def _resolve(ws, incident_id: int, when: datetime, cause: str) -> None:
+def _resolve(ws, incident_id: int, when: datetime, cause: str, category: str) -> None:
     with ws.db.session() as s:
-        service.resolve(s, ws, ws.catalog(), incident_id=incident_id, actor="zhou.qiang", root_cause=cause, now=when)
+        service.resolve(s, ws, ws.catalog(), incident_id=incident_id, actor="zhou.qiang", root_cause=cause,
+                        category=category, now=when)  # fmt: skip
+
+
+def _label(ws, label: str, *, by: str, when: datetime, incident_id=None, alert_id=None, day="2026-11-16", **kw):
+    """A person's label, as the feedback table keeps it (metric-local bucket times)."""
+    from metricloop.feedback.models import Feedback
+
+    with ws.db.session() as s:
+        if alert_id is not None:
+            from metricloop.alerting.models import Alert
+
+            a = s.get(Alert, alert_id)
+            kw = {"monitor": a.monitor, "metric": a.metric, "slice": a.slice} | kw
+        kw = {"monitor": "deliveries_drop", "metric": "deliveries", "slice": "region=East"} | kw
+        bucket = datetime.fromisoformat(day)
+        s.add(Feedback(label=label, start=bucket, end=bucket, incident_id=incident_id, alert_id=alert_id,
+                       created_by=by, created_at=when.astimezone(UTC), **kw))  # fmt: skip
 
 
 @pytest.fixture
@@ -70,17 +88,31 @@ def week47(shop):
     ids = {}
     ids["D"] = _open(ws, "P1", at("2026-11-15", "23:00"), "D deliveries down")
     _ack(ws, ids["D"], at("2026-11-15", "23:05"))
-    _resolve(ws, ids["D"], at("2026-11-16", "01:00"), "Warehouse system down")
+    _resolve(ws, ids["D"], at("2026-11-16", "01:00"), "Warehouse system down", "outage")
     ids["A"] = _open(ws, "P1", at("2026-11-16", "10:00"), "A deliveries down")
     _ack(ws, ids["A"], at("2026-11-16", "10:10"))
-    _resolve(ws, ids["A"], at("2026-11-16", "12:00"), "Carrier late")
+    _resolve(ws, ids["A"], at("2026-11-16", "12:00"), "Carrier late", "supplier_carrier")
     ids["B"] = _open(ws, "P2", at("2026-11-17", "09:00"), "B deliveries down")
     _ack(ws, ids["B"], at("2026-11-17", "10:30"))
-    _resolve(ws, ids["B"], at("2026-11-18", "12:00"), "  carrier  LATE ")
+    _resolve(ws, ids["B"], at("2026-11-18", "12:00"), "  carrier  LATE ", "supplier_carrier")
     ids["C"] = _open(ws, "P3", at("2026-11-20", "09:00"), "C deliveries down")
     service.process_timers(ws, now=at("2026-11-20", "13:01"))  # C's ack SLA (and the sales incident's) fire
     ids["F"] = _open(ws, "P2", at("2026-11-24", "09:00"), "F deliveries down")
     ids["sales"] = sales_incident.id
+    # labels: A confirmed, B false alarm, C false alarm then (later, standing) expected, D (W46) false alarm,
+    # a missed range on 2026-11-19, and the sales alert a false alarm
+    t = at("2026-11-21", "10:00")
+    _label(ws, "confirmed", by="ann", when=t, incident_id=ids["A"])
+    _label(ws, "false_alarm", by="ann", when=t, incident_id=ids["B"])
+    _label(ws, "false_alarm", by="ann", when=t, incident_id=ids["C"])
+    _label(ws, "expected", by="bob", when=t + timedelta(hours=1), incident_id=ids["C"], cause="promotion")
+    _label(ws, "false_alarm", by="ann", when=t, incident_id=ids["D"], day="2026-11-15")
+    _label(ws, "missed", by="ann", when=t, day="2026-11-19", slice="region=North")
+    with ws.db.session() as s:
+        from metricloop.alerting.models import Alert
+
+        ids["sales_alerts"] = sorted(s.scalars(select(Alert.id).where(Alert.incident_id == ids["sales"])))
+    _label(ws, "false_alarm", by="ann", when=t, alert_id=ids["sales_alerts"][0])
     return ws, ids
 
 
@@ -119,13 +151,22 @@ def test_the_figures_of_a_team_week_match_the_hand_count(week47):
     assert (p2.opened, p2.resolved, p2.mtta_seconds, p2.ack_sla_seconds) == (1, 1, 5400, 3600)
     assert (p2.mttr_seconds, p2.resolve_sla_seconds, p2.ack_breaches, p2.resolve_breaches) == (97200, 86400, 1, 1)
     assert (p3.opened, p3.resolved, p3.ack_breaches, p3.mtta_seconds) == (1, 0, 1, None)
-    assert r.causes_from == "root_cause_text"
-    assert [(c.key, c.this_week, sorted(c.incidents)) for c in r.causes] == [
-        ("carrier late", 2, sorted([ids["A"], ids["B"]])),
-        ("warehouse system down", 1, [ids["D"]]),
+    assert r.causes_from == "knowledge"
+    assert [(c.key, c.en, c.this_week, sorted(c.incidents)) for c in r.causes] == [
+        ("supplier_carrier", "supplier or carrier", 2, sorted([ids["A"], ids["B"]])),
+        ("outage", "channel or system outage", 1, [ids["D"]]),
     ]
-    assert [(m.monitor, m.incidents, m.breaches) for m in r.monitors] == [("deliveries_drop", 3, 3)]
-    assert [t.week for t in r.trend][-2:] == ["2026-W46", "2026-W47"] and r.trend[-2].opened == 1  # D
+    # feedback: A confirmed, B false alarm, C expected (the later label stands): 1 of 3 each; the missed range apart
+    assert r.labels == {"confirmed": 1, "false_alarm": 1, "expected": 1, "new_normal": 0, "missed": 1}
+    assert r.false_alarm_rate == 1 / 3 and r.precision == 1 / 3
+    assert r.labelled_share is None  # the team's incidents came without alerts: no share to give
+    (m,) = r.monitors
+    assert (m.monitor, m.incidents, m.breaches, m.labelled, m.false_alarms, m.precision) == (
+        "deliveries_drop", 3, 3, 3, 1, 1 / 3)  # fmt: skip
+    w46, w47 = r.trend[-2:]
+    assert (w46.week, w46.opened, w46.labelled, w46.false_alarms, w46.false_alarm_rate) == ("2026-W46", 1, 1, 1, 1.0)
+    assert (w47.week, w47.opened, w47.labelled, w47.false_alarm_rate) == ("2026-W47", 3, 3, 1 / 3)
+    assert all(t.labelled == 0 and t.false_alarm_rate is None for t in r.trend[:-2])  # no labels: no rate
 
 
 def test_a_domain_report_counts_the_monitors_alerts_and_nothing_of_other_domains(week47):
@@ -134,23 +175,50 @@ def test_a_domain_report_counts_the_monitors_alerts_and_nothing_of_other_domains
     assert (r.opened, r.resolved, r.open_at_end) == (1, 0, 1)
     assert {(b.incident_id, b.sla) for b in r.breaches} == {(ids["sales"], "ack"), (ids["sales"], "resolve")}
     (m,) = r.monitors
-    assert m.monitor == "shop_sales" and m.alerts >= 1 and m.incidents == 1 and m.breaches == 2
+    n = len(ids["sales_alerts"])
+    assert (m.monitor, m.alerts, m.incidents, m.breaches, m.labelled, m.precision) == ("shop_sales", n, 1, 2, 1, 0.0)
+    assert r.false_alarm_rate == 1.0 and r.labelled_share == 1 / n
     both = report(ws, week="2026-W47")  # neither: everything the reader may see
     assert both.opened == 4 and both.resolved == 3
 
 
-def test_the_parts_not_installed_say_so_and_never_show_a_number(week47):
+def test_open_tuning_suggestions_of_the_scope_are_listed(week47):
+    from metricloop.tuning.models import TuningSuggestion
+
     ws, _ = week47
-    r = report(ws, team="logistics", week="2026-W47")
+    summary = {"changes": [{"knob": "sensitivity", "before": 5, "after": 3}],
+               "before": {"alerts_per_month": 12.0}, "after": {"alerts_per_month": 4.0, "false_alarms_removed": 2,
+                                                                "false_alarms": 3}}  # fmt: skip
+    with ws.db.session() as s:
+        for monitor, status in (("shop_sales", "open"), ("shop_sales", "rejected"), ("elsewhere", "open")):
+            s.add(TuningSuggestion(monitor=monitor, status=status, base_version=1, base_spec={}, proposed_spec={},
+                                   budget=2.0, summary=summary, created_at=at("2026-11-23", "09:00")))  # fmt: skip
+    r = report(ws, domain="sales", week="2026-W47")
+    assert r.tuning_available and [t["monitor"] for t in r.tuning] == ["shop_sales"]  # open, and of the scope only
+    (t,) = r.tuning
+    assert t["summary_en"] == "sensitivity 5 → 3; alerts per month 12.0 → 4.0; false alarms removed 2/3"
+    assert "每月告警 12.0 → 4.0" in t["summary_zh"]
+    assert report(ws, team="logistics", week="2026-W47").tuning == []
+
+
+def test_a_part_that_is_not_there_says_not_available_and_shows_no_number(week47):
+    from dataclasses import replace
+
+    from metricloop.knowledge.models import KnowledgeEntry
     from metricloop.review import inputs, render
 
-    if inputs.feedback_labels(None, []) is None:
-        assert r.feedback_available is False and r.false_alarm_rate is None and r.labels is None
-        assert "Not available yet" in render.feedback_line(r, "en") and "暂不可用" in render.feedback_line(r, "zh")
-        assert all(t.false_alarm_rate is None and t.labelled is None for t in r.trend)
-    if inputs.open_tuning_suggestions(None, []) is None:
-        assert r.tuning_available is False and r.tuning is None
-        assert "Not available yet" in render.tuning_line(r, "en")
+    ws, ids = week47
+    assert inputs._optional("metricloop.not_merged_yet", "labels_for_monitor") is None
+    r = replace(report(ws, team="logistics", week="2026-W47"), feedback_available=False, labels=None,
+                false_alarm_rate=None, precision=None, tuning_available=False, tuning=None)  # fmt: skip
+    for lang, words in (("en", "Not available yet"), ("zh", "暂不可用")):
+        assert words in render.feedback_line(r, lang) and words in render.tuning_line(r, lang)
+        assert "%" not in render.feedback_line(r, lang)
+    # a resolution from before the knowledge base (no entry): its written cause is grouped as text beside categories
+    with ws.db.session() as s:
+        s.delete(s.scalar(select(KnowledgeEntry).where(KnowledgeEntry.incident_id == ids["D"])))
+    r = report(ws, team="logistics", week="2026-W47")
+    assert [(c.key, c.this_week) for c in r.causes] == [("supplier_carrier", 2), ("text:warehouse system down", 1)]
 
 
 def test_bad_input_is_refused_with_what_and_where(week47):
@@ -229,9 +297,10 @@ def test_the_page_for_a_logged_in_person_keeps_to_their_domains(week47):
     assert 'href="/reports/weekly"' in home.text  # the nav links it
     page = c.get("/reports/weekly?team=logistics&week=2026-W47&lang=zh")
     assert page.status_code == 200 and "周报 / 复盘 2026-W47" in page.text and 'id="nav-weekly"' in page.text
-    assert f"#{ids['B']}" in page.text and "认领超时" in page.text and "暂不可用" in page.text
+    assert f"#{ids['B']}" in page.text and "认领超时" in page.text and "误报率 33.3%" in page.text
+    assert "供应商或承运商" in page.text and "没有待处理的调优建议" in page.text
     en = c.get("/reports/weekly?team=logistics&week=2026-W47&lang=en").text
-    assert "Weekly review 2026-W47" in en and "10h 20m" in en and "50m" in en and "carrier late" in en.casefold()
+    assert "Weekly review 2026-W47" in en and "10h 20m" in en and "50m" in en and "supplier or carrier" in en
     # lou sees fulfilment only: the sales domain does not exist for them, and the whole report leaves sales out
     r = c.get("/reports/weekly?domain=sales&week=2026-W47&lang=en")
     assert r.status_code == 404 and "unknown domain &#39;sales&#39; (known: fulfilment)" in r.text

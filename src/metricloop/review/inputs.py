@@ -8,7 +8,7 @@ figure), and raises anything else: a bug in a part that is there must show, not 
 - root_cause_categories(db_session, catalog, incident_ids) -> dict[int, Cause] | None
     each resolved incident's root-cause category (metricloop.knowledge); incidents without an entry are absent
 - open_tuning_suggestions(db_session, monitors) -> list[Suggestion] | None
-    tuning suggestions still waiting for a person's decision (metricloop.feedback tuning)
+    tuning suggestions still waiting for a person's decision (metricloop.tuning.service.open_suggestions)
 """
 
 from __future__ import annotations
@@ -54,7 +54,11 @@ def feedback_labels(db_session, monitors) -> list | None:
     if found is None:
         return None
     (labels_for_monitor,) = found
-    return [label for m in sorted(set(monitors)) for label in labels_for_monitor(db_session, m, effective=True)]
+    seen: dict[int, object] = {}  # a range label on a metric counts for each of its monitors: once here
+    for m in sorted(set(monitors)):
+        for label in labels_for_monitor(db_session, m, effective=True):
+            seen.setdefault(label.id, label)
+    return list(seen.values())
 
 
 def root_cause_categories(db_session, catalog, incident_ids) -> dict[int, Cause] | None:
@@ -79,8 +83,33 @@ def root_cause_categories(db_session, catalog, incident_ids) -> dict[int, Cause]
 
 
 def open_tuning_suggestions(db_session, monitors) -> list[Suggestion] | None:
-    found = _optional("metricloop.feedback.tuning", "open_suggestions")
+    found = _optional("metricloop.tuning.service", "open_suggestions")
     if found is None:
         return None
     (open_suggestions,) = found
-    return list(open_suggestions(db_session, monitors=sorted(set(monitors))))
+    wanted = set(monitors)
+    return [_suggestion(o) for o in open_suggestions(db_session) if o.monitor in wanted]
+
+
+def _suggestion(o) -> Suggestion:
+    changes = "; ".join(f"{c['knob']} {c['before']} → {c['after']}" for c in o.changes)
+    before, after = o.before.get("alerts_per_month"), o.after.get("alerts_per_month")
+    fa_b, fa = o.after.get("false_alarms_removed"), o.after.get("false_alarms")
+    zh = [changes or "参数不变"]
+    en = [changes or "no knob changes"]
+    if before is not None and after is not None:
+        zh.append(f"每月告警 {before} → {after}")
+        en.append(f"alerts per month {before} → {after}")
+    if fa:
+        zh.append(f"去掉误报 {fa_b}/{fa}")
+        en.append(f"false alarms removed {fa_b}/{fa}")
+    if o.tradeoff:
+        en.append(o.tradeoff)
+    return Suggestion(
+        monitor=o.monitor,
+        id=o.id,
+        summary_zh="，".join(zh),
+        summary_en="; ".join(en),
+        created_at=o.created_at,
+        url=f"/api/monitors/{o.monitor}/tuning",
+    )

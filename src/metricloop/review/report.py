@@ -11,8 +11,9 @@ Counting rules (docs/review.md):
   figures do not move when older incidents are closed later.
 - a breach belongs to the week its SLA moment fell in. An acknowledgement (or resolution) later than the SLA
   moment is a breach even if the SLA timer had not fired yet; an incident still waiting past it is one too.
-- false-alarm rate = false alarms ÷ labelled (confirmed, false_alarm, expected, new_normal), over the labels on
-  the alerts and incidents of the week; `missed` reports are counted apart (they are not about an alert).
+- false-alarm rate = false alarms ÷ labelled (confirmed, false_alarm, expected), precision = confirmed ÷ labelled,
+  over the standing labels on the alerts and incidents of the week (a range label: the week of its first bucket);
+  `new_normal` and `missed` are counted apart (they are not verdicts on an alert).
 """
 
 from __future__ import annotations
@@ -33,7 +34,10 @@ from metricloop.review import inputs
 from metricloop.review.weeks import ReportInputError, Week, parse_week
 
 SEVERITIES = ("P1", "P2", "P3")
-VERDICTS = ("confirmed", "false_alarm", "expected", "new_normal")  # labels about an alert: the denominator
+# the verdicts on an alert: the denominator of precision and of the false-alarm rate (as tuning's precision_of);
+# new_normal (a series' level moved) and missed (no alert at all) are counted apart
+VERDICTS = ("confirmed", "false_alarm", "expected")
+OTHER_LABELS = ("new_normal", "missed")
 TREND_WEEKS = 6
 CAUSE_WINDOW = 4  # weeks over which a cause counts as recurring
 TOP = 5
@@ -126,7 +130,7 @@ class WeeklyReport:
     precision: float | None
     labelled_share: float | None  # labelled alerts ÷ alerts of the week
     trend: list[TrendPoint]
-    causes_from: str  # knowledge | root_cause_text
+    causes_from: str  # knowledge (categories; text for resolutions without an entry) | root_cause_text
     causes: list[CauseRow]
     resolved_without_cause: int
     tuning_available: bool
@@ -282,8 +286,9 @@ def _causes(db_session, catalog, incs: list[_Inc], week: Week) -> tuple[str, lis
         this_week = _in(i.resolved, week)
         if categories is not None and i.row.id in categories:
             c = categories[i.row.id]
-        elif categories is None and _text_cause(i.row.root_cause):
+        elif _text_cause(i.row.root_cause):  # no knowledge base, or resolved before it had an entry
             key = _text_cause(i.row.root_cause)
+            key = key if categories is None else f"text:{key}"  # never mistaken for a category's name
             c = inputs.Cause(key, i.row.root_cause.strip(), i.row.root_cause.strip())
         else:
             without += this_week
@@ -383,7 +388,7 @@ def build(
         )
 
     this = week_labels(wk)
-    counts = None if labels is None else {k: sum(lb.label == k for lb in this) for k in (*VERDICTS, "missed")}
+    counts = None if labels is None else {k: sum(lb.label == k for lb in this) for k in (*VERDICTS, *OTHER_LABELS)}
     judged_n = sum(counts[k] for k in VERDICTS) if counts else 0
     week_alerts = [a for a in alerts if _in(aware(a.created_at), wk)]
     labelled_alerts = {
