@@ -327,3 +327,53 @@ def test_the_page_with_a_token_and_bad_input_over_http(week47):
         assert r.status_code == status and r.json()["where"] == where, (query, r.text)
         page = c.get(f"/reports/weekly?{query}&lang=zh", headers=h)
         assert page.status_code == status and 'class="error"' in page.text
+
+
+# ------------------------------------------------------------------ the CLI
+
+
+@pytest.fixture
+def cli(week47, monkeypatch):
+    from typer.testing import CliRunner
+
+    from metricloop.cli import app
+
+    ws, ids = week47
+    monkeypatch.setenv("METRICLOOP_HOME", str(ws.home))
+    if ws.settings.db:
+        monkeypatch.setenv("METRICLOOP_DB", ws.settings.db)
+    runner = CliRunner()
+
+    def run(*args: str):
+        result = runner.invoke(app, ["report", "weekly", *args, "--at", "2026-11-25T12:00+08:00"])
+        return result.exit_code, result.output
+
+    return run
+
+
+def test_the_cli_prints_the_report_as_text_json_and_html(cli):
+    import json
+
+    code, out = cli("--team", "logistics", "--lang", "en")
+    assert code == 0, out
+    assert out.startswith("Weekly review 2026-W47 (2026-11-16 – 2026-11-22) · Team logistics")
+    assert "opened 3 · resolved 3 · open 1 · MTTA 50m · MTTR 10h 20m · breaches 3" in out
+    assert "false-alarm rate 33.3%, precision 33.3%" in out and "supplier or carrier: 2" in out
+    code, out = cli("--team", "logistics", "--lang", "zh", "--week", "2026-W47")
+    assert code == 0 and "周报 / 复盘 2026-W47" in out and "MTTR 10小时20分钟" in out and "工单：新开 3" in out
+    code, out = cli("--team", "logistics", "--format", "json")
+    assert code == 0 and json.loads(out)["resolve_breaches"] == 1
+    code, out = cli("--domain", "fulfilment", "--format", "html", "--lang", "en")
+    assert code == 0 and out.startswith("<!doctype html>") and "<style>" in out and "Weekly review 2026-W47" in out
+    assert "&lt;" not in out.split("</style>")[0]  # the stylesheet is inlined as is, not escaped
+
+
+def test_the_cli_says_what_is_wrong_and_where(cli):
+    code, out = cli("--team", "logistix", "--lang", "en")
+    assert code == 2 and "--team" in out and "unknown team 'logistix'" in out and "logistics" in out
+    code, out = cli("--week", "2026-48")
+    assert code == 2 and "--week" in out and "2026-W48" in out
+    code, out = cli("--week", "2026-W52", "--lang", "en")
+    assert code == 2 and "has not begun yet" in out
+    code, out = cli("--format", "pdf")
+    assert code == 2 and "--format" in out

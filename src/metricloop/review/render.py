@@ -192,49 +192,50 @@ def summary_line(report: WeeklyReport, lang: str) -> str:
 def text(report: WeeklyReport, lang: str, *, url: str = "", brief: bool = False) -> str:
     """Plain text: the CLI's output, and (brief) the digest sent to channels."""
     w = WORDS[lang]
+    sep = "：" if lang == "zh" else ": "
     out = [heading(report, lang)]
     if report.in_progress:
         out.append(w["in_progress"].format(at=report.generated_at[:16].replace("T", " ") + " UTC"))
-    out += ["", f"{w['incidents']}: {summary_line(report, lang)}"]
+    out += ["", f"{w['incidents']}{sep}{summary_line(report, lang)}"]
     for r in report.by_severity:
         if not (r.opened or r.resolved or r.acknowledged or r.ack_breaches or r.resolve_breaches):
             continue
         out.append(
-            f"  {r.severity}: {w['opened']} {r.opened}, {w['resolved']} {r.resolved}; "
+            f"  {r.severity}{sep}{w['opened']} {r.opened}, {w['resolved']} {r.resolved}; "
             f"{w['mtta']} {duration(r.mtta_seconds, lang)} ({w['target']} {duration(r.ack_sla_seconds, lang)}, "
             f"{w['in_sla']} {r.acked_in_sla}/{r.acknowledged}); "
             f"{w['mttr']} {duration(r.mttr_seconds, lang)} ({w['target']} {duration(r.resolve_sla_seconds, lang)}, "
             f"{w['in_sla']} {r.resolved_in_sla}/{r.resolved})"
         )
     if report.breaches and not brief:
-        out.append(f"{w['breaches']}:")
+        out.append(f"{w['breaches']}{sep.strip()}")
         for b in report.breaches:
             late = w["still_waiting"] if b.late_seconds is None else f"{w['late']} {duration(b.late_seconds, lang)}"
             kind = w["ack_breach"] if b.sla == "ack" else w["resolve_breach"]
-            out.append(f"  #{b.incident_id} {b.severity} {kind}: {b.title} ({late}; {b.assignee or '—'})")
-    out += ["", f"{w['feedback']}: " + feedback_line(report, lang)]
+            out.append(f"  #{b.incident_id} {b.severity} {kind}{sep}{b.title} ({late}; {b.assignee or '—'})")
+    out += ["", f"{w['feedback']}{sep}" + feedback_line(report, lang)]
     if report.feedback_available and not brief:
         trend = ", ".join(f"{t.week[-3:]} {percent(t.false_alarm_rate)}" for t in report.trend)
-        out.append(f"  {w['trend']}: {trend}")
-    out += ["", f"{w['causes']}:"]
+        out.append(f"  {w['trend']}{sep}{trend}")
+    out += ["", f"{w['causes']}{sep.strip()}"]
     if report.causes_from != "knowledge" and not brief:
         out.append(f"  ({w['causes_from_text']})")
     for c in report.causes if not brief else report.causes[:3]:
-        out.append(f"  {c.zh if lang == 'zh' else c.en}: {c.this_week} ({w['recent']} {c.recent})")
+        out.append(f"  {c.zh if lang == 'zh' else c.en}{sep}{c.this_week} ({w['recent']} {c.recent})")
     if not report.causes:
         out.append(f"  {w['no_causes']}")
     if report.resolved_without_cause and not brief:
         out.append("  " + w["without_cause"].format(n=report.resolved_without_cause))
-    out += ["", f"{w['tuning']}: " + tuning_line(report, lang)]
+    out += ["", f"{w['tuning']}{sep}" + tuning_line(report, lang)]
     for t in (report.tuning or [])[: 3 if brief else None]:
-        out.append(f"  {t['monitor']}: {t['summary_zh'] if lang == 'zh' else t['summary_en']}")
-    out += ["", f"{w['monitors']}:"]
+        out.append(f"  {t['monitor']}{sep}{t['summary_zh'] if lang == 'zh' else t['summary_en']}")
+    out += ["", f"{w['monitors']}{sep.strip()}"]
     for m in report.monitors[: 3 if brief else None]:
         out.append("  " + monitor_line(m, lang))
     if not report.monitors:
         out.append(f"  {w['no_monitors']}")
     if url:
-        out += ["", f"{w['link']}: {url}"]
+        out += ["", f"{w['link']}{sep}{url}"]
     return "\n".join(out) + "\n"
 
 
