@@ -61,6 +61,12 @@ class Background:
         except Exception:
             log.exception("processing timers failed; retrying at the next tick")
         self.tune_weekly()
+        try:
+            from metricloop.review.digest import send_due
+
+            send_due(self.ws)  # the weekly reviews whose slot has passed, once per report and week
+        except Exception:
+            log.exception("queueing weekly reports failed; retrying at the next tick")
 
     TUNING_CHECK = 3600.0  # seconds between looks for monitors due a weekly tuning suggestion
 

@@ -377,3 +377,88 @@ def test_the_cli_says_what_is_wrong_and_where(cli):
     assert code == 2 and "has not begun yet" in out
     code, out = cli("--format", "pdf")
     assert code == 2 and "--format" in out
+
+
+# ------------------------------------------------------------------ the digest sent to channels
+
+
+def _weekly_report_definition(ws, url: str, **fields):
+    import yaml
+    from loop_helpers import apply_yaml
+
+    report = {"name": "logistics_weekly", "team": "logistics", "channels": ["weekly_hook"], **fields}
+    doc = {"channels": [{"name": "weekly_hook", "type": "webhook", "url": url, "language": "en"}], "reports": [report]}
+    return apply_yaml(ws, yaml.safe_dump(doc, allow_unicode=True), file="reports.yaml")
+
+
+def test_the_digest_is_queued_once_per_report_and_week_and_sent_by_the_outbox(week47, receiver):
+    from metricloop.notify.dispatcher import dispatch_once
+    from metricloop.notify.models import Notification
+    from metricloop.review.digest import send_due
+    from metricloop.workspace import Workspace
+
+    ws, _ = week47
+    _weekly_report_definition(ws, receiver.url + "/weekly")
+    # Monday 2026-11-23 08:59: the slot of Monday 11-16 has passed, so W46's digest is due (it was never sent)
+    assert send_due(ws, now=at("2026-11-23", "08:59")) == [("logistics_weekly", "2026-W46", 1)]
+    assert send_due(ws, now=at("2026-11-23", "09:00")) == [("logistics_weekly", "2026-W47", 1)]
+    # a restart (a new process on the same state) and later ticks of the same week queue nothing again
+    again = Workspace(ws.home, ws.settings)
+    try:
+        for when in (at("2026-11-23", "09:00"), at("2026-11-25", "12:00"), at("2026-11-30", "08:59")):
+            assert send_due(again, now=when) == []
+    finally:
+        again.close()
+    with ws.db.session() as s:
+        rows = list(s.scalars(select(Notification).where(Notification.event == "weekly_report")
+                              .order_by(Notification.id)))  # fmt: skip
+        assert [r.idempotency_key for r in rows] == [
+            "report:logistics_weekly:2026-W46:weekly_hook:weekly_hook",
+            "report:logistics_weekly:2026-W47:weekly_hook:weekly_hook",
+        ]
+        w47 = rows[1]
+        assert w47.incident_id is None and w47.language == "en"
+        assert w47.subject == "[metricloop] Weekly review 2026-W47 (2026-11-16 – 2026-11-22) · Team logistics"
+        assert "opened 3 · resolved 3 · open 1 · MTTA 50m · MTTR 10h 20m · breaches 3" in w47.body
+        assert "/reports/weekly?team=logistics&week=2026-W47&lang=en" in w47.body
+    dispatch_once(ws)  # the outbox row was queued at the real clock: deliver it now
+    got = [r for r in receiver.accepted() if r.path == "/weekly"]
+    assert sorted(r.key for r in got) == [row.idempotency_key for row in rows]
+    body = next(r.json() for r in got if r.key.endswith(":2026-W47:weekly_hook:weekly_hook"))
+    assert body["kind"] == "weekly_report" and body["report_name"] == "logistics_weekly"
+    assert body["report"]["week"] == "2026-W47" and body["report"]["mttr_seconds"] == 37200
+
+
+def test_the_scheduler_queues_the_due_digest_once(week47):
+    from datetime import UTC, datetime
+
+    from metricloop.monitors.service import last_slot
+    from metricloop.notify.models import Notification
+    from metricloop.review.weeks import last_full_week
+    from metricloop.scheduler import Background
+
+    ws, _ = week47
+    _weekly_report_definition(ws, "http://127.0.0.1:9/weekly")
+    worker = Background(ws)
+    worker.tick_once()
+    worker.tick_once()  # the next tick finds the week queued
+    spec = ws.catalog().all("report")["logistics_weekly"]
+    due = last_full_week("Asia/Shanghai", last_slot(spec, datetime.now(UTC))).label
+    with ws.db.session() as s:
+        keys = list(s.scalars(select(Notification.idempotency_key).where(Notification.event == "weekly_report")))
+    assert keys == [f"report:logistics_weekly:{due}:weekly_hook:weekly_hook"]
+
+
+def test_a_report_definition_is_checked_when_applied(week47):
+    from metricloop.errors import DefinitionError
+
+    ws, _ = week47
+    for fields, words in (
+        ({"team": "logistix"}, "no route names team 'logistix'"),
+        ({"channels": ["nowhere"]}, "unknown channel 'nowhere'"),
+        ({"team": None, "domain": "nope"}, "unknown domain 'nope'"),
+        ({"team": None}, "needs a team or a domain"),
+        ({"schedule": {"cron": "61 9 * * 1"}}, "not a valid cron"),
+    ):
+        with pytest.raises(DefinitionError, match=words):
+            _weekly_report_definition(ws, "http://127.0.0.1:9/weekly", **fields)

@@ -107,6 +107,9 @@ def _register_loop_kinds() -> None:
     register_kind("monitor", "monitors", MonitorSpec, order=60)
     register_kind("maintenance", "maintenance", MaintenanceSpec, order=70)
     register_kind("root_cause", "root_causes", RootCauseSpec, order=80)
+    from metricloop.review.schemas import ReportSpec
+
+    register_kind("report", "reports", ReportSpec, order=90)  # the weekly review sent to channels
 
 
 _register_loop_kinds()

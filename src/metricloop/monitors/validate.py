@@ -63,6 +63,10 @@ def loop_check(catalog: Catalog, entries) -> list[Problem]:
             lk = spec.assignee_lookup
             if lk is not None and lk.source not in catalog.sources:
                 problems.append(e.problem(f"unknown source '{lk.source}'", ("assignee_lookup", "source")))
+        elif e.kind == "report":
+            from metricloop.review.schemas import report_check
+
+            problems.extend(report_check(catalog, e))
         elif e.kind == "escalation":
             for i, level in enumerate(spec.levels):
                 for j, c in enumerate(level.channels):
