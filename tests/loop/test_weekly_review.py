@@ -245,6 +245,10 @@ def test_a_week_without_incidents_and_the_current_week(week47):
     assert (empty.opened, empty.resolved, empty.open_at_end) == (0, 0, 0)
     assert empty.mtta_seconds is None and empty.mttr_seconds is None
     assert empty.breaches == [] and empty.causes == [] and empty.monitors == []
+    from metricloop.review import render
+
+    assert render.feedback_line(empty, "en") == "no labels this week." and "本周没有标注" in render.text(empty, "zh")
+    assert "MTTA — · MTTR —" in render.text(empty, "en")  # no figure, not 0
     current = report(ws, team="logistics", week="2026-W48")
     assert current.in_progress and current.opened == 1  # F
     assert parse_week("2026w48", "Asia/Shanghai", now=NOW).label == "2026-W48"

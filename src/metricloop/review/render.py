@@ -29,6 +29,9 @@ WORDS = {
         "target": "目标",
         "in_sla": "达标",
         "breaches": "超时",
+        "breaches_head": "超时明细",
+        "incidents_n": "工单",
+        "no_labels": "本周没有标注。",
         "ack_breach": "认领超时",
         "resolve_breach": "解决超时",
         "severity": "严重程度",
@@ -94,6 +97,9 @@ WORDS = {
         "target": "target",
         "in_sla": "within SLA",
         "breaches": "breaches",
+        "breaches_head": "Breaches",
+        "incidents_n": "incidents",
+        "no_labels": "no labels this week.",
         "ack_breach": "ack breach",
         "resolve_breach": "resolve breach",
         "severity": "Severity",
@@ -189,39 +195,62 @@ def summary_line(report: WeeklyReport, lang: str) -> str:
     )
 
 
+PUNCT = {
+    "zh": {"sep": "：", "comma": "，", "semi": "；", "open": "（", "close": "）"},
+    "en": {"sep": ": ", "comma": ", ", "semi": "; ", "open": " (", "close": ")"},
+}
+
+
+def _severity_line(r, lang: str) -> str:
+    w, p = WORDS[lang], PUNCT[lang]
+    parts = [f"{w['opened']} {r.opened}{p['comma']}{w['resolved']} {r.resolved}"]
+    if r.acknowledged:
+        parts.append(
+            f"{w['mtta']} {duration(r.mtta_seconds, lang)}{p['open']}{w['target']} {duration(r.ack_sla_seconds, lang)}"
+            f"{p['comma']}{w['in_sla']} {r.acked_in_sla}/{r.acknowledged}{p['close']}"
+        )
+    if r.resolved:
+        parts.append(
+            f"{w['mttr']} {duration(r.mttr_seconds, lang)}{p['open']}{w['target']} "
+            f"{duration(r.resolve_sla_seconds, lang)}{p['comma']}{w['in_sla']} {r.resolved_in_sla}/{r.resolved}"
+            f"{p['close']}"
+        )
+    breaches = r.ack_breaches + r.resolve_breaches
+    if breaches:
+        parts.append(f"{w['breaches']} {breaches}")
+    return f"  {r.severity}{p['sep']}" + p["semi"].join(parts)
+
+
 def text(report: WeeklyReport, lang: str, *, url: str = "", brief: bool = False) -> str:
     """Plain text: the CLI's output, and (brief) the digest sent to channels."""
-    w = WORDS[lang]
-    sep = "：" if lang == "zh" else ": "
+    w, p = WORDS[lang], PUNCT[lang]
+    sep, head = p["sep"], p["sep"].strip()
     out = [heading(report, lang)]
     if report.in_progress:
         out.append(w["in_progress"].format(at=report.generated_at[:16].replace("T", " ") + " UTC"))
     out += ["", f"{w['incidents']}{sep}{summary_line(report, lang)}"]
     for r in report.by_severity:
-        if not (r.opened or r.resolved or r.acknowledged or r.ack_breaches or r.resolve_breaches):
-            continue
-        out.append(
-            f"  {r.severity}{sep}{w['opened']} {r.opened}, {w['resolved']} {r.resolved}; "
-            f"{w['mtta']} {duration(r.mtta_seconds, lang)} ({w['target']} {duration(r.ack_sla_seconds, lang)}, "
-            f"{w['in_sla']} {r.acked_in_sla}/{r.acknowledged}); "
-            f"{w['mttr']} {duration(r.mttr_seconds, lang)} ({w['target']} {duration(r.resolve_sla_seconds, lang)}, "
-            f"{w['in_sla']} {r.resolved_in_sla}/{r.resolved})"
-        )
+        if r.opened or r.resolved or r.acknowledged or r.ack_breaches or r.resolve_breaches:
+            out.append(_severity_line(r, lang))
     if report.breaches and not brief:
-        out.append(f"{w['breaches']}{sep.strip()}")
+        out.append(f"{w['breaches_head']}{head}")
         for b in report.breaches:
             late = w["still_waiting"] if b.late_seconds is None else f"{w['late']} {duration(b.late_seconds, lang)}"
             kind = w["ack_breach"] if b.sla == "ack" else w["resolve_breach"]
-            out.append(f"  #{b.incident_id} {b.severity} {kind}{sep}{b.title} ({late}; {b.assignee or '—'})")
+            out.append(
+                f"  #{b.incident_id} {b.severity} {kind}{sep}{b.title}{p['open']}{late}{p['semi']}"
+                f"{b.assignee or '—'}{p['close']}"
+            )
     out += ["", f"{w['feedback']}{sep}" + feedback_line(report, lang)]
     if report.feedback_available and not brief:
-        trend = ", ".join(f"{t.week[-3:]} {percent(t.false_alarm_rate)}" for t in report.trend)
+        trend = p["comma"].join(f"{t.week[-3:]} {percent(t.false_alarm_rate)}" for t in report.trend)
         out.append(f"  {w['trend']}{sep}{trend}")
-    out += ["", f"{w['causes']}{sep.strip()}"]
+    out += ["", f"{w['causes']}{head}"]
     if report.causes_from != "knowledge" and not brief:
-        out.append(f"  ({w['causes_from_text']})")
+        out.append(f"  {p['open'].strip()}{w['causes_from_text']}{p['close']}")
     for c in report.causes if not brief else report.causes[:3]:
-        out.append(f"  {c.zh if lang == 'zh' else c.en}{sep}{c.this_week} ({w['recent']} {c.recent})")
+        name = c.zh if lang == "zh" else c.en
+        out.append(f"  {name}{sep}{c.this_week}{p['open']}{w['recent']} {c.recent}{p['close']}")
     if not report.causes:
         out.append(f"  {w['no_causes']}")
     if report.resolved_without_cause and not brief:
@@ -229,7 +258,7 @@ def text(report: WeeklyReport, lang: str, *, url: str = "", brief: bool = False)
     out += ["", f"{w['tuning']}{sep}" + tuning_line(report, lang)]
     for t in (report.tuning or [])[: 3 if brief else None]:
         out.append(f"  {t['monitor']}{sep}{t['summary_zh'] if lang == 'zh' else t['summary_en']}")
-    out += ["", f"{w['monitors']}{sep.strip()}"]
+    out += ["", f"{w['monitors']}{head}"]
     for m in report.monitors[: 3 if brief else None]:
         out.append("  " + monitor_line(m, lang))
     if not report.monitors:
@@ -240,15 +269,18 @@ def text(report: WeeklyReport, lang: str, *, url: str = "", brief: bool = False)
 
 
 def feedback_line(report: WeeklyReport, lang: str) -> str:
-    w = WORDS[lang]
+    w, p = WORDS[lang], PUNCT[lang]
     if not report.feedback_available:
         return w["not_available"].format(what=w["feedback_part"])
     counts = report.labels or {}
+    if not any(counts.values()):
+        return w["no_labels"]
     names = w["label_names"]
-    labels = ", ".join(f"{names[k]} {v}" for k, v in counts.items())
+    labels = p["comma"].join(f"{names[k]} {v}" for k, v in counts.items() if v)
     return (
-        f"{w['false_alarm_rate']} {percent(report.false_alarm_rate)}, {w['precision']} {percent(report.precision)}, "
-        f"{w['labelled_share']} {percent(report.labelled_share)} ({w['labels']}: {labels})"
+        f"{w['false_alarm_rate']} {percent(report.false_alarm_rate)}{p['comma']}{w['precision']} "
+        f"{percent(report.precision)}{p['comma']}{w['labelled_share']} {percent(report.labelled_share)}"
+        f"{p['open']}{w['labels']}{p['sep']}{labels}{p['close']}"
     )
 
 
@@ -260,9 +292,11 @@ def tuning_line(report: WeeklyReport, lang: str) -> str:
 
 
 def monitor_line(m, lang: str) -> str:
-    w = WORDS[lang]
-    fa = "" if m.labelled is None else f", {w['precision']} {percent(m.precision)} ({m.labelled} {w['labelled']})"
-    return f"{m.monitor}: {w['alerts']} {m.alerts}, {w['incidents']} {m.incidents}, {w['breaches']} {m.breaches}{fa}"
+    w, p = WORDS[lang], PUNCT[lang]
+    parts = [f"{w['alerts']} {m.alerts}", f"{w['incidents_n']} {m.incidents}", f"{w['breaches']} {m.breaches}"]
+    if m.labelled:
+        parts.append(f"{w['precision']} {percent(m.precision)}{p['open']}{m.labelled} {w['labelled']}{p['close']}")
+    return f"{m.monitor}{p['sep']}" + p["comma"].join(parts)
 
 
 def digest(report: WeeklyReport, lang: str, *, url: str) -> tuple[str, str, dict]:
