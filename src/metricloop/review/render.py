@@ -312,7 +312,13 @@ def as_json(report: WeeklyReport) -> str:
 
 
 def html_context(report: WeeklyReport, lang: str) -> dict:
+    from datetime import datetime
+
+    from metricloop.web.pages import clock, zone_name
+
     return {
+        "local": lambda iso: clock(datetime.fromisoformat(iso), report.timezone),
+        "zone_of_report": zone_name(report.timezone, lang),
         "r": report,
         "rw": WORDS[lang],
         "duration": lambda s: duration(s, lang),
