@@ -1,1 +1,1 @@
-"""The weekly review (周报 / 复盘): docs/review.md."""
+"""The weekly review (周报 / 复盘): docs/feedback.md, Weekly review."""

@@ -4,7 +4,7 @@ All figures come from rows: incidents (opened, acknowledged, resolved, SLA due m
 parts exist, feedback labels, knowledge entries and tuning suggestions (review/inputs.py). A figure that has no
 rows behind it is None ("—"), never 0 % or a guess.
 
-Counting rules (docs/review.md):
+Counting rules (docs/feedback.md, Weekly review):
 - opened: created in the week; resolved: resolved in the week (whenever opened); open at the end: opened before
   the week's end and not resolved by then.
 - MTTA over the incidents acknowledged in the week, MTTR over those resolved in the week, so a finished week's

@@ -1,4 +1,4 @@
-"""The `report` definition kind: a weekly review sent to channels on a schedule (docs/review.md).
+"""The `report` definition kind: a weekly review sent to channels on a schedule (docs/feedback.md, Weekly review).
 
 ```yaml
 reports:
