@@ -362,7 +362,7 @@ def test_the_cli_prints_the_report_as_text_json_and_html(cli):
     assert code == 0, out
     assert out.startswith("Weekly review 2026-W47 (2026-11-16 – 2026-11-22) · Team logistics")
     assert "opened 3 · resolved 3 · open 1 · MTTA 50m · MTTR 10h 20m · breaches 3" in out
-    assert "false-alarm rate 33.3%, precision 33.3%" in out and "supplier or carrier: 2" in out
+    assert "false-alarm rate 33.3% (last week 100.0%), precision 33.3%" in out and "supplier or carrier: 2" in out
     code, out = cli("--team", "logistics", "--lang", "zh", "--week", "2026-W47")
     assert code == 0 and "周报 / 复盘 2026-W47" in out and "MTTR 10小时20分钟" in out and "工单：新开 3" in out
     code, out = cli("--team", "logistics", "--format", "json")

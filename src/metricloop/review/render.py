@@ -32,6 +32,7 @@ WORDS = {
         "breaches_head": "超时明细",
         "incidents_n": "工单",
         "no_labels": "本周没有标注。",
+        "last_week": "上周",
         "ack_breach": "认领超时",
         "resolve_breach": "解决超时",
         "severity": "严重程度",
@@ -100,6 +101,7 @@ WORDS = {
         "breaches_head": "Breaches",
         "incidents_n": "incidents",
         "no_labels": "no labels this week.",
+        "last_week": "last week",
         "ack_breach": "ack breach",
         "resolve_breach": "resolve breach",
         "severity": "Severity",
@@ -277,8 +279,10 @@ def feedback_line(report: WeeklyReport, lang: str) -> str:
         return w["no_labels"]
     names = w["label_names"]
     labels = p["comma"].join(f"{names[k]} {v}" for k, v in counts.items() if v)
+    before = report.trend[-2].false_alarm_rate if len(report.trend) > 1 else None
+    was = "" if before is None else f"{p['open']}{w['last_week']} {percent(before)}{p['close']}"
     return (
-        f"{w['false_alarm_rate']} {percent(report.false_alarm_rate)}{p['comma']}{w['precision']} "
+        f"{w['false_alarm_rate']} {percent(report.false_alarm_rate)}{was}{p['comma']}{w['precision']} "
         f"{percent(report.precision)}{p['comma']}{w['labelled_share']} {percent(report.labelled_share)}"
         f"{p['open']}{w['labels']}{p['sep']}{labels}{p['close']}"
     )
