@@ -57,18 +57,12 @@ def create_app(ws, *, background: bool = False) -> FastAPI:
 
     install_console(app)
     from metricloop.knowledge.web import router as knowledge_screen
-    from metricloop.web.console import feedback_panel
-
-    app.include_router(feedback_panel.router)  # the incident screen's feedback buttons
-
-    app.include_router(knowledge_screen)
     from metricloop.review.views import router as weekly_review
-
-    app.include_router(weekly_review)  # GET /reports/weekly (docs/review.md)
-    app.include_router(weekly_review)  # GET /reports/weekly (docs/feedback.md, Weekly review)
     from metricloop.web.console import feedback_panel
 
     app.include_router(feedback_panel.router)  # the incident screen's feedback buttons
+    app.include_router(knowledge_screen)
+    app.include_router(weekly_review)  # GET /reports/weekly (docs/feedback.md, Weekly review)
     # The confirmations of signed message links share their paths with API writes: they must be tried first.
     app.include_router(links.confirmations)
     for module in (metrics, sources, runs, tuning, incidents, feedback, links, feedback_links, alerting, outbox, inbox,

@@ -481,8 +481,8 @@ def _register_extensions() -> None:
     import importlib
 
     for name in ("metricloop.cli_detect", "metricloop.cli_rca", "metricloop.cli_loop", "metricloop.cli_notify",
-                 "metricloop.cli_users", "metricloop.cli_feedback", "metricloop.cli_knowledge", "metricloop.cli_tune"):
-                 "metricloop.cli_users", "metricloop.cli_knowledge", "metricloop.cli_tune", "metricloop.cli_review"):
+                 "metricloop.cli_users", "metricloop.cli_feedback", "metricloop.cli_knowledge", "metricloop.cli_tune",
+                 "metricloop.cli_review"):
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as e:

@@ -9,7 +9,6 @@ from alembic import op
 
 revision = "0006_knowledge"
 down_revision = "0006_feedback"
-down_revision = "0006_tuning"  # 0003_outbox on its own; chained after tuning so this branch (review) has one head
 branch_labels = None
 depends_on = None
 
