@@ -41,8 +41,9 @@ routes:
 
 
 def console_extra() -> str:
-    """YAML to add to SHOP_DEFS: the fulfilment metric (inside `metrics:`), the monitor, a route, a rotation."""
-    return FULFILMENT + monitor_yaml(slicing={"dimensions": ["store"], "total": False}) + HOOK + ROTATION
+    """YAML to add to SHOP_DEFS: the fulfilment metric (inside `metrics:`), the monitor, a rotation, a route. The
+    routes come last, so that route items a test appends (`  - {name: …}`) continue their list."""
+    return FULFILMENT + monitor_yaml(slicing={"dimensions": ["store"], "total": False}) + ROTATION + HOOK
 
 
 def open_sales_incident(shop_factory=None, ws=None):
