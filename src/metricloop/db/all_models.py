@@ -7,5 +7,6 @@ from metricloop.incidents import models as incident_models  # noqa: F401
 from metricloop.monitors import models as monitor_models  # noqa: F401
 from metricloop.notify import links as link_models  # noqa: F401
 from metricloop.notify import models as notify_models  # noqa: F401
+from metricloop.rca import models as rca_models  # noqa: F401
 
 metadata = Base.metadata

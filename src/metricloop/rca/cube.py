@@ -202,6 +202,12 @@ def leaf_cube(
     fill = 0.0 if metric.fill == "zero" or not metric.is_ratio else np.nan
     cols = ["value"] + (["numerator", "denominator"] if metric.is_ratio else [])
     keys, mats = _wide(leaf_df, dims, times, cols, fill)
+    informative = [d for d in dims if keys[d].nunique() > 1]  # a dimension the slice fixes says nothing
+    if informative and len(informative) < len(dims) and additive(metric):
+        dims = informative
+        leaf_df = leaf_df.groupby(["time", *dims], as_index=False, sort=False, dropna=False)[
+            [c for c in ("value", "numerator", "denominator", "row_count") if c in leaf_df]].sum(min_count=1)
+        keys, mats = _wide(leaf_df, dims, times, cols, fill)
     if metric.is_ratio:
         for c in ("numerator", "denominator"):
             mats[c] = np.nan_to_num(mats[c], nan=0.0)  # a leaf with no rows in a bucket had 0 of each side
@@ -234,7 +240,10 @@ def leaf_cube(
         leaves["expected"], leaves["noise"] = _expected_last(det, seen, times, grain, calendar=calendar)
         if metric.is_count or (vals[np.isfinite(vals)] >= 0).all():
             leaves["expected"] = leaves["expected"].clip(lower=0.0)
-    total = _scope_total(frames[()].df, metric, times, det, calendar, grain)
+    # the total is asked only whether it left its widest usual range (sensitivity 10: 3 sd for a day): the history
+    # here is shorter than the alert's, and `--at` names a time a person already finds suspect
+    gate = detector_from_dict({**(detector or DEFAULT_DETECTOR), "sensitivity": 10, "min_duration": 1})
+    total = _scope_total(frames[()].df, metric, times, gate, calendar, grain)
     warnings = []
     if metric.is_ratio:
         warnings += [] if leaves["actual_den"].sum() else ["the denominator is 0 at this time"]

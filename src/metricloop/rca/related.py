@@ -85,8 +85,8 @@ def related_report(ws, catalog, spec: MetricSpec, *, at, grain: str, focus: dict
             "deviation_pct": None if dev is None else round(dev, 2),
             "score": round(score, 4),
             "bands": round(bands, 2) if np.isfinite(bands) else None,  # how far out, in band half-widths
-            "abnormal": bool(d.is_anomaly[0, -1]) or (np.isfinite(d.upper[0, -1]) and actual > d.upper[0, -1])
-            or (np.isfinite(d.lower[0, -1]) and actual < d.lower[0, -1]),
+            "abnormal": bool(d.is_anomaly[0, -1] or (np.isfinite(d.upper[0, -1]) and actual > d.upper[0, -1])
+                             or (np.isfinite(d.lower[0, -1]) and actual < d.lower[0, -1])),
             "direction": "up" if np.isfinite(expected) and actual > expected else "down",
         })
     rows.sort(key=lambda r: (-(r.get("abnormal") or False), -abs(r.get("bands") or 0.0), -r["score"]))
