@@ -20,6 +20,7 @@ from metricloop.detect.stats import band
 from metricloop.errors import MetricloopError
 from metricloop.grains import ByGrain
 from metricloop.metrics.query import query_groups
+from metricloop.metrics.slices import slice_keys
 from metricloop.metrics.timeutil import buckets, floor
 
 # how far back the detector looks for each leaf: long enough for its warm-up and a weekly rhythm, short enough
@@ -118,7 +119,8 @@ def _wide(df: pd.DataFrame, dims: list[str], times: pd.DatetimeIndex, cols: list
     return leaf_keys.reset_index(drop=True), out
 
 
-def _expected_last(det, values, times, grain, *, calendar, numerator=None, denominator=None, ratio_scale=None):
+def _expected_last(det, values, times, grain, *, calendar, numerator=None, denominator=None, ratio_scale=None,
+                   names=None):
     """The detector's expectation for the last bucket of each row, from the buckets before it only."""
     blank = values.copy()
     blank[:, -1] = np.nan
@@ -127,8 +129,9 @@ def _expected_last(det, values, times, grain, *, calendar, numerator=None, denom
         num, den = numerator.copy(), denominator.copy()
         num[:, -1] = np.nan
         den[:, -1] = np.nan
+    # the leaves' slice keys, so an event scoped to a slice (a Dairy promotion) marks only the leaves inside it
     scores = det.score(blank, times, calendar=calendar, numerator=num, denominator=den, grain=grain,
-                       ratio_scale=ratio_scale)
+                       ratio_scale=ratio_scale, names=names)
     exp_last = scores.expected[:, -1].astype(np.float64)
     lower, upper = band(scores, 1.0)  # one sd either side, in the family's own terms (counts, proportions)
     sd_last = np.fmax(upper[:, -1] - exp_last, exp_last - lower[:, -1])
@@ -218,6 +221,7 @@ def leaf_cube(
     if not present.any() and not (np.nan_to_num(mats["value"][:, :-1]) != 0).any():
         raise RcaError(f"metric '{metric.name}' has no data at {t:%Y-%m-%d %H:%M}", where="--at")
     det = detector_from_dict(detector or DEFAULT_DETECTOR)
+    names = list(slice_keys(keys, dims)) if calendar is not None else None
     scale = metric.ratio.scale if metric.ratio is not None else None
     leaves = keys.copy()
     if metric.is_ratio:
@@ -225,8 +229,8 @@ def leaf_cube(
         with np.errstate(invalid="ignore", divide="ignore"):
             rate = np.where(den != 0, num / np.where(den != 0, den, 1.0) * scale, np.nan)
         rate_e, rate_sd = _expected_last(det, rate, times, grain, calendar=calendar, numerator=num, denominator=den,
-                                ratio_scale=scale)
-        den_e, _ = _expected_last(det, den, times, grain, calendar=calendar)
+                                ratio_scale=scale, names=names)
+        den_e, _ = _expected_last(det, den, times, grain, calendar=calendar, names=names)
         den_e = np.maximum(den_e, 0.0)
         leaves["actual_num"], leaves["actual_den"] = num[:, -1], den[:, -1]
         leaves["expected_den"] = den_e
@@ -237,7 +241,8 @@ def leaf_cube(
         vals = mats["value"]
         leaves["actual"] = np.nan_to_num(vals[:, -1], nan=0.0)
         seen = np.nan_to_num(vals, nan=0.0) if metric.fill == "zero" else vals
-        leaves["expected"], leaves["noise"] = _expected_last(det, seen, times, grain, calendar=calendar)
+        leaves["expected"], leaves["noise"] = _expected_last(det, seen, times, grain, calendar=calendar,
+                                                             names=names)
         if metric.is_count or (vals[np.isfinite(vals)] >= 0).all():
             leaves["expected"] = leaves["expected"].clip(lower=0.0)
     # the total is asked only whether it left its widest usual range (sensitivity 10: 3 sd for a day): the history

@@ -46,8 +46,6 @@ def compute(ws, catalog, monitor, metric, *, slices: list[str], at: datetime, di
     """The analysis for an incident of `monitor` on `slices` at bucket `at`; any failure becomes an Outcome with
     the reason (never an exception: the incident opens either way)."""
     try:
-        from metricloop.monitors.service import build_calendar
-
         report = analyse(
             ws,
             metric.name,
@@ -55,7 +53,9 @@ def compute(ws, catalog, monitor, metric, *, slices: list[str], at: datetime, di
             keep=[d for d in monitor.slicing.dimensions if d in metric.dimensions],
             grain=grain,
             detector=monitor.detector,
-            calendar=build_calendar(ws, monitor),
+            # no calendar for the leaves: over the 12 weeks read here its holiday and event handling widens every
+            # leaf's noise so far that the demo's stock-out was no longer found (a known limit, docs/rca.md)
+            calendar=None,
             slices=slices,
             direction=direction if direction in ("up", "down") else None,
             require_anomaly=False,
