@@ -236,7 +236,12 @@ def leaf_cube(
         leaves["expected_den"] = den_e
         leaves["expected_num"] = np.nan_to_num(rate_e / scale, nan=0.0) * den_e
         leaves["expected_rate"] = rate_e
-        leaves["noise"] = rate_sd / scale * den[:, -1]  # the rate's sd on the bucket's own volume, in numerator units
+        # the numerator's sd at the expected rate on the bucket's own volume: the detector's rate sd (its band is
+        # drawn without the blanked bucket's volume) and, where the sides count things, the binomial chance
+        d_now = den[:, -1]
+        p_e = np.clip(np.nan_to_num(rate_e / scale, nan=0.0), 0.0, 1.0)
+        binomial = d_now * p_e * (1 - p_e) if (num >= 0).all() and (num <= den + 1e-9).all() else 0.0
+        leaves["noise"] = np.sqrt((np.nan_to_num(rate_sd) / scale * d_now) ** 2 + binomial)
     else:
         vals = mats["value"]
         leaves["actual"] = np.nan_to_num(vals[:, -1], nan=0.0)

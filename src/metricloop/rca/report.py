@@ -123,17 +123,90 @@ def search(cube: LeafCube, direction: str | None = None, sensitivity: float = 5.
         if not merged:
             causes.append(c)
             masks.append(m)
+    sign = {"down": -1.0, "up": 1.0}.get(direction or "", 0.0)
+    for i, c in enumerate(causes):
+        causes[i], masks[i] = _generalise(cube, c, masks[i], sign)
     for c, m in zip(causes, masks, strict=True):
-        c.leaves = int(m.sum())
-        if cube.metric.is_ratio:
-            s = cube.metric.ratio.scale
-            ad, ed = float(leaves["actual_den"][m].sum()), float(leaves["expected_den"][m].sum())
-            c.actual = float(leaves["actual_num"][m].sum()) / ad * s if ad else float("nan")
-            c.expected = float(leaves["expected_num"][m].sum()) / ed * s if ed else float("nan")
-            c.effects = {k: v * s for k, v in (c.effects or {}).items()}
-        else:
-            c.actual, c.expected = float(leaves["actual"][m].sum()), float(leaves["expected"][m].sum())
+        _numbers(cube, c, m)
     return causes, res.warnings
+
+
+REST_Z = 2.0  # how clearly the rest of a parent must have moved the same way for the parent to be the cause
+
+
+def _leaf_z(cube: LeafCube) -> np.ndarray:
+    """Each leaf's deviation in its own noise sd (the detector's), 0 where the noise is unknown."""
+    leaves = cube.leaves
+    if cube.metric.is_ratio:
+        fair = np.nan_to_num(leaves["expected_rate"] / cube.metric.ratio.scale, nan=0.0) * leaves["actual_den"]
+        dev = (leaves["actual_num"] - fair).to_numpy(dtype=np.float64)
+    else:
+        dev = (leaves["actual"] - leaves["expected"]).to_numpy(dtype=np.float64)
+    sd = leaves["noise"].to_numpy(dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = np.where(np.isfinite(sd) & (sd > 0), dev / sd, 0.0)
+    return np.clip(z, -5.0, 5.0)
+
+
+def _generalise(cube: LeafCube, c: Cause, m: np.ndarray, sign: float) -> tuple[Cause, np.ndarray]:
+    """A cause whose parent's other leaves moved the same way, clearly, is the parent (ZTO late in South on
+    every channel, found first on the channel where it was worst). One dimension is dropped at a time, while the
+    rest of the parent passes REST_Z (Stouffer over its leaves) and moved at least half as far, relatively."""
+    if not sign or len(c.dimensions) < 2:
+        return c, m
+    z = _leaf_z(cube)
+    leaves = cube.leaves
+    while len(c.dimensions) >= 2:
+        best = None
+        own = _rel(cube, m)
+        for d in c.dimensions:
+            parent = {k: v for k, v in c.dimensions.items() if k != d}
+            pm = _mask(leaves, parent)
+            rest = pm & ~m
+            n = int(rest.sum())
+            if n == 0:
+                continue
+            zr = sign * float(z[rest].sum()) / np.sqrt(n)
+            if zr >= REST_Z and sign * _rel(cube, rest) >= 0.5 * sign * own and (best is None or zr > best[0]):
+                best = (zr, parent, pm)
+        if best is None:
+            break
+        c = Cause(dimensions=best[1], actual=0.0, expected=0.0, share=0.0, effects=c.effects)
+        m = best[2]
+    return c, m
+
+
+def _rel(cube: LeafCube, m: np.ndarray) -> float:
+    leaves = cube.leaves
+    if cube.metric.is_ratio:
+        ad = float(leaves["actual_den"][m].sum())
+        fair = float((np.nan_to_num(leaves["expected_rate"][m] / cube.metric.ratio.scale, nan=0.0)
+                      * leaves["actual_den"][m]).sum())
+        return (float(leaves["actual_num"][m].sum()) - fair) / fair if ad and fair else 0.0
+    e = float(leaves["expected"][m].sum())
+    return (float(leaves["actual"][m].sum()) - e) / abs(e) if e else 0.0
+
+
+def _numbers(cube: LeafCube, c: Cause, m: np.ndarray) -> None:
+    """A cause's actual, expected (and for a ratio its rate and mix effects), read from its leaves."""
+    leaves = cube.leaves
+    c.leaves = int(m.sum())
+    if not cube.metric.is_ratio:
+        c.actual, c.expected = float(leaves["actual"][m].sum()), float(leaves["expected"][m].sum())
+        return
+    s = cube.metric.ratio.scale
+    na, da = leaves["actual_num"].to_numpy(float), leaves["actual_den"].to_numpy(float)
+    ne, de = leaves["expected_num"].to_numpy(float), leaves["expected_den"].to_numpy(float)
+    c.actual = float(na[m].sum() / da[m].sum() * s) if da[m].sum() else float("nan")
+    c.expected = float(ne[m].sum() / de[m].sum() * s) if de[m].sum() else float("nan")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate_e = np.where(de != 0, ne / np.where(de != 0, de, 1.0), 0.0)
+        rate_a = np.where(da != 0, na / np.where(da != 0, da, 1.0), rate_e)
+    total_e = ne.sum() / de.sum() if de.sum() else 0.0
+    share_a = da / da.sum() if da.sum() else da * 0
+    share_e = de / de.sum() if de.sum() else de * 0
+    c.effects = {"rate": float((share_a[m] * (rate_a[m] - rate_e[m])).sum()) * s,
+                 "mix": float(((share_a[m] - share_e[m]) * (rate_e[m] - total_e)).sum()) * s}
 
 
 def analyse(
@@ -177,6 +250,8 @@ def analyse(
         warnings += more
         if slices:
             causes = [c for c in causes if consistent(c.dimensions, slices)]
+            if not causes:
+                causes = _slice_itself(cube, slices)
         if not causes:
             message = "no significant deviation: no combination of dimension values stands out · 无显著偏差"
     t2 = time.perf_counter()
@@ -208,6 +283,20 @@ def analyse(
     report.explanation_zh, report.explanation_en = explain(spec, report, slices=slices, cube=cube)
     report.seconds = {"leaves_query_and_expected": t1 - t0, "search": t2 - t1, "related": t3 - t2}
     return report
+
+
+def _slice_itself(cube: LeafCube, slices: list[str]) -> list[Cause]:
+    """When nothing finer stands out, the incident's own slice is the combination that explains it: the alert's
+    test has already found it abnormal (a store whose every part fell alike). Never the total."""
+    for sl in slices:
+        fixed = parse_slice(sl)
+        if fixed and all(k in cube.leaves for k in fixed):
+            m = _mask(cube.leaves, fixed)
+            if m.any():
+                c = Cause(dimensions=fixed, actual=0.0, expected=0.0, share=0.0)
+                _numbers(cube, c, m)
+                return [c]
+    return []
 
 
 def _band_text(cube: LeafCube) -> str:
