@@ -116,8 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     pd.set_option("display.width", 200)
     print(frame.to_string(index=False))
     opening = frame[frame["opens"]]
-    by = frame.groupby("case")["ok"].agg(["sum", "count"]).join(
-        opening.groupby("case")["ok"].agg(["sum", "count"]), rsuffix=" where it opens")
+    where_opens = opening.groupby("case")["ok"].agg(["sum", "count"]).add_suffix(" where it opens")
+    by = frame.groupby("case")["ok"].agg(["sum", "count"]).join(where_opens)
     print(by.to_string())
     print(f"named right where each incident opens: {bool(opening['ok'].all())} ({int(opening['ok'].sum())}/"
           f"{len(opening)} over {frame['end'].nunique()} draws); every bucket: {int(frame['ok'].sum())}/{len(frame)}; "

@@ -119,3 +119,22 @@ def test_ad_hoc_rca_from_the_cli(demo, monkeypatch):
     bad = runner.invoke(app, ["--workspace", str(demo.home), "rca", "--metric", "gmv", "--at", "2026-11-05",
                               "--by", "colour"])
     assert bad.exit_code != 0 and "colour" in bad.output
+
+
+def test_the_console_incident_page_shows_causes_and_related_metrics(demo):
+    import re
+    from html import unescape
+
+    client = TestClient(create_app(demo), base_url="http://127.0.0.1")
+    page = client.get("/login")
+    csrf = unescape(re.search(r'name="csrf" value="([^"]+)"', page.text).group(1))
+    r = client.post("/login", data={"name": "viewer", "password": "viewer-demo", "csrf": csrf, "next": "/console"},
+                    follow_redirects=False)
+    assert r.status_code == 303
+    with demo.db.session() as s:
+        inc_id = _incident(s, "store_sales", "store=SH-003").id
+    for lang, word in (("zh", "根因分析"), ("en", "Root cause")):
+        html = client.get(f"/console/incidents/{inc_id}?lang={lang}").text
+        panel = html[html.index('id="rca"'):]
+        assert word in panel and "store=SH-003" in panel and 'id="rca-related"' in panel
+    assert "缺货率" in client.get(f"/console/incidents/{inc_id}?lang=zh").text

@@ -71,8 +71,9 @@ def additive(metric: MetricSpec) -> bool:
 
 
 def choose_dims(df: pd.DataFrame, dims: list[str], *, keep: list[str], before) -> list[str]:
-    """`keep`, then each further dimension in turn while the history's leaves keep MIN_ROWS_PER_LEAF rows a
-    bucket. A dimension that adds no leaves (a store's city) always joins: it only names them better."""
+    """`keep` (else the first dimension), then each further dimension in turn while the history's leaves keep
+    MIN_ROWS_PER_LEAF rows a bucket. A dimension that adds no leaves (a store's city) always joins: it only names
+    them better."""
     hist = df[pd.to_datetime(df["time"]) < pd.Timestamp(before)]
     if hist.empty:
         return list(keep) or dims[:1]
@@ -88,7 +89,7 @@ def choose_dims(df: pd.DataFrame, dims: list[str], *, keep: list[str], before) -
         if d in chosen:
             continue
         n = leaves([*chosen, d])
-        if n == count or rows / (n * n_buckets) >= MIN_ROWS_PER_LEAF:
+        if not chosen or n == count or rows / (n * n_buckets) >= MIN_ROWS_PER_LEAF:
             chosen.append(d)
             count = n
     return chosen or dims[:1]
@@ -176,6 +177,13 @@ def leaf_cube(
         raise RcaError(
             f"metric '{metric.name}' has no dimensions, so there is nothing to drill into: add `dimensions:` to its "
             "definition (指标没有维度，无法下钻)",
+            where=f"metric {metric.name}",
+        )
+    if not additive(metric) and not metric.derived:
+        raise RcaError(
+            f"metric '{metric.name}' is an {metric.measure.agg if metric.measure else 'aggregate'} that does not add "
+            "up over dimensions (an average, minimum, maximum or distinct count): explain its parts, or define it "
+            "as a ratio (e.g. sum / count) · 该指标不可按维度相加，无法下钻",
             where=f"metric {metric.name}",
         )
     chosen_by_user = bool(dims)

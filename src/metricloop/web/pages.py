@@ -128,6 +128,8 @@ EVENT_WORDS = {
         "action_rejected": "动作被拒绝",
         "action_run": "动作已执行",
         "action_failed": "动作失败",
+        "rca": "根因分析",
+        "rca_failed": "根因分析失败",
     },
 }
 
