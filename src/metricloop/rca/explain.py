@@ -20,6 +20,11 @@ def _fmt(x, unit: str = "") -> str:
     return text
 
 
+def _lower(title: str) -> str:
+    """"Stock-out rate" in the middle of a sentence, but "GMV" stays."""
+    return title[:1].lower() + title[1:] if title[1:2].islower() else title
+
+
 def _subject(slices, report) -> tuple[dict[str, str], str]:
     for sl in slices or []:
         fixed = parse_slice(sl)
@@ -67,11 +72,13 @@ def explain(spec, report, *, slices=None, cube=None) -> tuple[str, str]:
         head_zh = f"{subject} {spec.label('zh')} 比预期{word_zh} {abs(pct):.0f}%".strip()
         head_en = f"{subject} {spec.label('en')} {abs(pct):.0f}% {word_en} expected".strip()
     label = top["label"]
+    whole = bool(fixed) and top["dimensions"] == fixed
     share = top.get("share")
     share_zh = f"，占偏差 {100 * share:.0f}%" if share is not None and not spec.is_ratio else ""
     share_en = f", {100 * share:.0f}% of the deviation" if share is not None and not spec.is_ratio else ""
-    where_zh = f"主要在 {label}{share_zh}"
-    where_en = f"mostly {label}{share_en}"
+    where_zh = "各部分普遍下降" if whole and (actual < expected) else "各部分普遍上升" if whole else \
+        f"主要在 {label}{share_zh}"
+    where_en = f"across all of {subject}" if whole else f"mostly {label}{share_en}"
     if top.get("effects"):
         rate, mix = top["effects"].get("rate", 0.0), top["effects"].get("mix", 0.0)
         if abs(rate) >= abs(mix):
@@ -81,13 +88,15 @@ def explain(spec, report, *, slices=None, cube=None) -> tuple[str, str]:
         where_zh += f"，{kind_zh}"
         where_en += f", {kind_en}"
     abnormal = [r for r in report.related if r.get("abnormal") and "error" not in r][:MAX_ABNORMAL]
-    normal = [r for r in report.related if not r.get("abnormal") and "error" not in r]
+    # the metric said to be normal: a declared related one on the slice, the closest to its expectation
+    declared = list(getattr(spec, "related", []) or [])
+    normal = sorted((r for r in report.related if not r.get("abnormal") and "error" not in r),
+                    key=lambda r: (r["metric"] not in declared, r["slice"] == "*", abs(r.get("bands") or 0.0)))
     parts_zh, parts_en = [], []
     for r in abnormal:
         u = r.get("unit") or ""
         parts_zh.append(f"{r['title_zh']} {_fmt(r['actual'], u)}（通常 {_fmt(r['expected'], u)}）")
-        parts_en.append(f"{r['title_en'].lower() if r['title_en'][1:2].islower() else r['title_en']} "
-                        f"{_fmt(r['actual'], u)} (usually {_fmt(r['expected'], u)})")
+        parts_en.append(f"{_lower(r['title_en'])} {_fmt(r['actual'], u)} (usually {_fmt(r['expected'], u)})")
     tail_zh, tail_en = "", ""
     if parts_zh:
         tail_zh = "；同期" + "、".join(parts_zh)
@@ -95,5 +104,5 @@ def explain(spec, report, *, slices=None, cube=None) -> tuple[str, str]:
     if normal:
         n = normal[0]
         tail_zh += f"{'，' if parts_zh else '；'}{n['title_zh']}正常"
-        tail_en += f"{', ' if parts_en else '; '}{n['title_en']} normal"
+        tail_en += f"{', ' if parts_en else '; '}{_lower(n['title_en'])} normal"
     return f"{head_zh}：{where_zh}{tail_zh}", f"{head_en}: {where_en}{tail_en}"

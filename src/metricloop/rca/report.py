@@ -125,7 +125,11 @@ def search(cube: LeafCube, direction: str | None = None, sensitivity: float = 5.
             masks.append(m)
     sign = {"down": -1.0, "up": 1.0}.get(direction or "", 0.0)
     for i, c in enumerate(causes):
-        causes[i], masks[i] = _generalise(cube, c, masks[i], sign)
+        taken = np.zeros(len(leaves), dtype=bool)
+        for j, other in enumerate(masks):
+            if j != i:
+                taken |= other
+        causes[i], masks[i] = _generalise(cube, c, masks[i], sign, taken)
     for c, m in zip(causes, masks, strict=True):
         _numbers(cube, c, m)
     return causes, res.warnings
@@ -148,10 +152,11 @@ def _leaf_z(cube: LeafCube) -> np.ndarray:
     return np.clip(z, -5.0, 5.0)
 
 
-def _generalise(cube: LeafCube, c: Cause, m: np.ndarray, sign: float) -> tuple[Cause, np.ndarray]:
+def _generalise(cube: LeafCube, c: Cause, m: np.ndarray, sign: float, taken: np.ndarray) -> tuple[Cause, np.ndarray]:
     """A cause whose parent's other leaves moved the same way, clearly, is the parent (ZTO late in South on
     every channel, found first on the channel where it was worst). One dimension is dropped at a time, while the
-    rest of the parent passes REST_Z (Stouffer over its leaves) and moved at least half as far, relatively."""
+    rest of the parent passes REST_Z (Stouffer over its leaves) and moved at least half as far, relatively. A parent
+    that would hold another cause's leaves (`taken`) is not taken: the two stay apart."""
     if not sign or len(c.dimensions) < 2:
         return c, m
     z = _leaf_z(cube)
@@ -162,6 +167,8 @@ def _generalise(cube: LeafCube, c: Cause, m: np.ndarray, sign: float) -> tuple[C
         for d in c.dimensions:
             parent = {k: v for k, v in c.dimensions.items() if k != d}
             pm = _mask(leaves, parent)
+            if (pm & taken).any():
+                continue
             rest = pm & ~m
             n = int(rest.sum())
             if n == 0:
@@ -207,6 +214,8 @@ def _numbers(cube: LeafCube, c: Cause, m: np.ndarray) -> None:
     share_e = de / de.sum() if de.sum() else de * 0
     c.effects = {"rate": float((share_a[m] * (rate_a[m] - rate_e[m])).sum()) * s,
                  "mix": float(((share_a[m] - share_e[m]) * (rate_e[m] - total_e)).sum()) * s}
+    change = (na.sum() / da.sum() - total_e) * s if da.sum() else 0.0
+    c.share = (c.effects["rate"] + c.effects["mix"]) / change if change else 0.0
 
 
 def analyse(
