@@ -264,7 +264,7 @@ class OpenIncidents:
         worst = _worst(members)
         rca = None
         if _RANK.get(worst.severity, 3) < _RANK.get(inc.severity, 3):  # it grows worse: explain it again first
-            rca = _rca(ctx, inc.slices, members)
+            rca = _rca(ctx, [c.anomaly.slice for c in members] + list(inc.slices), members)
             inc.summary = {**(inc.summary or {}), **rca.summary_fields()}
         raised = incidents.raise_severity(
             ctx.session,

@@ -26,11 +26,8 @@ def _lower(title: str) -> str:
 
 
 def _subject(slices, report) -> tuple[dict[str, str], str]:
-    for sl in slices or []:
-        fixed = parse_slice(sl)
-        if fixed:
-            return fixed, " ".join(fixed.values())
-    return {}, ""
+    fixed = parse_slice(slices[0]) if slices else {}  # the lead slice (the broadest); the total has no subject
+    return fixed, " ".join(fixed.values())
 
 
 def _focus_numbers(cube, fixed: dict[str, str]) -> tuple[float, float] | None:

@@ -338,8 +338,7 @@ def _deviation(cube: LeafCube, slices: list[str] | None) -> float:
 
 def _focus(slices: list[str] | None, causes: list[dict]) -> dict[str, str]:
     """Where related metrics are read: the incident's lead slice, or (for a total) its top cause."""
-    for sl in slices or []:
-        fixed = parse_slice(sl)
-        if fixed:
-            return fixed
+    fixed = parse_slice(slices[0]) if slices else {}
+    if fixed:
+        return fixed
     return dict(causes[0]["dimensions"]) if causes else {}
