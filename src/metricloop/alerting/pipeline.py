@@ -73,6 +73,7 @@ class Context:
     incidents: list[int] = field(default_factory=list)
     grain: str = "day"
     wholes: severities.Wholes | None = None  # the metric's whole per bucket, for the share at stake
+    rca_cache: dict = field(default_factory=dict)  # leaf cubes shared by the incidents of this run (rca/service.py)
 
     def bucket_end(self, start: datetime) -> datetime:
         import pandas as pd
@@ -378,7 +379,7 @@ def _rca(ctx: Context, slices: list[str], members: list[Candidate]):
     lead = min(members, key=lambda c: (len(parse_slice(c.anomaly.slice)), -c.anomaly.score))
     ordered = sorted(dict.fromkeys(slices), key=lambda s: len(parse_slice(s)))
     return compute(ctx.ws, ctx.catalog, ctx.monitor, ctx.metric, slices=ordered, at=lead.anomaly.time,
-                   direction=lead.anomaly.direction, grain=ctx.grain)
+                   direction=lead.anomaly.direction, grain=ctx.grain, cache=ctx.rca_cache)
 
 
 def _new_alert(ctx: Context, c: Candidate, *, status: str) -> Alert:

@@ -234,6 +234,7 @@ def analyse(
     require_anomaly: bool = True,
     with_related: bool = True,
     catalog=None,
+    cache: dict | None = None,
 ) -> RcaReport:
     """Explain `metric` at bucket `at`. `slices` (an incident's) keep only the causes that belong to them and
     pick the slice related metrics are read on. With `require_anomaly`, a total inside its band is reported as
@@ -241,8 +242,15 @@ def analyse(
     catalog = catalog or ws.catalog()
     spec = catalog.metric(metric)
     t0 = time.perf_counter()
-    cube = leaf_cube(ws, metric, at=at, dims=by, keep=keep, grain=grain, where=where, detector=detector,
-                     calendar=calendar, catalog=catalog)
+    # one monitor run opens many incidents on the same bucket (40 stores): they share one cube (`cache`)
+    key = (metric, str(at), tuple(by or ()), tuple(keep or ()), grain, repr(sorted((where or {}).items())),
+           repr(detector))
+    cube = cache.get(key) if cache is not None else None
+    if cube is None:
+        cube = leaf_cube(ws, metric, at=at, dims=by, keep=keep, grain=grain, where=where, detector=detector,
+                         calendar=calendar, catalog=catalog)
+        if cache is not None:
+            cache[key] = cube
     t1 = time.perf_counter()
     causes: list[Cause] = []
     warnings = list(cube.warnings)

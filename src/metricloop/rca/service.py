@@ -42,7 +42,8 @@ def _short(c: dict) -> dict:
             if c.get(k) is not None}
 
 
-def compute(ws, catalog, monitor, metric, *, slices: list[str], at: datetime, direction: str, grain: str) -> Outcome:
+def compute(ws, catalog, monitor, metric, *, slices: list[str], at: datetime, direction: str, grain: str,
+            cache: dict | None = None) -> Outcome:
     """The analysis for an incident of `monitor` on `slices` at bucket `at`; any failure becomes an Outcome with
     the reason (never an exception: the incident opens either way)."""
     try:
@@ -60,6 +61,7 @@ def compute(ws, catalog, monitor, metric, *, slices: list[str], at: datetime, di
             direction=direction if direction in ("up", "down") else None,
             require_anomaly=False,
             catalog=catalog,
+            cache=cache,
         )
         return Outcome(report)
     except MetricloopError as exc:
