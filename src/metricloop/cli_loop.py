@@ -232,6 +232,9 @@ def register(app: typer.Typer) -> None:
         console.print(f"  slices: {esc(', '.join(d['slices']))}")
         if d["root_cause"]:
             console.print(f"  root cause: {esc(d['root_cause'])}")
+        from metricloop.rca.panel import print_rca
+
+        print_rca(console, d.get("rca") or {})
         table = Table(title="timeline")
         for c in ("time (UTC)", "event", "actor", "message"):
             table.add_column(c)

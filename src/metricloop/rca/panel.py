@@ -32,3 +32,22 @@ def rca_panel(found: dict, lang: str) -> dict:
         "causes": found.get("causes", []),
         "related": [r for r in found.get("related", []) if "error" not in r],
     }
+
+
+def print_rca(console, found: dict) -> None:
+    """The findings in `metricloop incidents show` (text): the likely cause and the top causes."""
+    from rich.markup import escape
+
+    report = found.get("report") or {}
+    if found.get("status") == "failed":
+        console.print(f"  root-cause analysis failed: {escape(report.get('error', ''))}")
+        return
+    if found.get("status") != "done":
+        return
+    for key in ("explanation_zh", "explanation_en"):
+        if report.get(key):
+            console.print(f"  likely cause: {escape(report[key])}")
+    for c in found.get("causes", [])[:3]:
+        pct = c.get("deviation_pct")
+        console.print(f"    {c['rank']}. {escape(c['label'])}: {c['actual']:,.4g} vs {c['expected']:,.4g} expected"
+                      + ("" if pct is None else f" ({pct:+.1f}%)"))
