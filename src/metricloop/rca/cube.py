@@ -21,7 +21,7 @@ from metricloop.errors import MetricloopError
 from metricloop.grains import ByGrain
 from metricloop.metrics.query import query_groups
 from metricloop.metrics.slices import slice_keys
-from metricloop.metrics.timeutil import buckets, floor
+from metricloop.metrics.timeutil import FREQ, buckets, floor
 
 # how far back the detector looks for each leaf: long enough for its warm-up and a weekly rhythm, short enough
 # that leaves × buckets stays small (the alert's own history is longer; the baseline settles well within this)
@@ -97,7 +97,7 @@ def choose_dims(df: pd.DataFrame, dims: list[str], *, keep: list[str], before) -
 
 def bucket_end(t, grain: str) -> datetime:
     """The start of the bucket after the one starting at `t`."""
-    return buckets(pd.Timestamp(t), None, grain, last=pd.Timestamp(t) + pd.Timedelta(days=32))[1].to_pydatetime()
+    return (pd.Timestamp(t) + pd.tseries.frequencies.to_offset(FREQ[grain])).to_pydatetime()
 
 
 def _wide(df: pd.DataFrame, dims: list[str], times: pd.DatetimeIndex, cols: list[str], fill: float):
@@ -139,13 +139,12 @@ def _expected_last(det, values, times, grain, *, calendar, numerator=None, denom
     # a leaf the detector has not learnt yet (too little history): the median of its own past, else 0
     missing = ~np.isfinite(exp_last)
     if missing.any():
-        with np.errstate(all="ignore"):
-            import warnings
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                med = np.nanmedian(values[missing, :-1], axis=1) if values.shape[1] > 1 else np.full(missing.sum(), 0.0)
-        exp_last[missing] = np.where(np.isfinite(med), med, 0.0)
+        past = values[missing, :-1]
+        seen = np.isfinite(past).any(axis=1)
+        med = np.zeros(int(missing.sum()))
+        if seen.any():
+            med[seen] = np.nanmedian(past[seen], axis=1)
+        exp_last[missing] = med
     return exp_last, sd_last
 
 
