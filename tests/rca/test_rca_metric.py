@@ -121,3 +121,12 @@ def test_a_related_metric_must_exist(make_ws, data_files, helpers):
     metrics[0]["related"] = ["stockouts"]
     with pytest.raises(MetricloopError, match=r"gmv\)\.related\[0\]: unknown related metric 'stockouts'"):
         helpers.apply_text(ws, helpers.defs_yaml([helpers.duckdb_source(data_files)], metrics))
+
+
+def test_inside_a_slice_causes_are_named_with_it_and_a_slice_that_fell_whole_is_the_cause(shop):
+    r = analyse(shop, "orders", at=LAST.isoformat(), where={"region": ["North"]}, slices=["region=North"])
+    assert r.causes[0]["dimensions"] == {"region": "North", "channel": "app"}
+    # every category of North's app fell alike: the slice itself, not its largest category
+    whole = analyse(shop, "orders", at=LAST.isoformat(), where={"region": ["North"], "channel": ["app"]},
+                    slices=["channel=app,region=North"])
+    assert [c["dimensions"] for c in whole.causes] == [{"channel": "app", "region": "North"}]

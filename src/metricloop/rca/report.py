@@ -267,10 +267,13 @@ def analyse(
         warnings += more
         if slices:
             causes = [c for c in causes if consistent(c.dimensions, slices)]
-            if not causes:
-                causes = _slice_itself(cube, slices)
+            causes = _whole_slice(cube, causes, slices, direction) if causes else _slice_itself(cube, slices)
         if not causes:
             message = "no significant deviation: no combination of dimension values stands out · 无显著偏差"
+    # a cause inside `--where store=SH-003` is named with it: store=SH-003 & channel=store
+    pinned = {k: v[0] for k, v in (where or {}).items() if len(v) == 1}
+    for c in causes:
+        c.dimensions = {**{k: v for k, v in pinned.items() if k not in c.dimensions}, **c.dimensions}
     t2 = time.perf_counter()
     total_dev = _deviation(cube, slices)
     cause_rows = []
@@ -302,18 +305,46 @@ def analyse(
     return report
 
 
+def _slice_mask(cube: LeafCube, slices: list[str] | None) -> tuple[dict[str, str], np.ndarray | None]:
+    """The lead slice and its leaves (all of them when the cube was read inside it, `--where`); never the total."""
+    fixed = parse_slice(slices[0]) if slices else {}
+    if not fixed:
+        return {}, None
+    inside = {k: v for k, v in fixed.items() if k in cube.leaves}
+    m = _mask(cube.leaves, inside)
+    return fixed, m if m.any() else None
+
+
 def _slice_itself(cube: LeafCube, slices: list[str]) -> list[Cause]:
     """When nothing finer stands out, the incident's own slice is the combination that explains it: the alert's
     test has already found it abnormal (a store whose every part fell alike). Never the total."""
-    for sl in slices:
-        fixed = parse_slice(sl)
-        if fixed and all(k in cube.leaves for k in fixed):
-            m = _mask(cube.leaves, fixed)
-            if m.any():
-                c = Cause(dimensions=fixed, actual=0.0, expected=0.0, share=0.0)
-                _numbers(cube, c, m)
-                return [c]
-    return []
+    fixed, m = _slice_mask(cube, slices)
+    if m is None:
+        return []
+    c = Cause(dimensions=fixed, actual=0.0, expected=0.0, share=0.0)
+    _numbers(cube, c, m)
+    return [c]
+
+
+def _whole_slice(cube: LeafCube, causes: list[Cause], slices: list[str] | None, direction: str | None) -> list[Cause]:
+    """The slice itself, when the leaves of it outside the causes moved the same way, clearly (the rule that makes
+    a cause its parent): a channel whose every region fell to 0 is the channel, not its largest region."""
+    sign = {"down": -1.0, "up": 1.0}.get(direction or "", 0.0)
+    fixed, m = _slice_mask(cube, slices)
+    if not sign or m is None or not causes:
+        return causes
+    taken = np.zeros(len(cube.leaves), dtype=bool)
+    for c in causes:
+        taken |= _mask(cube.leaves, {k: v for k, v in c.dimensions.items() if k in cube.leaves})
+    rest = m & ~taken
+    n = int(rest.sum())
+    if n == 0:  # the causes hold all of the slice: moving the same way, they are the slice, told in parts
+        same = all(sign * (c.actual - c.expected) > 0 for c in causes)
+        return _slice_itself(cube, slices) if len(causes) > 1 and same else causes
+    zr = sign * float(_leaf_z(cube)[rest].sum()) / np.sqrt(n)
+    if zr >= REST_Z and sign * _rel(cube, rest) >= 0.5 * sign * _rel(cube, m & taken):
+        return _slice_itself(cube, slices)
+    return causes
 
 
 def _band_text(cube: LeafCube) -> str:
