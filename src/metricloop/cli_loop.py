@@ -240,6 +240,9 @@ def register(app: typer.Typer) -> None:
         lang = "zh" if ws.config.get("language", "zh") == "zh" else "en"
         for m in d["similar"]:  # what was done last time (the knowledge base)
             console.print(f"  {esc(m['summary_' + lang])}  [dim](#{m['incident_id']}, {m['score']:.2f})[/]")
+        from metricloop.rca.panel import print_rca
+
+        print_rca(console, d.get("rca") or {})
         table = Table(title="timeline")
         for c in ("time (UTC)", "event", "actor", "message"):
             table.add_column(c)

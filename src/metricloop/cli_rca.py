@@ -28,8 +28,18 @@ def _read(path: Path):
 
 
 def rca_command(
-    input: Annotated[Path, typer.Argument(help="A CSV of leaf rows (one per combination of dimension values), "
-                                                "or a folder of such CSVs.")],
+    input: Annotated[Path | None, typer.Argument(help="A CSV of leaf rows (one per combination of dimension "
+                                                       "values), or a folder of such CSVs. Or use --metric.")] = None,
+    metric: Annotated[str | None, typer.Option("--metric", "-m", help="Explain a governed metric instead of a "
+                                                                      "file (with --at).")] = None,
+    at: Annotated[str | None, typer.Option("--at", help="With --metric: the bucket to explain, e.g. 2026-11-18 "
+                                                        "or 2026-10-29T12:00.")] = None,
+    by: Annotated[str | None, typer.Option("--by", help="With --metric: dimensions to drill into, comma-separated "
+                                                        "(default: those dense enough to read).")] = None,
+    where: Annotated[list[str] | None, typer.Option("--where", help="With --metric: DIM=VALUE, the slice to "
+                                                                    "explain (repeatable).")] = None,
+    grain: Annotated[str | None, typer.Option("--grain", help="With --metric: hour, day, … (default: the "
+                                                              "metric's).")] = None,
     actual: Annotated[str | None, typer.Option("--actual", help="Column of actual values (additive metrics).")] = None,
     expected: Annotated[str | None, typer.Option("--expected", help="Column of expected values.")] = None,
     actual_num: Annotated[str | None, typer.Option("--actual-num", help="Ratios: actual numerator column.")] = None,
@@ -50,6 +60,13 @@ def rca_command(
     most important first; an empty list when nothing stands out."""
     from metricloop.rca.drilldown import find_causes, find_ratio_causes
 
+    if metric is not None or at is not None:
+        if input is not None or actual or expected:
+            raise MetricloopError("use either INPUT with --actual/--expected or --metric with --at, not both",
+                                  where="options")
+        return _metric_rca(metric, at, by, where, grain, format)
+    if input is None:
+        raise MetricloopError("give INPUT (a CSV of leaf rows) or --metric NAME --at TIME", where="options")
     ratio = [actual_num, actual_den, expected_num, expected_den]
     if any(ratio):
         if not all(ratio):
@@ -138,6 +155,50 @@ def _table(res) -> None:
             row += [f"{c.effects['rate']:+.4g}", f"{c.effects['mix']:+.4g}"]
         table.add_row(*row)
     console.print(table)
+
+
+def _metric_rca(metric, at, by, where, grain, format) -> None:
+    """`metricloop rca --metric gmv --at 2026-11-18 [--by a,b] [--where k=v] [--format table|json]`."""
+    from metricloop.cli import open_ws
+    from metricloop.metrics.query import parse_where
+    from metricloop.rca.report import analyse
+
+    if not metric or not at:
+        raise MetricloopError("name both the metric and the time: --metric NAME --at 2026-11-18", where="options")
+    if format not in ("table", "json"):
+        raise MetricloopError("use table or json", where="--format")
+    ws = open_ws()
+    catalog = ws.catalog()
+    spec = catalog.metric(metric)
+    by_list = [d.strip() for d in by.split(",") if d.strip()] if by else None
+    where_map = parse_where(where, spec) or None
+    scope = [",".join(f"{k}={v[0]}" for k, v in sorted(where_map.items()))] if where_map else None
+    report = analyse(ws, spec.name, at=at, by=by_list, where=where_map, grain=grain, slices=scope,
+                     catalog=catalog)
+    if format == "json":
+        console.print_json(json.dumps(report.to_dict(), ensure_ascii=False))
+        return
+    t = report.to_dict()["total"]
+    console.print(f"{escape(spec.label('en'))} ({spec.name}) at {report.at:%Y-%m-%d %H:%M}: actual "
+                  f"{t['actual']}, expected {t['expected']} (band {t['lower']}–{t['upper']}), {t['leaves']} leaves "
+                  f"over {', '.join(report.dims)}", highlight=False)
+    if not report.causes:
+        console.print(report.message or "no significant deviation", highlight=False)
+        return
+    table = Table("#", "cause", "actual", "expected", "deviation", "share")
+    for c in report.causes:
+        pct = c.get("deviation_pct")
+        table.add_row(str(c["rank"]), escape(c["label"]), f"{c['actual']:,.4g}", f"{c['expected']:,.4g}",
+                      "—" if pct is None else f"{pct:+.1f}%", f"{100 * c['share']:.0f}%")
+    console.print(table)
+    if report.related:
+        rel = Table("related metric", "slice", "actual", "usually", "abnormal")
+        for r in report.related:
+            rel.add_row(r["metric"], escape(r["slice"]), str(r.get("actual", r.get("error", ""))),
+                        str(r.get("expected", "")), "yes" if r.get("abnormal") else "")
+        console.print(rel)
+    console.print(escape(report.explanation_zh), highlight=False)
+    console.print(escape(report.explanation_en), highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -68,8 +68,8 @@ def test_the_incident_link_of_a_message_opens_the_page(opened):
     assert 'class="card sev-P1"' in html and 'class="badge triggered"' in html
     # the timeline: every event with its time and actor
     events = timeline(ws, inc.id)
-    assert [e.kind for e in events] == ["created", "assigned"]
-    assert html.count('<li class="event-') == 2
+    assert [e.kind for e in events] == ["created", "assigned", "rca"]  # rca: its root causes (rca/service.py)
+    assert html.count('<li class="event-') == 3 and "<b>根因分析</b>" in html
     assert '<b>创建</b> <span class="who">· metricloop</span>' in html and "<b>指派</b>" in html
     assert '<div class="when">2026-11-17 09:00</div>' in html  # 09:00 Beijing time, when the run opened it
     # the buttons post to signed links of this incident

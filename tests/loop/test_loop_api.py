@@ -57,7 +57,7 @@ def test_incident_detail_has_the_timeline(api):
     d = api.get(f"/api/incidents/{api.ids['SH-1']}").json()
     assert d["state"] == "triggered" and d["assignee"] == STORES["SH-1"][1] and d["team"] == "store operations"
     assert d["severity"] == "P1" and d["colour"] == "red"
-    assert [e["kind"] for e in d["timeline"]] == ["created", "assigned"]
+    assert [e["kind"] for e in d["timeline"]] == ["created", "assigned", "rca"]  # rca: its root causes
     assert all(e["actor"] == "metricloop" and e["at"] for e in d["timeline"])
     assert d["created_at"].endswith("+00:00")  # UTC, with its offset, on SQLite too
     assert [a["slice"] for a in d["alerts"]] == ["store=SH-1"]
@@ -156,7 +156,7 @@ def test_writes_need_an_operator_token(api):
         viewer = getattr(api, method)(path, json=body, headers=api.viewer)
         assert viewer.status_code == 403 and "needs operator" in viewer.json()["error"]
     d = api.get(f"/api/incidents/{i}").json()
-    assert d["state"] == "triggered" and [e["kind"] for e in d["timeline"]] == ["created", "assigned"]
+    assert d["state"] == "triggered" and [e["kind"] for e in d["timeline"]] == ["created", "assigned", "rca"]
     assert api.get("/api/silences").json() == []
 
 

@@ -145,7 +145,7 @@ def test_payload_keys_are_stable(incident):
     _, _, payload = render_incident(incident, event="created", language="en", base_url="http://x", secret_key=KEY)
     assert sorted(payload) == sorted(
         ["version", "event", "seq", "level", "language", "subject", "text", "incident", "explanation",
-         "severity_reason", "values", "links"]
+         "severity_reason", "values", "links", "causes"]
     )  # fmt: skip
     assert sorted(payload["incident"]) == sorted(
         ["id", "title", "state", "severity", "severity_colour", "kind", "metric", "monitor", "slices", "labels",

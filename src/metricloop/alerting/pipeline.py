@@ -73,6 +73,7 @@ class Context:
     incidents: list[int] = field(default_factory=list)
     grain: str = "day"
     wholes: severities.Wholes | None = None  # the metric's whole per bucket, for the share at stake
+    rca_cache: dict = field(default_factory=dict)  # leaf cubes shared by the incidents of this run (rca/service.py)
 
     def bucket_end(self, start: datetime) -> datetime:
         import pandas as pd
@@ -262,6 +263,10 @@ class OpenIncidents:
             anomalies=[c.anomaly.id for c in members],
         )
         worst = _worst(members)
+        rca = None
+        if _RANK.get(worst.severity, 3) < _RANK.get(inc.severity, 3):  # it grows worse: explain it again first
+            rca = _rca(ctx, [c.anomaly.slice for c in members] + list(inc.slices), members)
+            inc.summary = {**(inc.summary or {}), **rca.summary_fields()}
         raised = incidents.raise_severity(
             ctx.session,
             ctx.ws,
@@ -272,6 +277,10 @@ class OpenIncidents:
             reason=f"{worst.anomaly.slice}: {_why(worst)}",
             why=_severity_summary(worst),
         )
+        if rca is not None:
+            from metricloop.rca.service import record
+
+            record(ctx.session, inc, rca, now=ctx.now, why="worse")
         last = aware(inc.last_notified_at) or aware(inc.created_at)
         if not raised and ctx.now - last >= parse_duration(ctx.monitor.repeat_interval):
             incidents.notify(
@@ -330,6 +339,8 @@ class OpenIncidents:
                 for c in members
             ],
         }
+        rca = _rca(ctx, slices, members)  # before opening: the first message names the top causes
+        summary.update(rca.summary_fields())
         inc = incidents.open_incident(
             ctx.session,
             ctx.ws,
@@ -347,11 +358,28 @@ class OpenIncidents:
             actions=ctx.monitor.actions,
             now=ctx.now,
         )
+        from metricloop.rca.service import record
+
+        record(ctx.session, inc, rca, now=ctx.now, why="opened")
         for c in members:
             c.alert.incident_id = inc.id
             _set_severity(c.alert, c)
         ctx.stats["incidents_opened"] += 1
         ctx.incidents.append(inc.id)
+
+
+_RANK = {"P1": 1, "P2": 2, "P3": 3}
+
+
+def _rca(ctx: Context, slices: list[str], members: list[Candidate]):
+    """Root causes and related metrics of the incident these members open or worsen (rca/service.py); a failure
+    comes back as an outcome with its reason, never as an exception."""
+    from metricloop.rca.service import compute
+
+    lead = min(members, key=lambda c: (len(parse_slice(c.anomaly.slice)), -c.anomaly.score))
+    ordered = sorted(dict.fromkeys(slices), key=lambda s: len(parse_slice(s)))
+    return compute(ctx.ws, ctx.catalog, ctx.monitor, ctx.metric, slices=ordered, at=lead.anomaly.time,
+                   direction=lead.anomaly.direction, grain=ctx.grain, cache=ctx.rca_cache)
 
 
 def _new_alert(ctx: Context, c: Candidate, *, status: str) -> Alert:

@@ -107,6 +107,17 @@ def incident(
     return incident_detail(s, inc) | knowledge_detail(s, ws, inc, within=metric_scope(ws, actor))
 
 
+@router.get("/{incident_id}/rca")
+def incident_rca(
+    incident_id: IncidentId, s=Depends(db_session), ws=Depends(workspace), actor: Actor | None = Depends(viewer)
+) -> dict:
+    """The incident's root causes and related metrics (its latest analysis: when it opened or last grew worse)."""
+    from metricloop.rca.service import findings
+
+    inc = visible(s, ws, actor, incident_id)
+    return {"incident_id": inc.id, **findings(s, inc.id)}
+
+
 @router.post("/{incident_id}/ack", responses=errors(409))
 def ack(
     incident_id: IncidentId, actor: Actor = Depends(operator), ws=Depends(workspace), s=Depends(db_session)

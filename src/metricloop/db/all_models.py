@@ -10,6 +10,7 @@ from metricloop.monitors import models as monitor_models  # noqa: F401
 from metricloop.monitors import pauses as pause_models  # noqa: F401
 from metricloop.notify import links as link_models  # noqa: F401
 from metricloop.notify import models as notify_models  # noqa: F401
+from metricloop.rca import models as rca_models  # noqa: F401
 from metricloop.tuning import models as tuning_models  # noqa: F401
 
 metadata = Base.metadata

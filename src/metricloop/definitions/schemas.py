@@ -269,6 +269,11 @@ class MetricSpec(Spec):
     dimensions: list[str] = Field(default_factory=list)
     fill: Literal["null", "zero"] = "null"
     quality: Quality = Field(default_factory=Quality)
+    related: list[Name] = Field(
+        default_factory=list,
+        description="metrics read beside this one when an incident is explained (root-cause analysis); the parts "
+        "of a ratio and the metrics over the same table are related without being named",
+    )
 
     @field_validator("time_column")
     @classmethod
@@ -290,6 +295,13 @@ class MetricSpec(Spec):
     @classmethod
     def _filters(cls, v: list[str]) -> list[str]:
         return [_sql_condition(f) for f in v]
+
+    @field_validator("related")
+    @classmethod
+    def _related(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("a related metric is listed twice")
+        return v
 
     @field_validator("table")
     @classmethod

@@ -165,6 +165,9 @@ def incident_detail(db_session: Session, inc: Incident) -> dict:
     out["alerts"] = [alert_dict(a) for a in db_session.scalars(select(Alert).where(Alert.incident_id == inc.id))]
     rows = db_session.scalars(select(Notification).where(Notification.incident_id == inc.id).order_by(Notification.id))
     out["notifications"] = [to_dict(n) for n in rows]
+    from metricloop.rca.service import findings
+
+    out["rca"] = findings(db_session, inc.id)
     return out
 
 

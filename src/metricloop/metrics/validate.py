@@ -23,6 +23,11 @@ def reference_check(catalog: Catalog, entries) -> list[Problem]:
         m: MetricSpec = e.spec
         if m.source and m.source not in catalog.sources:
             problems.append(e.problem(f"unknown source '{m.source}'", ("source",)))
+        for i, ref in enumerate(m.related):
+            if ref == m.name:
+                problems.append(e.problem("a metric is not related to itself", ("related", i)))
+            elif ref not in catalog.metrics:
+                problems.append(e.problem(f"unknown related metric '{ref}'", ("related", i)))
         if m.derived:
             for side in ("numerator", "denominator"):
                 ref = getattr(m.ratio, side).metric

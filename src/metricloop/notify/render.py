@@ -300,6 +300,9 @@ def render_incident(
         "ttl_days": max(1, round(ttl_seconds / 86400)),
         "channel_type": channel_type,
         "language": lang,
+        # root-cause analysis (rca/service.py): the top causes and the sentence naming the likely cause
+        "rca_causes": list(summary.get("rca_causes") or [])[:3],
+        "rca_explanation": summary.get(f"rca_explanation_{lang}") or "",
     }
     env = environment()
     subject = env.get_template(f"subject.{lang}.j2").render(ctx).strip()
@@ -317,6 +320,7 @@ def render_incident(
         "severity_reason": reason,
         "values": {k: v for k, v in values.items() if k != "unit"} | {"unit": summary.get("unit") or ""},
         "links": links,
+        "causes": ctx["rca_causes"],
     }
     return subject, body, payload
 

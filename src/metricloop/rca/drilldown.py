@@ -232,9 +232,21 @@ def find_causes(
     max_causes: int = MAX_CAUSES,
     sensitivity: float = 5.0,
     where: str = "input",
+    direction: str | None = None,
+    noise: str | None = None,
 ) -> Result:
-    """The combinations that explain the deviation of the cube's total, most important first."""
+    """The combinations that explain the deviation of the cube's total, most important first. `noise` names a
+    column with each leaf's own noise sd (the detector's, from the leaf's past); without it the scatter is learnt
+    across the cube's leaves (leaf_scores). With a `direction`
+    ("down" for a drop, "up" for a rise) only combinations that moved that way are causes: one large order in
+    another store does not explain a store's drop."""
     cube, dims, warnings = prepare_cube(frame, actual=actual, expected=expected, dims=dims, where=where)
+    if noise is not None:  # each leaf's own sd, carried beside it (duplicate leaves add their variances)
+        sd = frame[dims].astype("string").fillna("(missing)")
+        sd["__var"] = pd.to_numeric(frame[noise], errors="coerce").to_numpy(dtype=np.float64) ** 2
+        sd = sd.groupby(dims, as_index=False, sort=False, observed=True)["__var"].sum(min_count=1)
+        cube = cube.merge(sd, on=dims, how="left")
+        cube["__noise"] = np.sqrt(cube.pop("__var"))
     v = cube[actual].to_numpy(dtype=np.float64)
     f = cube[expected].to_numpy(dtype=np.float64)
     total_v, total_f = float(v.sum()), float(f.sum())
@@ -264,11 +276,20 @@ def find_causes(
     z_needed = math.sqrt(2 * math.log(max(n_candidates, 2))) + (10 - float(sensitivity)) * 0.2
     # a leaf counts at most a little beyond that threshold: one leaf far out can be a cause on its own (a
     # store whose sales fell 80 %), but a few leaves far out cannot outvote the many that agree elsewhere
-    num = leaf_scores(v, f, clip=max(HUBER, z_needed + 0.5))
+    clip = max(HUBER, z_needed + 0.5)
+    if noise is not None:
+        sd = cube["__noise"].to_numpy(dtype=np.float64)
+        ok = np.isfinite(sd) & (sd > 0)
+        num = leaf_scores(v, f, clip=clip)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            num[ok] = np.clip((v[ok] - f[ok]) / sd[ok], -clip, clip)
+    else:
+        num = leaf_scores(v, f, clip=clip)
     alive = np.ones(n, dtype=bool)
     volume = float(np.abs(f).sum() + np.abs(v).sum()) / 2
     causes: list[Cause] = []
     first_gain = None
+    sign = {"down": -1.0, "up": 1.0}.get(direction or "", 0.0)
 
     for _ in range(max_causes):
         best = None  # ((gain, -depth), subset, key)
@@ -287,6 +308,8 @@ def find_causes(
             fitted_err = np.abs(va - fa * ratio[inv])
             gain = np.bincount(inv, weights=base_err - fitted_err, minlength=m)
             gain[z < z_needed] = -np.inf
+            if sign:
+                gain[(sv - sf) * sign <= 0] = -np.inf
             j = int(np.argmax(gain))
             cand = (float(gain[j]), -len(subset))
             if best is None or cand > best[0]:
@@ -346,6 +369,8 @@ def find_ratio_causes(
     max_depth: int = MAX_DEPTH,
     sensitivity: float = 5.0,
     where: str = "input",
+    direction: str | None = None,
+    noise: str | None = None,
 ) -> Result:
     """Explain a ratio (e.g. on-time / orders) by where its *rate* moved, and say for each cause how much of
     the total ratio's change is the rate effect (those leaves got worse) and how much the mix effect (their
@@ -369,14 +394,19 @@ def find_ratio_causes(
         work = work[~bad]
     for d in dims:
         work[d] = work[d].astype("string").fillna("(missing)")
-    work = work.groupby(dims, as_index=False, sort=False, observed=True)[cols].sum()
+    extra = [noise] if noise is not None else []
+    if noise is not None:
+        work[noise] = pd.to_numeric(frame.loc[work.index, noise], errors="coerce") ** 2  # variances add
+    work = work.groupby(dims, as_index=False, sort=False, observed=True)[cols + extra].sum()
+    if noise is not None:
+        work[noise] = np.sqrt(work[noise])
     na, da, ne, de = (work[c].to_numpy(dtype=np.float64) for c in cols)
     with np.errstate(invalid="ignore", divide="ignore"):
         rate_e = np.where(de != 0, ne / np.where(de != 0, de, 1.0), 0.0)
     work["_actual"] = na
     work["_expected"] = rate_e * da
     res = find_causes(work, actual="_actual", expected="_expected", dims=dims, max_depth=max_depth,
-                      sensitivity=sensitivity, where=where)
+                      sensitivity=sensitivity, where=where, direction=direction, noise=noise)
     res.warnings = warnings + [w for w in res.warnings if w not in warnings]
     total_a = na.sum() / da.sum() if da.sum() else float("nan")
     total_e = ne.sum() / de.sum() if de.sum() else float("nan")

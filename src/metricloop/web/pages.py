@@ -129,6 +129,8 @@ EVENT_WORDS = {
         "action_run": "动作已执行",
         "action_failed": "动作失败",
         "feedback": "反馈",
+        "rca": "根因分析",
+        "rca_failed": "根因分析失败",
     },
 }
 

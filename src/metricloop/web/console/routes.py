@@ -409,6 +409,7 @@ def _list_ctx(ws, who, f, items, page_no, more) -> dict:
 
 
 def _incident_screen(request: Request, ws, who: Who, incident_id: int, *, status: int = 200, error: str = ""):
+    from metricloop.rca.panel import rca_panel
     from metricloop.web.console.charts import incident_chart
     from metricloop.web.console.feedback_panel import feedback_panel
     from metricloop.web.incident_page import incident_view
@@ -453,6 +454,7 @@ def _incident_screen(request: Request, ws, who: Who, incident_id: int, *, status
         v=v,
         notes=notes,
         chart_json=script_json(data) if data else "",
+        rca=rca_panel(detail["rca"], lang),
         error=error,
         done=WORDS[lang].get(done, "") if done in (*ACTIONS, "silence") else "",
         can_act=who.can("operator"),
