@@ -74,3 +74,24 @@ def test_a_holiday_lift_is_learnt_from_the_series_own_past_days_off():
     off[odd] = False
     # judged by the weekly rhythm alone, a dozen of these days off alerted (every one of National Day)
     assert flags[off].sum() == 0
+
+
+def test_minute_data_with_gaps_keeps_its_step_and_raises_nothing_at_the_gap_edges(tmp_path):
+    rng = np.random.default_rng(16)
+    times = pd.date_range("2025-03-03", periods=1440 * 5, freq="min")
+    hour = np.asarray(times.hour) + np.asarray(times.minute) / 60
+    reqs = rng.poisson(300 * (1 + 0.6 * np.sin(2 * np.pi * (hour - 8) / 24))).astype(float)
+    keep = rng.random(len(times)) > 0.02  # missing minutes
+    edges = []
+    for start, length in ((1440 * 2 + 300, 45), (1440 * 3 + 700, 240), (1440 * 4 + 100, 360)):
+        keep[start:start + length] = False  # missing stretches: the exporter was down
+        edges.append(times[start + length])
+    path = tmp_path / "requests.csv"
+    pd.DataFrame({"timestamp": times[keep], "value": reqs[keep]}).to_csv(path, index=False)
+    res = detect_csv(path)
+    assert res.steps[""] == "minute"  # not averaged into hours
+    assert any("missing" in w for w in res.warnings)
+    flagged = pd.to_datetime(res.frame.loc[res.frame["is_anomaly"], "timestamp"])
+    assert len(flagged) <= 1
+    for edge in edges:
+        assert not ((flagged >= edge) & (flagged < edge + pd.Timedelta(minutes=30))).any()

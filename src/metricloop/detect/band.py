@@ -145,7 +145,7 @@ class EngineDetector(Detector):
                 labels = [("lumps" if lp else lab) for lp, lab in zip(lumpy, labels, strict=True)]
         unit, labels = lump_units(unit, sparse, batch.values.shape, labels)
         out.expected, out.scale = holiday_lift(batch.values, out.expected, out.scale, family == COUNT, out.learning,
-                                               masks, step)
+                                               masks, step, out.calendar)
         ell = log_tail_points(batch.values, out.expected, out.scale, family, unit)
         ell[out.learning] = 0.0
         n, T = batch.values.shape

@@ -140,13 +140,16 @@ def merge_runs(sustained: np.ndarray | None, extra: np.ndarray | None) -> np.nda
 
 SPARSE_ZEROS = 0.1  # share of exact zeros, in the series' busiest slots, that makes a series sparse
 # (a sum of a few baskets an hour is empty at night, but hardly ever at its busiest hours: `lump_size`'s)
+# the lump: a low quantile of the non-zero values (one error in n requests; the median is often two)
+LUMP_QUANTILE = 0.25
 
 
 def sparse_lump_size(values: np.ndarray, times, warmup: int, per_slot: int | None) -> np.ndarray:
     """Per series, the lump size of a sparse non-negative series that is not a count (NaN = not sparse):
-    the median non-zero value of its warm-up, where at least `SPARSE_ZEROS` of the warm-up's values
-    are exactly 0 even in its busiest quarter of slots (hours of the day below a day, days of the week
-    for days), so that a shop's shut nights, always 0, do not make a busy shop "sparse"."""
+    a low quantile (`LUMP_QUANTILE`) of its warm-up's non-zero values, where at least `SPARSE_ZEROS` of
+    the warm-up's values are exactly 0 even in its busiest quarter of slots (hours of the day below a
+    day, days of the week for days), so that a shop's shut nights, always 0, do not make a busy shop
+    "sparse"."""
     m, T = values.shape
     out = np.full(m, np.nan)
     if T == 0:
@@ -175,7 +178,7 @@ def sparse_lump_size(values: np.ndarray, times, warmup: int, per_slot: int | Non
         if zs[busy].sum() >= SPARSE_ZEROS * cnt[busy].sum():
             nz = w[ok & ~z]
             if len(nz):
-                out[i] = float(np.median(nz))
+                out[i] = float(np.quantile(nz, LUMP_QUANTILE))
     return out
 
 
@@ -297,13 +300,17 @@ def slot_noise_factor(values: np.ndarray, expected: np.ndarray, sd: np.ndarray, 
 
 LIFT_PRIOR_DAYS = 2.0  # the lift is shrunk towards none as if this many days had shown none
 LIFT_PRIOR_SD = 0.2  # spread of a lift from one holiday to the next before any is seen (log)
+LIFT_Z = 2.0  # a lift is used once its mean is this many standard errors from none
 
 
 def holiday_lift(values: np.ndarray, expected: np.ndarray, scale: np.ndarray, is_var: np.ndarray,
-                 learning: np.ndarray, masks, step: float | None) -> tuple[np.ndarray, np.ndarray]:
+                 learning: np.ndarray, masks, step: float | None,
+                 judged: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """`expected` and `scale` (sd, or variance where `is_var`) on days off and make-up workdays, moved by
-    each series' own lift on the past ones (causal: from the buckets before). Unchanged elsewhere,
-    and on the first such day a series has."""
+    each series' own lift on the past ones (causal: from the buckets before), where that lift is clear
+    (beyond LIFT_Z standard errors of its mean). Unchanged elsewhere, and on the first such day a
+    series has. `judged` (series × time, > 0 where the engine judged the day by a learnt holiday
+    pattern) keeps the lifts of days judged as a Sunday apart from those judged as their own weekday."""
     ev = getattr(masks, "evidence", None) if masks is not None else None
     if ev is None or not np.any(ev) or not step:
         return expected, scale
@@ -318,21 +325,28 @@ def holiday_lift(values: np.ndarray, expected: np.ndarray, scale: np.ndarray, is
         if not len(cols):
             continue
         x, e = values[:, cols], expected[:, cols]
+        mode = (judged[:, cols] > 0) if judged is not None else np.zeros(x.shape, bool)
         with np.errstate(invalid="ignore", divide="ignore"):
             d = np.log(x / e)
         ok = np.isfinite(d) & (x > 0) & (e > 0) & ~learning[:, cols]
         d = np.where(ok, d, 0.0)
-        n = np.cumsum(ok, axis=1) - ok  # buckets before
-        s1 = np.cumsum(d, axis=1) - d
-        s2 = np.cumsum(d * d, axis=1) - d * d
+        n = np.zeros(x.shape)
+        s1 = np.zeros(x.shape)
+        s2 = np.zeros(x.shape)
+        for same in (mode, ~mode):  # each point learns from the past days judged as it is
+            o = ok & same
+            for acc, a in ((n, o.astype(float)), (s1, np.where(o, d, 0.0)), (s2, np.where(o, d * d, 0.0))):
+                c = np.cumsum(a, axis=1) - a
+                acc[same] = c[same]
         days = n / per_day
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = np.where(n > 0, s1 / np.maximum(n, 1), 0.0)
             var = np.where(n > 1, np.maximum(s2 / np.maximum(n, 1) - mean * mean, 0.0), 0.0)
+        spread2 = (LIFT_PRIOR_DAYS * LIFT_PRIOR_SD**2 + days * var) / (LIFT_PRIOR_DAYS + days)
+        clear = np.abs(mean) > LIFT_Z * np.sqrt(spread2 / np.maximum(days, 1.0))
+        use = (days >= 1) & clear & np.isfinite(e) & (e > 0)
         w = days / (days + LIFT_PRIOR_DAYS)
         lift = np.exp(w * mean)
-        spread2 = (LIFT_PRIOR_DAYS * LIFT_PRIOR_SD**2 + days * var) / (LIFT_PRIOR_DAYS + days)
-        use = (days >= 1) & np.isfinite(e) & (e > 0)
         e_new = e * lift
         sc = scale[:, cols]
         v = np.where(is_var[:, None], sc, sc * sc)
