@@ -300,16 +300,14 @@ def slot_noise_factor(values: np.ndarray, expected: np.ndarray, sd: np.ndarray, 
 
 LIFT_PRIOR_DAYS = 2.0  # the lift is shrunk towards none as if this many days had shown none
 LIFT_PRIOR_SD = 0.2  # spread of a lift from one holiday to the next before any is seen (log)
-LIFT_Z = 2.0  # a lift is used once its mean is this many standard errors from none
 
 
 def holiday_lift(values: np.ndarray, expected: np.ndarray, scale: np.ndarray, is_var: np.ndarray,
                  learning: np.ndarray, masks, step: float | None,
                  judged: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """`expected` and `scale` (sd, or variance where `is_var`) on days off and make-up workdays, moved by
-    each series' own lift on the past ones (causal: from the buckets before), where that lift is clear
-    (beyond LIFT_Z standard errors of its mean). Unchanged elsewhere, and on the first such day a
-    series has. `judged` (series × time, > 0 where the engine judged the day by a learnt holiday
+    each series' own lift on the past ones (causal: from the buckets before). Unchanged elsewhere, and
+    on the first such day a series has. `judged` (series × time, > 0 where the engine judged the day by a learnt holiday
     pattern) keeps the lifts of days judged as a Sunday apart from those judged as their own weekday."""
     ev = getattr(masks, "evidence", None) if masks is not None else None
     if ev is None or not np.any(ev) or not step:
@@ -343,8 +341,7 @@ def holiday_lift(values: np.ndarray, expected: np.ndarray, scale: np.ndarray, is
             mean = np.where(n > 0, s1 / np.maximum(n, 1), 0.0)
             var = np.where(n > 1, np.maximum(s2 / np.maximum(n, 1) - mean * mean, 0.0), 0.0)
         spread2 = (LIFT_PRIOR_DAYS * LIFT_PRIOR_SD**2 + days * var) / (LIFT_PRIOR_DAYS + days)
-        clear = np.abs(mean) > LIFT_Z * np.sqrt(spread2 / np.maximum(days, 1.0))
-        use = (days >= 1) & clear & np.isfinite(e) & (e > 0)
+        use = (days >= 1) & np.isfinite(e) & (e > 0)
         w = days / (days + LIFT_PRIOR_DAYS)
         lift = np.exp(w * mean)
         e_new = e * lift
