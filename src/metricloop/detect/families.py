@@ -1,4 +1,7 @@
-"""Run tests in each series' own noise family, beside the Gaussian-deviate run test of `conditions`.
+"""Each series judged in its own noise family, learnt from its own past (docs/detectors.md, "Each
+series in its own noise family"): sparse rates and sums as counts of lumps (`run_by_family`), a
+count's runs tested as a count (`count_runs`), noise learnt per hour of the day (`slot_noise_factor`),
+holiday lifts learnt from the series' own past days off (`holiday_lift`).
 
 A count that drops to zero is the commonest outage of a low-volume series (a city's complaints, a
 shop's hourly orders), and the hardest to see point by point: 0 where 3 are usual is a 5 % event for a
@@ -53,7 +56,7 @@ def count_runs(scores: Scores, k: float, longest: int | None = None, z: np.ndarr
     mu = np.where(usable, np.maximum(mu, 0.0), 0.0)
     extra_sd = np.sqrt(np.clip(np.where(usable, var - mu, 0.0), 0.0, None))
     sd = np.sqrt(np.where(usable, np.maximum(var, mu), 0.0))
-    from metricloop.detect.conditions import RHO_SPAN, lag_correlation, standardised
+    from metricloop.detect.conditions import RHO_SPAN, lag_correlation, run_length, standardised
 
     z = standardised(scores) if z is None else z
     if z is None:
@@ -69,7 +72,7 @@ def count_runs(scores: Scores, k: float, longest: int | None = None, z: np.ndarr
             on_side = usable & (side * (x - mu) > 0) & (side * zr >= 1.0)
         # a point counts for at most its own band edge (a spike is the point test's)
         xc = np.where(on_side, np.minimum(x, mu + k * sd) if side > 0 else x, 0.0)
-        run = _run_length(on_side)
+        run = run_length(on_side)
         cx, cm, ce = (np.cumsum(a, axis=1) for a in (xc, np.where(on_side, mu, 0.0), np.where(on_side, extra_sd, 0.0)))
         hit = np.zeros(x.shape, np.int16)
         for w in reversed(windows):
@@ -100,13 +103,6 @@ def _window(c: np.ndarray, w: int) -> np.ndarray:
     s[:, w:] -= c[:, :-w]
     s[:, :w - 1] = 0.0
     return s
-
-
-def _run_length(flags: np.ndarray) -> np.ndarray:
-    f = flags.astype(np.int64)
-    c = np.cumsum(f, axis=-1)
-    reset = np.where(f == 0, c, 0)
-    return c - np.maximum.accumulate(reset, axis=-1)
 
 
 def _nb_log_tail(s: np.ndarray, mean: np.ndarray, var: np.ndarray, side: int) -> np.ndarray:
