@@ -164,17 +164,74 @@ def score_points(values: np.ndarray, expected: np.ndarray, scale: np.ndarray, fa
 
 CAL_U = float(np.log(10.0))  # calibration: exceedances of a tail of 10 %
 CAL_PRIOR_POINTS = 1000.0  # the prior (a calibrated model) is worth this many points …
-CAL_PRIOR_EXCESS = 100.0  # … and this many exceedances
-CAL_CLIP = 8.0  # one exceedance teaches the tail at most this much (an anomaly is not the noise's tail)
+CAL_PRIOR_EXCESS = 300.0  # … and this many exceedances
+CAL_XI = np.linspace(0.0, 4.0, 17)  # tail shapes looked at: 0 = exponential (a calibrated model) … 4
+CAL_LOG_SIGMA = np.linspace(np.log(0.05), np.log(1e5), 80)  # tail scales looked at
+
+
+def _gpd_log_moments() -> tuple[np.ndarray, np.ndarray]:
+    """E[ln(1 + e)] and E[ln(1 + e)²] of a generalised Pareto excess e with shape ξ (rows, `CAL_XI`) and
+    scale σ (columns, `CAL_LOG_SIGMA`), by Gauss-Laguerre quadrature over e's exponential quantile s
+    (e = σ·(e^{ξs} − 1)/ξ, in logs so that no tail overflows)."""
+    from numpy.polynomial.laguerre import laggauss
+
+    s, w = laggauss(80)
+    xi = CAL_XI[:, None, None]
+    ls = CAL_LOG_SIGMA[None, :, None]
+    s = s[None, None, :]
+    safe = np.where(xi > 0, xi, 1.0)
+    xs = xi * s
+    with np.errstate(divide="ignore"):
+        log_e = np.where(xi > 0, ls + xs + np.log(-np.expm1(-np.maximum(xs, 1e-300))) - np.log(safe), ls + np.log(s))
+    g = np.logaddexp(0.0, log_e)
+    return (g * w).sum(-1), (g * g * w).sum(-1)
+
+
+_CAL_H1, _CAL_H2 = _gpd_log_moments()
+_CAL_PRIOR_H1, _CAL_PRIOR_H2 = (float(np.interp(0.0, CAL_LOG_SIGMA, h[0])) for h in (_CAL_H1, _CAL_H2))
+
+
+def gpd_from_log_moments(h1: np.ndarray, h2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The generalised Pareto (ξ ≥ 0, σ) whose excesses have these mean log and mean squared log
+    (E[ln(1 + e)], E[ln(1 + e)²]): a giant anomaly moves them by its logarithm only, so they can be
+    learnt from a past that holds anomalies. At a given mean log, a heavier tail has the larger
+    second moment: ξ is read off that, σ from the mean log at that ξ."""
+    h1 = np.asarray(h1, float)
+    h2 = np.asarray(h2, float)
+    lsig = np.array([np.interp(h1, _CAL_H1[i], CAL_LOG_SIGMA) for i in range(len(CAL_XI))])
+    m2 = np.array([np.interp(lsig[i], CAL_LOG_SIGMA, _CAL_H2[i]) for i in range(len(CAL_XI))])
+    above = (m2 < h2[None]).sum(axis=0)  # m2 grows with ξ: the shapes whose second moment is too small
+    hi = np.clip(above, 1, len(CAL_XI) - 1)
+    lo = hi - 1
+    cols = np.arange(h1.size).reshape(h1.shape)
+    m_lo, m_hi = m2[lo, cols], m2[hi, cols]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f = np.clip((h2 - m_lo) / (m_hi - m_lo), 0.0, 1.0)
+    f = np.where(np.isfinite(f), f, 0.0)
+    xi = CAL_XI[lo] + f * (CAL_XI[hi] - CAL_XI[lo])
+    sig = np.exp(lsig[lo, cols] + f * (lsig[hi, cols] - lsig[lo, cols]))
+    return xi, sig
+
+
+def gpd_log_sf(e: np.ndarray, xi: np.ndarray, sig: np.ndarray) -> np.ndarray:
+    """−ln P(excess > e) of a generalised Pareto (ξ ≥ 0): ln(1 + ξe/σ)/ξ, e/σ at ξ = 0."""
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        r = e / sig
+        return np.where(xi > 1e-6, np.log1p(xi * r) / np.where(xi > 1e-6, xi, 1.0), r)
 
 
 def calibrate_log_tail(ell: np.ndarray, usable: np.ndarray) -> np.ndarray:
     """The model's ℓ recalibrated on the series' own past (causal: each point from the points before
-    it). Under a calibrated model ℓ is exponential with mean 1: a tail of 10 % is passed by 10 % of
-    points, and beyond it ℓ − ln 10 is again exponential with mean 1. A series whose noise is heavier
-    (or lighter) than its model shows it in how often and how far its points pass that tail: the
-    fraction q and the mean excess β are learnt (shrunk to 0.1 and 1 by a prior) and ℓ is mapped to
-    ln(1/q)·ℓ/ln 10 below it and ln(1/q) + (ℓ − ln 10)/β beyond. Monotone in ℓ at every point."""
+    it), peaks over a threshold as SPOT does. Under a calibrated model ℓ is exponential with mean 1: a
+    tail of 10 % is passed by 10 % of points, and beyond it ℓ − ln 10 is again exponential with mean 1.
+    A series whose noise is heavier (or lighter) than its model shows it in how often and how far its
+    points pass that tail: the fraction q that passed is learnt (shrunk to 0.1 by a prior), and the
+    excesses beyond it are fitted with a generalised Pareto tail (shape ξ ≥ 0, scale σ; shrunk to the
+    calibrated ξ = 0, σ = 1 by a prior worth `CAL_PRIOR_EXCESS` exceedances) from their log moments.
+    ℓ becomes ln(1/q)·ℓ/ln 10 below the threshold and ln(1/q) − ln P_GPD(ℓ − ln 10) beyond: a series
+    whose model is calibrated keeps its ℓ, one whose errors are heavy-tailed (a CPU that jumps by whole
+    steps, spiky traffic) has its largest deviations judged against its own largest past ones, not
+    against a Gaussian. Monotone in ℓ at every point."""
     use = usable & np.isfinite(ell)
     exc = use & (ell > CAL_U)
 
@@ -186,12 +243,22 @@ def calibrate_log_tail(ell: np.ndarray, usable: np.ndarray) -> np.ndarray:
 
     n = before(use)
     ne = before(exc)
-    se = before(np.where(exc, np.minimum(ell - CAL_U, CAL_CLIP), 0.0))
+    with np.errstate(invalid="ignore"):
+        g = np.where(exc, np.log1p(np.maximum(ell - CAL_U, 0.0)), 0.0)
+    s1 = before(g)
+    s2 = before(g * g)
+    del g
     q = (ne + 0.1 * CAL_PRIOR_POINTS) / (n + CAL_PRIOR_POINTS)
-    beta = (se + CAL_PRIOR_EXCESS) / (ne + CAL_PRIOR_EXCESS)
     lq = -np.log(q)
     with np.errstate(invalid="ignore"):
-        out = np.where(ell <= CAL_U, ell * lq / CAL_U, lq + (ell - CAL_U) / beta)
+        out = np.where(ell <= CAL_U, ell * lq / CAL_U, ell)
+    # the tail shape is needed only where a point passes the threshold
+    at = np.isfinite(ell) & (ell > CAL_U)
+    if at.any():
+        w = ne[at] + CAL_PRIOR_EXCESS
+        xi, sig = gpd_from_log_moments((s1[at] + CAL_PRIOR_EXCESS * _CAL_PRIOR_H1) / w,
+                                       (s2[at] + CAL_PRIOR_EXCESS * _CAL_PRIOR_H2) / w)
+        out[at] = lq[at] + gpd_log_sf(ell[at] - CAL_U, xi, sig)
     return np.where(np.isfinite(ell), out, ell)
 
 
