@@ -22,7 +22,8 @@ class BandConfig(DetectorConfig):
     trend: bool = Field(False, description="follow a damped linear trend")
     smoothing: float = Field(0.15, gt=0, le=1, description="level smoothing per point (higher = faster)")
     adapt_after: int | None = Field(
-        None, ge=1, description="accept a new level after N consecutive out-of-band points (default: a week)"
+        None, ge=1, description="accept a new level after N consecutive out-of-band points (default: a week of days, a "
+        "day of hours, an hour of minutes)"
     )
     exclude_z: float = Field(3.5, gt=0, description="points beyond this many sd stay out of the baseline")
     multiplicative: Literal["auto", "yes", "no"] = "auto"
@@ -69,6 +70,18 @@ def cycle_params(step: float | None, warmup: int) -> dict[str, Any]:
             "period_hints": hints}
 
 
+def adapt_span(grain: str | None, week: int, step: float | None) -> int:
+    """Consecutive out-of-band points after which a new level is accepted: a week of days, a day of
+    hours, an hour of minutes (at least 12 points). A 5-minute CPU that moved to a new level two
+    hours ago is no longer news: every point of those two hours scoring high would mark the whole
+    plateau instead of its onset, and teach the score's tail that such deviations are common."""
+    if grain in ("day", None):
+        return week
+    if grain == "minute":
+        return min(week, max(12, round(3600 / step) if step else 60))
+    return min(week, 24)
+
+
 def engine_params(cfg: BandConfig, grain: str | None, warmup: int, step: float | None = None) -> EngineParams:
     # spans in points of the step: a week at 5 minutes is 2016 points, at hours 168
     per_day = round(86400 / step) if step and grain in ("hour", "minute") else None
@@ -81,7 +94,7 @@ def engine_params(cfg: BandConfig, grain: str | None, warmup: int, step: float |
         seasonality=cfg.seasonality,
         multiplicative=cfg.multiplicative,
         exclude_z=cfg.exclude_z,
-        adapt_after=cfg.adapt_after or (week if grain in ("day", None) else min(week, 24)),
+        adapt_after=cfg.adapt_after or adapt_span(grain, week, step),
         warmup=warmup,
         reselect_every=8 * week if grain in ("day", None) else week,
         compare_halfwidth=max(per_day // 2, 1) if per_day else {"hour": 12, "minute": 12 * 60}.get(grain or "", 0),

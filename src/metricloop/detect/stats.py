@@ -164,7 +164,8 @@ def score_points(values: np.ndarray, expected: np.ndarray, scale: np.ndarray, fa
 
 CAL_U = float(np.log(10.0))  # calibration: exceedances of a tail of 10 %
 CAL_PRIOR_POINTS = 1000.0  # the prior (a calibrated model) is worth this many points …
-CAL_PRIOR_EXCESS = 300.0  # … and this many exceedances
+CAL_PRIOR_EXCESS = 100.0  # … and this many exceedances
+CAL_XI_SE = 3.0  # a tail shape is used only as far as it is this many standard errors beyond 0
 CAL_XI = np.linspace(0.0, 4.0, 17)  # tail shapes looked at: 0 = exponential (a calibrated model) … 4
 CAL_LOG_SIGMA = np.linspace(np.log(0.05), np.log(1e5), 80)  # tail scales looked at
 
@@ -191,11 +192,15 @@ _CAL_H1, _CAL_H2 = _gpd_log_moments()
 _CAL_PRIOR_H1, _CAL_PRIOR_H2 = (float(np.interp(0.0, CAL_LOG_SIGMA, h[0])) for h in (_CAL_H1, _CAL_H2))
 
 
-def gpd_from_log_moments(h1: np.ndarray, h2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def gpd_from_log_moments(h1: np.ndarray, h2: np.ndarray, n: np.ndarray | float | None = None
+                         ) -> tuple[np.ndarray, np.ndarray]:
     """The generalised Pareto (ξ ≥ 0, σ) whose excesses have these mean log and mean squared log
     (E[ln(1 + e)], E[ln(1 + e)²]): a giant anomaly moves them by its logarithm only, so they can be
     learnt from a past that holds anomalies. At a given mean log, a heavier tail has the larger
-    second moment: ξ is read off that, σ from the mean log at that ξ."""
+    second moment: ξ is read off that, σ from the mean log at that ξ. With `n` (the excesses behind
+    the moments) ξ is first lowered by `CAL_XI_SE` standard errors, (1 + ξ)/√n each, and floored at 0: a shape
+    the data cannot tell from the exponential stays exponential, so noise in the estimate does not
+    compress the largest deviations."""
     h1 = np.asarray(h1, float)
     h2 = np.asarray(h2, float)
     lsig = np.array([np.interp(h1, _CAL_H1[i], CAL_LOG_SIGMA) for i in range(len(CAL_XI))])
@@ -209,6 +214,12 @@ def gpd_from_log_moments(h1: np.ndarray, h2: np.ndarray) -> tuple[np.ndarray, np
         f = np.clip((h2 - m_lo) / (m_hi - m_lo), 0.0, 1.0)
     f = np.where(np.isfinite(f), f, 0.0)
     xi = CAL_XI[lo] + f * (CAL_XI[hi] - CAL_XI[lo])
+    if n is not None:
+        xi = np.maximum(xi - CAL_XI_SE * (1.0 + xi) / np.sqrt(np.maximum(n, 1.0)), 0.0)
+        step = CAL_XI[1] - CAL_XI[0]
+        lo = np.minimum((xi / step).astype(np.int64), len(CAL_XI) - 2)
+        hi = lo + 1
+        f = np.clip(xi / step - lo, 0.0, 1.0)
     sig = np.exp(lsig[lo, cols] + f * (lsig[hi, cols] - lsig[lo, cols]))
     return xi, sig
 
@@ -220,7 +231,16 @@ def gpd_log_sf(e: np.ndarray, xi: np.ndarray, sig: np.ndarray) -> np.ndarray:
         return np.where(xi > 1e-6, np.log1p(xi * r) / np.where(xi > 1e-6, xi, 1.0), r)
 
 
-def calibrate_log_tail(ell: np.ndarray, usable: np.ndarray) -> np.ndarray:
+def gpd_log_isf(y: np.ndarray, xi: np.ndarray, sig: np.ndarray) -> np.ndarray:
+    """The excess whose −ln P is y (the inverse of `gpd_log_sf`)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.where(xi > 1e-6, sig * np.expm1(np.minimum(xi * y, 700.0)) / np.where(xi > 1e-6, xi, 1.0), sig * y)
+
+
+CAL_ALARM = LINEAR_TO  # beyond this calibrated ℓ (a tail of 1e-5) a point is an anomaly, not the noise's tail
+
+
+def calibrate_log_tail(ell: np.ndarray, usable: np.ndarray, alarm: float = CAL_ALARM) -> np.ndarray:
     """The model's ℓ recalibrated on the series' own past (causal: each point from the points before
     it), peaks over a threshold as SPOT does. Under a calibrated model ℓ is exponential with mean 1: a
     tail of 10 % is passed by 10 % of points, and beyond it ℓ − ln 10 is again exponential with mean 1.
@@ -231,9 +251,16 @@ def calibrate_log_tail(ell: np.ndarray, usable: np.ndarray) -> np.ndarray:
     ℓ becomes ln(1/q)·ℓ/ln 10 below the threshold and ln(1/q) − ln P_GPD(ℓ − ln 10) beyond: a series
     whose model is calibrated keeps its ℓ, one whose errors are heavy-tailed (a CPU that jumps by whole
     steps, spiky traffic) has its largest deviations judged against its own largest past ones, not
-    against a Gaussian. Monotone in ℓ at every point."""
-    use = usable & np.isfinite(ell)
-    exc = use & (ell > CAL_U)
+    against a Gaussian. As in SPOT, an anomaly is not the noise's tail: a point beyond `alarm` (a tail of
+    1e-5 by default) under the fit so far enters the fit only as
+    far as that level (censored), so a few incidents do not
+    teach a calibrated series that huge deviations are common, while a heavy tail, passed again and
+    again, still raises the fit step by step. Monotone in ℓ at every point."""
+    ell = np.asarray(ell, dtype=float)
+    shape = ell.shape
+    ell2 = ell.reshape(-1, shape[-1]) if ell.ndim != 2 else ell
+    use = (np.broadcast_to(usable, shape).reshape(ell2.shape)) & np.isfinite(ell2)
+    exc = use & (ell2 > CAL_U)
 
     def before(a: np.ndarray) -> np.ndarray:
         c = np.cumsum(a, axis=-1, dtype=float)
@@ -243,23 +270,34 @@ def calibrate_log_tail(ell: np.ndarray, usable: np.ndarray) -> np.ndarray:
 
     n = before(use)
     ne = before(exc)
-    with np.errstate(invalid="ignore"):
-        g = np.where(exc, np.log1p(np.maximum(ell - CAL_U, 0.0)), 0.0)
-    s1 = before(g)
-    s2 = before(g * g)
-    del g
     q = (ne + 0.1 * CAL_PRIOR_POINTS) / (n + CAL_PRIOR_POINTS)
     lq = -np.log(q)
+    del n, ne, q
     with np.errstate(invalid="ignore"):
-        out = np.where(ell <= CAL_U, ell * lq / CAL_U, ell)
-    # the tail shape is needed only where a point passes the threshold
-    at = np.isfinite(ell) & (ell > CAL_U)
-    if at.any():
-        w = ne[at] + CAL_PRIOR_EXCESS
-        xi, sig = gpd_from_log_moments((s1[at] + CAL_PRIOR_EXCESS * _CAL_PRIOR_H1) / w,
-                                       (s2[at] + CAL_PRIOR_EXCESS * _CAL_PRIOR_H2) / w)
-        out[at] = lq[at] + gpd_log_sf(ell[at] - CAL_U, xi, sig)
-    return np.where(np.isfinite(ell), out, ell)
+        out = np.where(ell2 <= CAL_U, ell2 * lq / CAL_U, ell2)
+    # the tail: a walk over the points that pass the threshold, the fit of each series updated after each
+    at = np.isfinite(ell2) & (ell2 > CAL_U)
+    m = ell2.shape[0]
+    k = np.zeros(m)
+    s1 = np.zeros(m)
+    s2 = np.zeros(m)
+    for t in np.flatnonzero(at.any(axis=0)):
+        rows = np.flatnonzero(at[:, t])
+        w = k[rows] + CAL_PRIOR_EXCESS
+        xi, sig = gpd_from_log_moments((s1[rows] + CAL_PRIOR_EXCESS * _CAL_PRIOR_H1) / w,
+                                       (s2[rows] + CAL_PRIOR_EXCESS * _CAL_PRIOR_H2) / w, w)
+        e = ell2[rows, t] - CAL_U
+        out[rows, t] = lq[rows, t] + gpd_log_sf(e, xi, sig)
+        learn = exc[rows, t]
+        if learn.any():
+            r = rows[learn]
+            cap = gpd_log_isf(np.maximum(alarm - lq[r, t], 0.0), xi[learn], sig[learn])
+            g = np.log1p(np.minimum(e[learn], cap))
+            k[r] += 1
+            s1[r] += g
+            s2[r] += g * g
+    out = np.where(np.isfinite(ell2), out, ell2)
+    return out.reshape(shape)
 
 
 def band(scores: Scores, k: float) -> tuple[np.ndarray, np.ndarray]:
