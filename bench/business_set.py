@@ -25,7 +25,6 @@ series' own noise, with a floor, as an analyst would call them.
 
 from __future__ import annotations
 
-import datetime as dt
 import zlib
 from dataclasses import dataclass, field
 
@@ -353,8 +352,3 @@ def make_family(family: str, n: int | None = None) -> list[LabelledSeries]:
                                   holiday and not family.endswith("count") and step != "minute"))
     return out
 
-
-def holiday_dates(start: dt.date, end: dt.date) -> list[dt.date]:  # pragma: no cover - a helper for reading results
-    days = pd.date_range(start, end, freq="D")
-    hol, _ = _offdays(days)
-    return [d.date() for d, h in zip(days, hol, strict=True) if h]
