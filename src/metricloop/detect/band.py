@@ -9,7 +9,8 @@ from pydantic import Field
 
 from metricloop.detect.base import COUNT, GAUSS, Detector, DetectorConfig, Scores, register
 from metricloop.detect.calendar import CalendarMasks
-from metricloop.detect.engine import FAM_COUNT, FAM_RATIO, TINY, EngineParams, run_engine
+from metricloop.detect.engine import FAM_COUNT, FAM_RATIO, TINY, EngineParams
+from metricloop.detect.families import holiday_lift, lump_units, run_by_family
 from metricloop.detect.prepare import Batch, default_warmup
 from metricloop.detect.stats import calibrate_log_tail, log_tail_points, tail_score
 
@@ -126,7 +127,7 @@ class EngineDetector(Detector):
         if (factor != 1.0).any():
             batch = Batch(batch.values / factor[:, None], batch.times, batch.grain, batch.numerator,
                           batch.denominator, ratio_scale=batch.ratio_scale, step=batch.step)
-        out = run_engine(batch, masks, params, kind=self.config.kind)
+        out, sparse = run_by_family(batch, masks, params, self.config.kind)
         if (factor != 1.0).any():
             batch = Batch(batch.values * factor[:, None], batch.times, batch.grain, batch.numerator,
                           batch.denominator, step=batch.step)
@@ -155,6 +156,9 @@ class EngineDetector(Detector):
                 family = np.where(lumpy, COUNT, family).astype(np.int8)
                 out.scale = var
                 labels = [("lumps" if lp else lab) for lp, lab in zip(lumpy, labels, strict=True)]
+        unit, labels = lump_units(unit, sparse, batch.values.shape, labels)
+        out.expected, out.scale = holiday_lift(batch.values, out.expected, out.scale, family == COUNT, out.learning,
+                                               masks, step, out.calendar)
         ell = log_tail_points(batch.values, out.expected, out.scale, family, unit)
         ell[out.learning] = 0.0
         n, T = batch.values.shape

@@ -14,6 +14,7 @@ import pandas as pd
 from scipy import special
 
 from metricloop.detect.base import FIXED, DetectorConfig, Scores, map_blocks
+from metricloop.detect.families import count_runs, merge_runs
 from metricloop.detect.stats import band, score_log_tail, sensitivity_to_k, threshold_score
 
 
@@ -232,6 +233,8 @@ def band_flags(scores: Scores, config: DetectorConfig, *, z: np.ndarray | None =
     if z is None and (longest >= 2 or (min_duration > 1 and config.min_duration is None)):
         z = standardised(scores)
     sustained = sustained_runs(scores, k, longest, z)
+    if longest >= 2:  # and the run test of each series' own family (a count's run of zeros)
+        sustained = merge_runs(sustained, count_runs(scores, k, z=z))
     if sustained is not None:
         above |= sustained > 0
         below |= sustained < 0
