@@ -166,6 +166,29 @@ def test_acknowledged_in_time_is_no_breach(shop):
     assert not inc.ack_breached and not inc.resolve_breached
 
 
+def test_a_late_ack_or_an_unacknowledged_resolve_is_a_breach_before_any_timer_fires(shop):
+    """The breach is the late act itself: the SLA timer may not have run yet (it is cancelled by the ack)."""
+    ws, late = open_one(shop)
+    with ws.db.session() as s:
+        service.acknowledge(s, ws, ws.catalog(), incident_id=late.id, actor="a@shop.test",
+                            now=OPENED + timedelta(minutes=20))  # fmt: skip
+        service.resolve(s, ws, ws.catalog(), incident_id=late.id, actor="a@shop.test", root_cause="x",
+                        now=OPENED + timedelta(hours=1))  # fmt: skip
+    (inc,) = incidents(ws)
+    assert inc.ack_breached and not inc.resolve_breached
+    with ws.db.session() as s:
+        service.reopen(s, ws, ws.catalog(), incident_id=inc.id, actor="a@shop.test", reason="again")
+    with ws.db.session() as s:
+        inc = s.get(type(inc), inc.id)
+        inc.ack_breached, inc.acknowledged_at = False, None  # a fresh episode, never acknowledged
+        due = inc.ack_due_at
+    with ws.db.session() as s:
+        service.resolve(s, ws, ws.catalog(), incident_id=inc.id, actor="a@shop.test", root_cause="x",
+                        now=aware(due) + timedelta(minutes=1))  # fmt: skip
+    (inc,) = incidents(ws)
+    assert inc.ack_breached
+
+
 def test_mtta_and_mttr(shop):
     ws = shop(
         effects=[DROP, Effect(date(2026, 11, 18), date(2026, 11, 18), 0.6, {"store": "SH-1"})],

@@ -1,6 +1,8 @@
 """Quality KPIs per monitor, metric, team or owner, over a window of days: what the labels say about the alerts.
 
-- precision: confirmed ÷ labelled (alerts with a standing label of any kind; the later of two labels stands);
+- precision: confirmed ÷ judged, the alerts whose standing label says whether they were worth it (`JUDGED`:
+  confirmed, false alarm, expected; a `new_normal` says the level moved, not whether the alert helped); the later
+  of two labels stands. Tuning and the weekly review use the same definition (`precision_of`);
 - false alarms, expected, new normal: standing labels on alerts;
 - missed: standing `missed` ranges (and `confirmed` ranges with no alert in them), what nobody was alerted on;
 - alerts per series per month: alerts ÷ series watched ÷ months in the window (series from the monitor's last run);
@@ -24,7 +26,7 @@ from metricloop.db.times import as_utc, aware
 from metricloop.definitions.kinds import Catalog
 from metricloop.errors import InvalidInput
 from metricloop.feedback.models import Feedback
-from metricloop.feedback.service import effective_labels, label_of
+from metricloop.feedback.service import JUDGED, effective_labels, label_of
 from metricloop.incidents.models import Incident
 from metricloop.incidents.service import sla_for
 from metricloop.monitors.models import MonitorRun
@@ -112,6 +114,7 @@ def quality(
                 continue  # an alert from before the window
             r = rows[k]
             r["labelled"] += 1
+            r["judged"] += lab.label in JUDGED
             r[lab.label] += 1
         elif lab.label in ("missed", "confirmed") and lab.incident_id is None:
             if not since <= lab.created_at <= until:
@@ -148,7 +151,7 @@ def quality(
         r.update(
             {
                 by: k,
-                "precision": r["confirmed"] / r["labelled"] if r["labelled"] else None,
+                "precision": r["confirmed"] / r["judged"] if r["judged"] else None,
                 "labelled_share": r["labelled"] / r["alerts"] if r["alerts"] else None,
                 "series": n_series,
                 "alerts_per_series_month": r["alerts"] / n_series / months if n_series else None,
@@ -168,6 +171,7 @@ FIELDS = (
     "series",
     "alerts_per_series_month",
     "labelled",
+    "judged",
     "labelled_share",
     "confirmed",
     "false_alarm",

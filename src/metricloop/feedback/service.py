@@ -62,6 +62,11 @@ def target_key(label: FeedbackLabel) -> tuple:
     return ("range", label.monitor, label.metric, label.slice, label.start, label.end)
 
 
+JUDGED = ("confirmed", "false_alarm", "expected")
+"""The labels that say whether an alert was worth it: precision is confirmed ÷ these, everywhere (quality KPIs,
+tuning, the weekly review). `new_normal` says the level moved, not whether the alert helped; `missed` is no alert."""
+
+
 def effective_labels(labels: list[FeedbackLabel]) -> list[FeedbackLabel]:
     """The later label of each target (by created_at, then id), in the order given."""
     latest: dict[tuple, FeedbackLabel] = {}

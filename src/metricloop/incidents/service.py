@@ -384,6 +384,9 @@ def acknowledge(
         raise StateError(f"incident #{inc.id} is {inc.state}: only a triggered incident can be acknowledged")
     now = as_utc(now)
     inc.state, inc.acknowledged_at = "acknowledged", now
+    due = aware(inc.ack_due_at)
+    if due and now > due:  # late: a breach even when the SLA timer has not fired yet (it cancels below)
+        inc.ack_breached = True
     if not inc.assignee:
         inc.assignee = actor
     _cancel_timers(db_session, inc, ("escalate", "sla_ack"))  # an ack stops escalation at once,
@@ -480,6 +483,9 @@ def resolve(
     due = aware(inc.resolve_due_at)
     if due and now > due:
         inc.resolve_breached = True
+    ack_due = aware(inc.ack_due_at)
+    if inc.acknowledged_at is None and ack_due and now > ack_due:  # resolved unacknowledged past its ack deadline
+        inc.ack_breached = True
     _cancel_timers(db_session, inc, ("escalate", "sla_ack", "sla_resolve", "repeat"))
     _cancel_queued(db_session, inc, ("escalated", "repeat"))
     kind = "auto_resolved" if auto else "resolved"

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from metricloop.alerting.models import Alert
 from metricloop.db.times import as_utc, aware
+from metricloop.feedback.service import JUDGED
 from metricloop.incidents.models import Incident
 from metricloop.review import inputs
 from metricloop.review.weeks import ReportInputError, Week, parse_week
@@ -36,7 +37,7 @@ from metricloop.review.weeks import ReportInputError, Week, parse_week
 SEVERITIES = ("P1", "P2", "P3")
 # the verdicts on an alert: the denominator of precision and of the false-alarm rate (as tuning's precision_of);
 # new_normal (a series' level moved) and missed (no alert at all) are counted apart
-VERDICTS = ("confirmed", "false_alarm", "expected")
+VERDICTS = JUDGED  # one definition of precision (feedback.service.JUDGED)
 OTHER_LABELS = ("new_normal", "missed")
 TREND_WEEKS = 6
 CAUSE_WINDOW = 4  # weeks over which a cause counts as recurring

@@ -562,7 +562,9 @@ def open_suggestions(session) -> list[OpenSuggestion]:
 
 def precision_of(labels: list[Any]) -> tuple[float | None, int]:
     """confirmed ÷ labelled alerts (confirmed, false alarm, expected), and how many were labelled."""
-    judged = [lab for lab in labels if lab.label in ("confirmed", "false_alarm", "expected")]
+    from metricloop.feedback.service import JUDGED
+
+    judged = [lab for lab in labels if lab.label in JUDGED]
     if not judged:
         return None, 0
     return sum(lab.label == "confirmed" for lab in judged) / len(judged), len(judged)
