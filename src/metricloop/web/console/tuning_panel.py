@@ -102,8 +102,15 @@ ROWS = (  # (the summary key, its total key or None)
 )
 
 
-def _moved(items: list[dict], i: int) -> list[dict]:
-    return [{**a, "word": LABEL_WORDS[a["label"]][i] if a.get("label") in LABEL_WORDS else ""} for a in items]
+def _moved(items: list[dict], i: int, grain: str) -> list[dict]:
+    """The alerts that move, each with its feedback word; bucket times as the grain counts them (days: no clock)."""
+    cut = 10 if grain in ("day", "week", "month") else 16
+
+    def when(t: str) -> str:
+        return t[:cut].replace("T", " ")
+
+    return [{**a, "start": when(a["start"]), "end": when(a["end"]),
+             "word": LABEL_WORDS[a["label"]][i] if a.get("label") in LABEL_WORDS else ""} for a in items]
 
 
 def tuning_panel(db_session, ws, name: str, lang: str) -> dict:
@@ -124,7 +131,7 @@ def tuning_panel(db_session, ws, name: str, lang: str) -> dict:
     for key, total in ROWS:
         if key not in before:
             continue
-        cells = [f"{d.get(key, 0)}" + (f" / {d.get(total, 0)}" if total else "") for d in (before, after)]
+        cells = [f"{d.get(key, 0):g}" + (f" / {d.get(total, 0)}" if total else "") for d in (before, after)]
         table.append({"key": key, "word": w[key], "before": cells[0], "after": cells[1]})
     stale = None
     if row.status == "open":
@@ -150,8 +157,8 @@ def tuning_panel(db_session, ws, name: str, lang: str) -> dict:
         "overrides": t.get("overrides", []),
         "tradeoff": tradeoff.get(lang) or tradeoff.get("en", "") if isinstance(tradeoff, dict) else str(tradeoff),
         "notes": [n.get(lang) or n.get("en", "") for n in t.get("notes", [])],
-        "disappear": _moved(t.get("disappear", []), i),
-        "appear": _moved(t.get("appear", []), i),
+        "disappear": _moved(t.get("disappear", []), i, t.get("grain", "")),
+        "appear": _moved(t.get("appear", []), i, t.get("grain", "")),
         "stale": stale,
     }
     return out
