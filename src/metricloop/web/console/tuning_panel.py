@@ -180,6 +180,8 @@ async def tuning_action(name: str, action: str, request: Request, ws=Depends(wor
                             "en": f"Your role is {who.role}: applying a tuning suggestion needs admin."}[lang])
     try:
         picked = int(form["suggestion"]) if form.get("suggestion") else None
+        if picked is not None and not 1 <= picked <= 2**31 - 1:  # as the API's bounds: no overflow in the database
+            raise ValueError
     except ValueError:
         return _monitor_screen(request, ws, who, name, status=400, error=f"bad suggestion {form['suggestion']!r}")
     try:
