@@ -58,9 +58,10 @@ def create_app(ws, *, background: bool = False) -> FastAPI:
     install_console(app)
     from metricloop.knowledge.web import router as knowledge_screen
     from metricloop.review.views import router as weekly_review
-    from metricloop.web.console import feedback_panel
+    from metricloop.web.console import feedback_panel, tuning_panel
 
     app.include_router(feedback_panel.router)  # the incident screen's feedback buttons
+    app.include_router(tuning_panel.router)  # the monitor screen's tuning buttons
     app.include_router(knowledge_screen)
     app.include_router(weekly_review)  # GET /reports/weekly (docs/feedback.md, Weekly review)
     # The confirmations of signed message links share their paths with API writes: they must be tried first.

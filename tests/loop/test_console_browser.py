@@ -360,6 +360,38 @@ def test_the_new_screens_fit_a_phone(server, watched):
         shot(w, name)
 
 
+def test_a_monitor_tuning_panel_computed_by_an_operator_and_seen_on_a_phone(server, watched):
+    from datetime import date
+
+    import tuning_helpers as th
+
+    ws, inc, url = server
+    with ws.db.session() as s:  # someone called the SH-1 drop a false alarm: the tuner has something to fix
+        th.label(s, "false_alarm", "SH-1", date(2026, 11, 16), monitor="shop_sales")
+    w = watched(locale="en-US")
+    log_in(w, url, "ana")
+    w.page.goto(url + "/console/monitors/shop_sales")
+    assert w.page.locator("#tuning").is_visible() and w.page.locator("#tune-apply").count() == 0
+    w.page.fill("#tuning input[name=budget]", "2")
+    w.page.click("#tune-compute")
+    w.page.wait_for_url(re.compile(r"done=tune_compute"), timeout=120_000)
+    assert "Alerts per month" in w.page.locator("#before-after").inner_text()
+    assert "waiting for approval" in w.page.locator("#suggestion-status").inner_text()
+    w.page.locator("#tuning").scroll_into_view_if_needed()
+    shot(w, "monitor-tuning")
+    phone = watched(locale="zh-CN", viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True)
+    log_in(phone, url, "王芳")
+    phone.page.goto(url + "/console/monitors/shop_sales")
+    assert phone.page.locator("#tune-apply").is_visible()  # an admin may apply
+    assert "每月告警" in phone.page.locator("#before-after").inner_text()
+    width = phone.page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, width
+    phone.page.locator("#tuning").screenshot(path=str(ARTIFACTS / "mobile-monitor-tuning.png"))
+    phone.page.click("#tune-reject")  # leave the monitor as the other tests know it
+    phone.page.wait_for_url(re.compile(r"done=tune_reject"))
+    assert "已拒绝" in phone.page.locator("#suggestion-status").inner_text()
+
+
 def test_artifacts_are_kept_out_of_git():
     ignored = (Path(__file__).resolve().parents[2] / ".gitignore").read_text()
     assert "tests/artifacts/" in ignored

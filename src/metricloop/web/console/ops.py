@@ -77,6 +77,7 @@ def _visible_monitor(ws, who: Who, name: str, lang: str):
 def _monitor_screen(request: Request, ws, who: Who, name: str, *, status: int = 200, error: str = ""):
     from metricloop.monitors import pauses
     from metricloop.monitors.models import MonitorRun
+    from metricloop.web.console.tuning_panel import tuning_panel
 
     lang = language(request, ws)
     m = _visible_monitor(ws, who, name, lang)
@@ -92,6 +93,7 @@ def _monitor_screen(request: Request, ws, who: Who, name: str, *, status: int = 
             for p in pauses.history(s, name)
         ]
         paused = pauses.is_paused(s, name)
+        tuning = tuning_panel(s, ws, name, lang)
     q = {"slice": request.query_params.get("slice", "")[:500]}
     return render(
         request,
@@ -112,6 +114,7 @@ def _monitor_screen(request: Request, ws, who: Who, name: str, *, status: int = 
         runs=runs,
         record=record,
         paused=paused,
+        tuning=tuning,
         preview_url=f"/console/monitors/{name}/preview?{urlencode({k: v for k, v in q.items() if v})}",
         can_act=who.can("operator"),
         csrf=who.csrf,
