@@ -244,7 +244,7 @@ def analyse(
     t0 = time.perf_counter()
     # one monitor run opens many incidents on the same bucket (40 stores): they share one cube (`cache`)
     key = (metric, str(at), tuple(by or ()), tuple(keep or ()), grain, repr(sorted((where or {}).items())),
-           repr(detector))
+           repr(detector), id(calendar) if calendar is not None else None)  # (a cached calendar stays alive)
     cube = cache.get(key) if cache is not None else None
     if cube is None:
         cube = leaf_cube(ws, metric, at=at, dims=by, keep=keep, grain=grain, where=where, detector=detector,

@@ -54,9 +54,9 @@ def compute(ws, catalog, monitor, metric, *, slices: list[str], at: datetime, di
             keep=[d for d in monitor.slicing.dimensions if d in metric.dimensions],
             grain=grain,
             detector=monitor.detector,
-            # no calendar for the leaves: over the 12 weeks read here its holiday and event handling widens every
-            # leaf's noise so far that the demo's stock-out was no longer found (a known limit, docs/rca.md)
-            calendar=None,
+            # the alert's own holidays and events, for every leaf: a leaf whose holiday dip the calendar explains
+            # is not a cause (read once per run: the run's incidents share it, as they share the cube)
+            calendar=_calendar(ws, monitor, cache),
             slices=slices,
             direction=direction if direction in ("up", "down") else None,
             require_anomaly=False,
@@ -69,6 +69,17 @@ def compute(ws, catalog, monitor, metric, *, slices: list[str], at: datetime, di
     except Exception as exc:  # noqa: BLE001 - RCA must never break incident opening; the reason goes on the timeline
         log.warning("root-cause analysis failed: %s", traceback.format_exc())
         return Outcome(None, f"{type(exc).__name__}: {exc}")
+
+
+def _calendar(ws, monitor, cache: dict | None):
+    from metricloop.monitors.service import build_calendar
+
+    if cache is None:
+        return build_calendar(ws, monitor)
+    key = ("calendar", monitor.name, monitor.calendar.model_dump_json())
+    if key not in cache:
+        cache[key] = build_calendar(ws, monitor)
+    return cache[key]
 
 
 def next_run(db_session: Session, incident_id: int) -> int:
