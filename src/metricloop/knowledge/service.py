@@ -32,14 +32,15 @@ def parse_slice(text: str) -> dict[str, str]:
 
 def pattern_of(incident) -> dict:
     """What an incident looks like apart from its words: kind, direction, the dimensions of its lead slice and of
-    all its slices, and — once root-cause analysis stores them in the summary (`rca.causes` or `causes`, each
-    with `dimensions`) — the dimensions its causes name."""
+    all its slices, and the dimensions its root causes name (`rca_causes` in the summary, each with `dimensions`,
+    as the analysis at opening stores them; compared only when both incidents have them)."""
     summary = incident.summary or {}
     slices = list(incident.slices or [])
     lead = parse_slice(slices[0]) if slices else {}
     every = sorted({k for s in slices for k in parse_slice(s)})
     causes = (summary.get("rca") or {}).get("causes") if isinstance(summary.get("rca"), dict) else None
-    causes = causes if causes is not None else summary.get("causes")
+    # the incident's own root-cause analysis (rca/service.py puts its top causes in the summary before it opens)
+    causes = causes if causes is not None else summary.get("rca_causes") or summary.get("causes")
     cause_dims = sorted({k for c in causes or [] if isinstance(c, dict) for k in (c.get("dimensions") or {})})
     out = {"kind": incident.kind, "direction": summary.get("direction") or "", "dimensions": sorted(lead),
            "all_dimensions": every}
