@@ -191,6 +191,20 @@ def test_acknowledge_then_resolve_with_a_root_cause(server, watched):
     shot(w, "incident-resolved")
 
 
+def test_give_feedback_from_the_incident_screen(server, watched):
+    """The feedback buttons label the incident's alerts: the label, who gave it, and the timeline say so."""
+    ws, inc, url = server
+    w = watched(locale="en-US")
+    log_in(w, url, "ana")
+    w.page.goto(f"{url}/incidents/{inc.id}")
+    w.page.click("#fb-false_alarm")
+    w.page.wait_for_selector("#feedback li.label-false_alarm")
+    given = w.page.locator("#feedback li.label-false_alarm").first.inner_text()
+    assert "ana" in given
+    assert "feedback" in w.page.locator("#timeline").inner_text().lower()
+    shot(w, "incident-feedback")
+
+
 def test_a_metric_chart_and_its_breakdown(server, watched):
     ws, inc, url = server
     w = watched(locale="en-US")
