@@ -324,8 +324,13 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
                 detail = {}
                 raw = None
                 if slot_days:
+                    # sub-hourly: the re-check sees the points kept out as anomalies too. A pattern
+                    # the warm-up could not show (weekend nights after a Tuesday-Wednesday warm-up,
+                    # a 03:30 job) is out of band from its first sight, so without them it would
+                    # never be learned; a slot's median over up to four weeks ignores one-offs
                     raw = y[idx, lo:t].copy()
                     raw[cal_ex[idx, lo:t]] = np.nan
+                    win = raw
                 choice, season, lvl, sig, shut_win = init_state(win, ph_win, candidates, mult[idx],
                                                             fam[idx] != FAM_GAUSS, current=prof[idx],
                                                             allowed=allowed[idx], detail=detail, slot_win=raw)
