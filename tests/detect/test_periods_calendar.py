@@ -44,7 +44,9 @@ def test_a_perfectly_periodic_series_raises_nothing_at_any_step(step):
     det = get_detector("auto", warmup=None if step else 2 * per_day).detect(v, times)
     assert int(det.is_anomaly.sum()) == 0
     # the day is followed: as a detected cycle, or (a timed series whose step the grains know) an hour-of-day profile
-    assert det.scores.model[0].endswith(f"cycle:{per_day}") or (step is not None and "hour" in det.scores.model[0])
+    # a day of 5-minute points is its time-of-day slots (slot_of_day:288), as good as cycle:288
+    assert det.scores.model[0].endswith(f"cycle:{per_day}") or (step is not None and (
+        "hour" in det.scores.model[0] or f"slot_of_day:{per_day}" in det.scores.model[0]))
 
 
 def test_a_declared_period_longer_than_the_history_is_ignored_with_a_warning():

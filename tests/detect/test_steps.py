@@ -76,8 +76,11 @@ def test_sub_hourly_data_learns_its_daily_cycle_and_stays_quiet(tmp_path, freq):
     scores = get_detector("auto").score(v, t)
     assert scores.step == pd.Timedelta(freq).total_seconds()
     per_day = round(86400 / scores.step)
-    # the daily cycle is followed: an hour-of-day profile or the day detected as a cycle of its points, not "none"
-    assert "hour" in scores.model[0] or scores.model[0].endswith(f"cycle:{per_day}"), scores.model[0]
+    # the daily cycle is followed: an hour-of-day profile (keyed on the time-of-day slot at 5 and 30
+    # minutes) or the day detected as a cycle of its points, not "none"
+    assert ("hour" in scores.model[0] or f"slot_of_day:{per_day}" in scores.model[0]
+            or f"slot_by_daytype:{per_day}" in scores.model[0]
+            or scores.model[0].endswith(f"cycle:{per_day}")), scores.model[0]
 
 
 def test_irregular_data_is_bucketed_to_the_inferred_step_and_the_warning_names_it(tmp_path):

@@ -26,7 +26,7 @@ import numpy as np
 
 from metricloop.detect.calendar import CalendarMasks
 from metricloop.detect.periods import detect_periods
-from metricloop.detect.prepare import PROFILES, Batch, candidate_profiles, phase_index
+from metricloop.detect.prepare import PROFILES, SLOT_PROFILES, Batch, candidate_profiles, phase_index
 from metricloop.detect.profiles import (  # noqa: F401 - FAM_* and TINY are part of this module's interface
     FAM_COUNT,
     FAM_GAUSS,
@@ -109,7 +109,7 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
     masks = masks or CalendarMasks.empty(T)
     cal_ex = np.broadcast_to(masks.exclude, (m, T))
     cmp_ref = np.broadcast_to(masks.compare_ref, (m, T))
-    candidates = candidate_profiles(batch.grain) if p.seasonality == "auto" else [p.seasonality]
+    candidates = candidate_profiles(batch.grain, batch.step) if p.seasonality == "auto" else [p.seasonality]
     find_cycles = p.seasonality == "auto" and p.max_period >= 2 and not p.period
     known_periods = {PROFILES[c] for c in candidates}
     phases = {c: phase_index(times, T, c) for c in candidates}
@@ -124,6 +124,9 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
         if "hour_by_daytype" in phases:
             phases["hour_by_daytype"] = np.where(wd_as >= 0, (wd_as >= 5) * 24 + np.asarray(times.hour),
                                                  phases["hour_by_daytype"])
+        for c in [c for c in phases if c.startswith("slot_by_daytype:")]:
+            n_day = PROFILES[c] // 2
+            phases[c] = np.where(wd_as >= 0, (wd_as >= 5) * n_day + phases[c] % n_day, phases[c])
     phase_tab = np.vstack([phases[c] for c in candidates])  # (n_profiles, T)
     phase_real = np.vstack([real_phases[c] for c in candidates])
     # holidays and make-up workdays in "learn" mode: a series is judged by them only once its own
@@ -152,7 +155,8 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
     exT = np.ascontiguousarray(cal_ex.T)
     refT = np.ascontiguousarray(cmp_ref.T)
     wd_as = masks.weekday_as if masks.weekday_as is not None else np.full(T, -1, np.int8)
-    weekly = np.array([c in ("day_of_week", "hour_by_daytype", "hour_of_week") for c in candidates])
+    weekly = np.array([c in ("day_of_week", "hour_by_daytype", "hour_of_week") or c.startswith("slot_by_daytype:")
+                       for c in candidates])
     offday_sup = np.zeros((T, m), bool)
     expected = np.full((T, m), np.nan)
     scale = np.full((T, m), np.nan)
@@ -184,6 +188,11 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
     S = np.zeros((m, pmax))
     old_S = np.zeros((m, pmax))
     closed = np.zeros((m, pmax), bool)  # slots that were always 0 (shut hours): no updates from them
+    # what the time-of-day slots of a sub-hourly profile add to its hours (`profiles.refine_slots`), as
+    # last applied to S: a re-check adds the change, leaving what the updates learned since
+    R = np.zeros((m, pmax))
+    slot_days = max([PROFILES[c] for c in candidates if c.startswith(SLOT_PROFILES)], default=0)
+    slot_days = slot_days // 2 if any(c.startswith("slot_by_daytype:") for c in candidates) else slot_days
     L = np.zeros(m)
     lump = np.zeros(m)  # per series: variance per unit of mean a sum of lumps has (0 = not modelled)
     weigh = np.zeros(m)  # per series: exponent of the slot factor that weights its level updates (0 = equal)
@@ -204,7 +213,7 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
 
     def add_cycle(period: int) -> int:
         """The index of profile cycle:`period`, added to the candidates on first sight."""
-        nonlocal phase_tab, phase_real, weekly, allowed, S, old_S, closed, pmax
+        nonlocal phase_tab, phase_real, weekly, allowed, S, old_S, closed, pmax, R
         name = f"cycle:{period}"
         if name in candidates:
             return candidates.index(name)
@@ -219,6 +228,7 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
             S = np.pad(S, grow, constant_values=0.0)
             old_S = np.pad(old_S, grow, constant_values=0.0)
             closed = np.pad(closed, grow, constant_values=False)
+            R = np.pad(R, grow, constant_values=0.0)
             pmax = period
         return len(candidates) - 1
 
@@ -247,6 +257,9 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
         cyc = [PROFILES[c] for j, c in enumerate(candidates) if c.startswith("cycle:") and allowed[idx, j].any()]
         if cyc:
             need = max(need, min(3 * max(cyc), max(p.period_window, need)))
+        if slot_days:
+            # four weeks: a time-of-day slot of a day off needs MIN_SLOT_DAYS weekend days
+            need = max(need, 28 * slot_days)
         return max(0, t - need)
 
     if p.period >= 2 and p.seasonality in ("auto", "none"):
@@ -277,8 +290,10 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
             else:
                 mu = np.full(len(idx), p.multiplicative == "yes")
             ph_win = {c: phases[c][lo:t] for c in candidates}
+            detail: dict = {}
             choice, season, lvl, sig, shut_win = init_state(win, ph_win, candidates, mu, f != FAM_GAUSS,
-                                                            allowed=allowed[idx])
+                                                            allowed=allowed[idx], detail=detail)
+            R[idx] = detail["refine"]
             fam[idx], mult[idx], prof[idx] = f, mu, choice
             quantum[idx] = np.where(f == FAM_GAUSS, resolution(y[idx, lo:t]), 0.0)
             weigh[idx] = np.where(mu, np.where(f == FAM_COUNT, 1.0, 2 - 2 * p.noise_power), 0.0)
@@ -306,9 +321,19 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
                 win = y[idx, lo:t].copy()
                 win[excluded[lo:t, idx].T] = np.nan
                 ph_win = {c: phases[c][lo:t] for c in candidates}
+                detail = {}
+                raw = None
+                if slot_days:
+                    # sub-hourly: the re-check sees the points kept out as anomalies too. A pattern
+                    # the warm-up could not show (weekend nights after a Tuesday-Wednesday warm-up,
+                    # a 03:30 job) is out of band from its first sight, so without them it would
+                    # never be learned; a slot's median over up to four weeks ignores one-offs
+                    raw = y[idx, lo:t].copy()
+                    raw[cal_ex[idx, lo:t]] = np.nan
+                    win = raw
                 choice, season, lvl, sig, shut_win = init_state(win, ph_win, candidates, mult[idx],
                                                             fam[idx] != FAM_GAUSS, current=prof[idx],
-                                                            allowed=allowed[idx])
+                                                            allowed=allowed[idx], detail=detail, slot_win=raw)
                 enough = np.isfinite(win).sum(axis=1) >= p.warmup // 2
                 moved = (choice != prof[idx]) & enough & np.isfinite(lvl) & ~exT[t, idx]
                 if p.lumpy:
@@ -317,8 +342,16 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
                     now = np.where(moved, choice, prof[idx])
                     fresh = lump_size(win, ph_win, candidates, now)
                     lump[idx] = np.where(enough & (fam[idx] == FAM_GAUSS) & mult[idx] & (fresh > 0), fresh, lump[idx])
+                if slot_days:
+                    # the same sub-hourly profile: its slots gain (or lose) what the longer history shows
+                    same = (choice == prof[idx]) & enough
+                    if same.any():
+                        j = idx[same]
+                        S[j] += detail["refine"][same] - R[j]
+                        R[j] = detail["refine"][same]
                 if moved.any():
                     j = idx[moved]
+                    R[j] = detail["refine"][moved]
                     prof[j], S[j], L[j], B[j] = choice[moved], season[moved], lvl[moved], 0.0
                     old_age[j] = -1  # a remembered level belongs to the old profile
                     closed[j] = shut_win[moved]

@@ -29,7 +29,30 @@ class _Profiles(dict):
     def __missing__(self, key: str) -> int:
         if isinstance(key, str) and key.startswith("cycle:"):
             return int(key[6:])
+        if isinstance(key, str) and key.startswith(SLOT_PROFILES):
+            # `slot_of_day:288` / `slot_by_daytype:288`: the time of day at the series' own step
+            # (288 slots a day at 5 minutes), one day or two day types
+            base, n = key.split(":")
+            return int(n) * (2 if base == "slot_by_daytype" else 1)
         raise KeyError(key)
+
+
+# sub-hourly profiles keyed on the time-of-day slot at the series' own step, refining the hour
+# profile of the same name (`profiles._refine_slots`): the hour they stand for and the hour profile
+SLOT_PROFILES = ("slot_of_day:", "slot_by_daytype:")
+SLOT_MIN_STEP = 300  # seconds: the shortest step keyed on its own time-of-day slots
+SLOT_BASE = {"slot_of_day": "hour_of_day", "slot_by_daytype": "hour_by_daytype"}
+
+
+def slot_hours(name: str) -> tuple[str, int, np.ndarray]:
+    """For a slot profile: its hour profile, its slots per day, and the hour-profile slot of each of
+    its slots (slot 42 of 288, 03:30, is hour 3)."""
+    base, n = name.split(":")
+    per_day = int(n)
+    hours = np.arange(per_day) * 24 // per_day
+    if base == "slot_by_daytype":
+        hours = np.concatenate([hours, hours + 24])
+    return SLOT_BASE[base], per_day, hours.astype(np.int64)
 
 
 PROFILES = _Profiles({"none": 1, "hour_of_day": 24, "hour_by_daytype": 48, "day_of_week": 7, "hour_of_week": 168})
@@ -229,6 +252,13 @@ def phase_index(times: pd.DatetimeIndex | None, n_points: int, profile: str) -> 
         return np.zeros(n_points, dtype=np.int64)
     if times is None:
         return np.arange(n_points, dtype=np.int64) % period
+    if profile.startswith(SLOT_PROFILES):
+        per_day = int(profile.split(":")[1])
+        tv = times.as_unit("ns").asi8
+        slot = ((tv - times.normalize().as_unit("ns").asi8) * per_day // 86_400_000_000_000).astype(np.int64)
+        if profile.startswith("slot_by_daytype"):
+            slot = slot + per_day * (np.asarray(times.day_of_week) >= 5)
+        return slot
     if profile.startswith("cycle:"):
         # counted in steps from the epoch: the same point keeps its slot whatever the batch's start
         tv = times.as_unit("ns").asi8
@@ -243,8 +273,15 @@ def phase_index(times: pd.DatetimeIndex | None, n_points: int, profile: str) -> 
     return np.asarray(times.day_of_week * 24 + times.hour, dtype=np.int64)
 
 
-def candidate_profiles(grain: str | None) -> list[str]:
-    """Seasonal profiles worth trying for a grain (the order is the tie-break order)."""
+def candidate_profiles(grain: str | None, step: float | None = None) -> list[str]:
+    """Seasonal profiles worth trying for a grain (the order is the tie-break order). A step under
+    an hour that divides a day keys its daily profiles on the time-of-day slot at that step (288 at
+    5 minutes), refined from the hour profile only where the series' own past shows it. At steps
+    under `SLOT_MIN_STEP` the hour profile stays: 1,440 slots a day, each seen once a day, adapt
+    60 times slower than an hour and need four weeks of 40,000 points to refine."""
+    if step and SLOT_MIN_STEP <= step < 3600 and 86400 % step == 0 and grain in ("hour", "minute"):
+        n = int(86400 // step)
+        return ["none", f"slot_by_daytype:{n}", f"slot_of_day:{n}", "hour_of_week"]
     if grain == "day":
         # business days nearly always have a weekly rhythm (and days off use the weekend's slot);
         # the profile is shrunk towards flat where the data show none (`profiles._shrink`)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from metricloop.detect.prepare import PROFILES
+from metricloop.detect.prepare import PROFILES, SLOT_PROFILES, slot_hours
 
 if TYPE_CHECKING:
     from metricloop.detect.engine import EngineParams
@@ -180,6 +180,49 @@ def _shrink(prof: np.ndarray, r: np.ndarray, ph: np.ndarray, mult: np.ndarray) -
     return _centred(neutral + np.nan_to_num(w) * dev, mult)
 
 
+MIN_SLOT_DAYS = 7  # observations a time-of-day slot needs before it may differ from its hour
+SLOT_Z2 = 9.0  # a slot keeps (1 − SLOT_Z2 / z²) of its deviation from the hour, z in standard errors
+
+
+def refine_slots(base: np.ndarray, r: np.ndarray, ph: np.ndarray, mult: np.ndarray, per_day: int = 0) -> np.ndarray:
+    """A sub-hourly profile (m, slots) that starts as its hour profile expanded to the series' step
+    (`base`) and keeps, per time-of-day slot, the part of the slot's own median deviation from its
+    hour that noise cannot explain: a daily cron job at 03:30 seen on 7 or more days is learned
+    as the 03:30 slot, and no longer flags every day or widens the noise of its whole hour; a slot
+    seen on fewer days, or within ~3 standard errors of its hour, stays at the hour. With two day
+    types (`per_day` slots each), the time of day is refined on both together first, then each
+    day type on its own: a job that runs every day is learned from weekdays before 7 weekends passed."""
+    m, period = base.shape
+    if m == 0:
+        return base
+    if per_day and period == 2 * per_day:
+        both = _slot_step(base, r, ph, ph % per_day, per_day, mult)
+        base = base + np.tile(both, 2)
+    return _centred(base + _slot_step(base, r, ph, ph, period, mult), mult)
+
+
+def _slot_step(base: np.ndarray, r: np.ndarray, ph: np.ndarray, key: np.ndarray, n_keys: int,
+               mult: np.ndarray) -> np.ndarray:
+    """Per key (a time-of-day slot), the shrunk median departure (m, n_keys) of r from `base` at ph."""
+    fit = base[:, ph]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shift = np.where(mult, _nanmedian(r / np.where(np.abs(fit) > TINY, fit, np.nan)), _nanmedian(r - fit))
+        shift = np.where(np.isfinite(shift) & (np.abs(shift) > TINY), shift, np.where(mult, 1.0, 0.0))
+        # each point's departure from its hour, in profile units
+        e = np.where(mult[:, None], r / np.where(mult, shift, 1.0)[:, None],
+                     r - np.where(mult, 0.0, shift)[:, None]) - fit
+    n = slot_counts(np.isfinite(e), key, n_keys)
+    dev = np.nan_to_num(slot_medians(e, key, n_keys)[0])
+    spread = np.abs(e - dev[:, key])
+    series2 = _nanmedian(spread) ** 2
+    own2 = np.nan_to_num(slot_medians(spread, key, n_keys)[0], nan=0.0) ** 2
+    sigma2 = 1.4826**2 * (n * own2 + PRIOR_POINTS * series2[:, None]) / (n + PRIOR_POINTS)
+    noise = (np.pi / 2) * sigma2 / np.maximum(n, 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w = np.clip(1.0 - SLOT_Z2 * noise / (dev * dev), 0.0, 1.0)
+    return np.where((n >= MIN_SLOT_DAYS) & np.isfinite(w), w, 0.0) * dev
+
+
 def _relative(y: np.ndarray, mult: np.ndarray) -> np.ndarray:
     med = _nanmedian(y)
     safe = np.where(np.abs(med) > TINY, med, 1.0)
@@ -188,12 +231,16 @@ def _relative(y: np.ndarray, mult: np.ndarray) -> np.ndarray:
 
 def init_state(win: np.ndarray, phases: dict[str, np.ndarray], candidates: list[str], mult: np.ndarray,
                mean_level: np.ndarray | None = None, current: np.ndarray | None = None,
-               allowed: np.ndarray | None = None):
+               allowed: np.ndarray | None = None, detail: dict | None = None,
+               slot_win: np.ndarray | None = None):
     """Robust start from a warm-up window (m, H): profile choice, profile, level, scale.
 
     `mean_level` marks counts and ratios: their level is a mean (the median of a sparse count is 0).
     `allowed` (m, n_candidates) says which profiles each series may take (a cycle only where its
-    own past shows it)."""
+    own past shows it). `detail`, when given, gets "refine" (m, longest period): what the time-of-day
+    slots of a sub-hourly profile add to its hour profile (`refine_slots`), 0 elsewhere. `slot_win`
+    is the window those slots are refined on: with the points the model kept out as anomalies
+    (a daily job is out of band until it is learned; a slot's median ignores a one-off)."""
     m, h = win.shape
     choice = np.zeros(m, np.int64)  # index into candidates
     if len(candidates) > 1 and h >= 8:
@@ -208,7 +255,12 @@ def init_state(win: np.ndarray, phases: dict[str, np.ndarray], candidates: list[
                 errs.append(np.full(m, np.inf))  # a cycle none of these series shows
                 continue
             ph = phases[name]
-            prof = _profile_fit(r1, ph[:half], PROFILES[name], mult)
+            if name.startswith(SLOT_PROFILES):
+                # chosen as its hour profile: a slot's refinement needs days the halves may not hold
+                base, _, hours = slot_hours(name)
+                prof = _profile_fit(r1, hours[ph[:half]], PROFILES[base], mult)[:, hours]
+            else:
+                prof = _profile_fit(r1, ph[:half], PROFILES[name], mult)
             pred = prof[:, ph[half:]]
             # compare shapes, not levels: re-level the profile to the second half before measuring
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -246,6 +298,7 @@ def init_state(win: np.ndarray, phases: dict[str, np.ndarray], candidates: list[
     level = np.zeros(m)
     sigma = np.zeros(m)
     closed = np.zeros((m, pmax), bool)
+    refine = np.zeros((m, pmax))
     complete = np.ones(m, bool)  # every slot of the chosen profile was observed
     rel_all = _relative(win, mult)
     for j, name in enumerate(candidates):
@@ -254,12 +307,23 @@ def init_state(win: np.ndarray, phases: dict[str, np.ndarray], candidates: list[
             continue
         ph = phases[name]
         period = PROFILES[name]
-        seen = np.zeros((int(rows.sum()), period), bool)
-        prof = _shrink(_profile_fit(rel_all[rows], ph, period, mult[rows], seen), rel_all[rows], ph, mult[rows])
-        if period == 48:
+        slots = name.startswith(SLOT_PROFILES)
+        hours = slot_hours(name)[2] if slots else None
+        hph = hours[ph] if slots else ph  # the hour-profile slot of each point
+        hperiod = PROFILES[slot_hours(name)[0]] if slots else period
+        seen = np.zeros((int(rows.sum()), hperiod), bool)
+        prof = _shrink(_profile_fit(rel_all[rows], hph, hperiod, mult[rows], seen), rel_all[rows], hph, mult[rows])
+        if hperiod == 48:
             # a day type not yet seen (two days of 5-minute data, a Monday and a Tuesday): its hours
             # take the other day type's, not a flat profile that would flag every hour of the weekend
             prof = _centred(np.where(seen, prof, np.roll(prof, 24, axis=1)), mult[rows])
+        if slots:
+            hourly = prof[:, hours]
+            src = rel_all[rows] if slot_win is None else _relative(slot_win[rows], mult[rows])
+            per = int(name.split(":")[1]) if name.startswith("slot_by_daytype:") else 0
+            prof = refine_slots(hourly, src, ph, mult[rows], per)
+            refine[rows, :period] = prof - hourly
+            seen = seen[:, hours]
         complete[rows] = seen.all(axis=1)
         season[rows, :period] = prof
         d = np.where(mult[rows, None], win[rows] / np.where(np.abs(prof[:, ph]) > TINY, prof[:, ph], 1.0),
@@ -278,7 +342,8 @@ def init_state(win: np.ndarray, phases: dict[str, np.ndarray], candidates: list[
                 pooled = np.nansum(tail, axis=1) / np.nansum(fac, axis=1)
                 mean = np.where(mult[rows] & np.isfinite(pooled) & (np.nansum(fac, axis=1) > TINY), pooled, mean)
             level[rows] = np.where(mean_level[rows], mean, level[rows])
-        shut = closed_slots(win[rows], ph, period)
+        shut = closed_slots(win[rows], hph, hperiod)
+        shut = shut[:, hours] if slots else shut  # shut hours, not 5-minute slots that were 0 twice
         closed[rows, :period] = shut
         # the noise of the open slots: a shop's quiet closed nights would make it look tiny
         d = np.where(shut[:, ph], np.nan, d)
@@ -290,6 +355,8 @@ def init_state(win: np.ndarray, phases: dict[str, np.ndarray], candidates: list[
         keep = ~complete & (choice != current)
         if keep.any():
             choice = np.where(keep, current, choice)
+    if detail is not None:
+        detail["refine"] = refine
     return choice, season, level, sigma, closed
 
 
