@@ -177,9 +177,13 @@ DISPATCHER = textwrap.dedent(
 )
 
 
+def _status(ws, incident_id: int, channel: str) -> str:
+    return {r.channel: r for r in outbox(ws, incident_id=incident_id)}[channel].status
+
+
 def test_dispatcher_killed_during_delivery_loses_and_duplicates_nothing(open_incident, mailbox, receiver):
     receiver.plan = ["hang"]
-    receiver.hang_seconds = 2.0  # the first webhook attempt is still in flight when the process dies
+    receiver.hang_seconds = 10.0  # the first webhook attempt is still in flight when the process dies
     ws, inc = open_incident(timeout=10)
     keys = {r.idempotency_key for r in outbox(ws)}
     env = {**os.environ, "LOOP_HOOK_SECRET": SECRET}
@@ -191,6 +195,11 @@ def test_dispatcher_killed_during_delivery_loses_and_duplicates_nothing(open_inc
     )
     try:
         assert receiver.arrived.wait(60), proc.stderr.read1().decode() if proc.poll() is not None else "no request"
+        # the email is another chain, sent in parallel: let its delivery be recorded before the crash (the webhook
+        # hangs for 10 s, so it is still in flight), else the kill races it
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline and _status(ws, inc.id, "mail") != "sent":
+            time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
     finally:
