@@ -139,3 +139,18 @@ def test_the_console_incident_page_shows_causes_and_related_metrics(demo):
         panel = html[html.index('id="rca"'):]
         assert word in panel and "store=SH-003" in panel and 'id="rca-related"' in panel
     assert "缺货率" in client.get(f"/console/incidents/{inc_id}?lang=zh").text
+
+
+def test_the_page_a_message_link_opens_names_the_causes_too(demo):
+    """The read-only page behind a message's link (no login) shows the analysis the incident opened with."""
+    from metricloop.notify.signing import secret_key_for, sign_action
+
+    with demo.db.session() as s:
+        inc_id = _incident(s, "store_sales", "store=SH-003").id
+    view = sign_action(inc_id, "view", key=secret_key_for(demo))
+    client = TestClient(create_app(demo))
+    for lang, word in (("zh", "根因分析"), ("en", "Root causes")):
+        html = client.get(f"/incidents/{inc_id}", params={"token": view, "lang": lang}).text
+        panel = html[html.index('id="rca"'):]
+        assert word in panel and "store=SH-003" in panel
+    assert "缺货率" in client.get(f"/incidents/{inc_id}", params={"token": view, "lang": "zh"}).text

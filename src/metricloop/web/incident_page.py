@@ -85,6 +85,16 @@ def incident_view(db_session: Session, ws, inc: Incident, lang: str) -> dict:
         "times": times,
         "root_cause": inc.root_cause,
         "resolution": inc.resolution,
+        # the root-cause analysis the incident opened with (rca/service.py puts its top causes in the summary)
+        "rca": {
+            "title": {"zh": "根因分析", "en": "Root causes"}[lang],
+            "explanation": summary.get(f"rca_explanation_{lang}") or "",
+            "causes": [
+                " & ".join(f"{k}={v}" for k, v in (c.get("dimensions") or {}).items())
+                + (f" ({c['deviation_pct']:+.0f}%)" if isinstance(c.get("deviation_pct"), int | float) else "")
+                for c in summary.get("rca_causes") or [] if isinstance(c, dict)
+            ],
+        },
         "zone": zone_name(tz, lang),
         "timeline": [
             {
