@@ -12,7 +12,7 @@ from metricloop.detect.calendar import CalendarMasks
 from metricloop.detect.engine import FAM_COUNT, FAM_RATIO, TINY, EngineParams
 from metricloop.detect.families import holiday_lift, lump_units, run_by_family
 from metricloop.detect.prepare import Batch, default_warmup
-from metricloop.detect.stats import calibrate_log_tail, log_tail_points, tail_score
+from metricloop.detect.stats import calibrate_log_tail, log_tail_points, routine_log_tail, tail_score
 
 Seasonality = Literal["auto", "none", "hour_of_day", "hour_by_daytype", "day_of_week", "hour_of_week"]
 
@@ -165,10 +165,16 @@ class EngineDetector(Detector):
         suppressed = np.zeros((n, T), bool)
         if masks is not None:
             suppressed[:] = masks.suppress
+            if out.released is not None:
+                suppressed &= ~out.released
         if out.suppressed is not None:
             suppressed |= out.suppressed
+        usable = ~out.learning & ~suppressed & np.isfinite(batch.values)
+        if step and step < 86400 and abs(86400 / step - round(86400 / step)) < 1e-9:
+            # what the same time of day reached on recent days is routine (`routine_log_tail`)
+            ell = routine_log_tail(ell, usable, int(round(86400 / step)), max(1, int(np.ceil(1800 / step))))
         # the score is the tail probability recalibrated on the series' own past (`calibrate_log_tail`)
-        ell = calibrate_log_tail(ell, ~out.learning & ~suppressed & np.isfinite(batch.values))
+        ell = calibrate_log_tail(ell, usable)
         score = tail_score(ell)
         model = [f"{self.name}:{lab}:{p}" for lab, p in zip(labels, out.profile, strict=True)]
         return Scores(

@@ -91,6 +91,9 @@ class EngineOut:
     # series × time (int8): where a learned holiday pattern judged the point, from how many past days
     # off it was learned; 0 = judged by the series' own weekly rhythm
     calendar: np.ndarray | None = None
+    # series × time: learned-calendar buckets judged normally (the series' past does not show the
+    # event, or it has no past yet): the calendar's suppression does not apply there
+    released: np.ndarray | None = None
 
 
 def not_started(y: np.ndarray) -> np.ndarray:
@@ -152,12 +155,14 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
     # the loop walks time: time-major buffers make every per-step read and write contiguous
     yT = np.ascontiguousarray(y.T)
     denT = np.ascontiguousarray(den.T) if den is not None else None
-    exT = np.ascontiguousarray(cal_ex.T)
+    exT = np.array(cal_ex.T, dtype=bool, order="C")  # a copy: learned buckets are released per series
     refT = np.ascontiguousarray(cmp_ref.T)
     wd_as = masks.weekday_as if masks.weekday_as is not None else np.full(T, -1, np.int8)
     weekly = np.array([c in ("day_of_week", "hour_by_daytype", "hour_of_week") or c.startswith("slot_by_daytype:")
                        for c in candidates])
     offday_sup = np.zeros((T, m), bool)
+    # learned-calendar buckets a series is judged on normally (see `released` below)
+    released = np.zeros((T, m), bool) if learning_cal else None
     expected = np.full((T, m), np.nan)
     scale = np.full((T, m), np.nan)
     learning = np.ones((T, m), bool)
@@ -237,7 +242,7 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
         it shows (and keeps the one it follows)."""
         lo = max(0, t - p.period_window)
         win = y[idx, lo:t].copy()
-        win[excluded[lo:t, idx].T | cal_ex[idx, lo:t]] = np.nan
+        win[excluded[lo:t, idx].T | exT[lo:t, idx].T] = np.nan
         found = detect_periods(win, p.max_period, p.period_hints, covered=tuple(k for k in known_periods if k > 1))
         # a cycle the grain's own profiles already hold (a day of hours, 12 hours within it) is theirs
         covered = np.array([any(k % f == 0 for k in known_periods) if f > 0 else True for f in found], bool)
@@ -275,7 +280,7 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
                 look_for_cycles(idx, t)
             lo = window_start(idx, t)
             win = y[idx, lo:t].copy()
-            win[cal_ex[idx, lo:t]] = np.nan
+            win[exT[lo:t, idx].T] = np.nan
             wnum = num[idx, lo:t] if num is not None else None
             wden = den[idx, lo:t] if den is not None else None
             f = _choose_family(win, wnum, wden, kind, p)
@@ -329,7 +334,7 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
                     # a 03:30 job) is out of band from its first sight, so without them it would
                     # never be learned; a slot's median over up to four weeks ignores one-offs
                     raw = y[idx, lo:t].copy()
-                    raw[cal_ex[idx, lo:t]] = np.nan
+                    raw[exT[lo:t, idx].T] = np.nan
                     win = raw
                 choice, season, lvl, sig, shut_win = init_state(win, ph_win, candidates, mult[idx],
                                                             fam[idx] != FAM_GAUSS, current=prof[idx],
@@ -372,6 +377,21 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
             ph_cal, ph_real = ph, phase_real[prof, t]
             use_cal = (fav >= LEARN_DAYS * day_weight) & (fav >= 2 * against)
             ph = np.where(use_cal, ph_cal, ph_real)
+            # a learned holiday applies to a series only where its own past can show it. A series with
+            # no past yet (its data start in the Spring Festival's fortnight) or whose profile has no
+            # days off is judged and learns on these buckets like on any other: they count towards
+            # its warm-up, and are neither kept out nor silenced. On
+            # a day off, one whose past days off looked like ordinary days is judged as on any day
+            # (it still learns nothing from it: a day off stays a risky day to learn a level from). A
+            # series with a weekly rhythm keeps out its first Spring Festival (a festival unlike any
+            # other day off: shops open through the National Day's week close for it) until it has
+            # one to compare with
+            ordinary = evid_t[t] & (against >= LEARN_DAYS * day_weight) & (against >= 2 * fav)
+            learn_here = ~use_cal & (~inited | ~weekly[prof])
+            rel = learn_here | (~use_cal & ordinary)
+            if rel.any():
+                released[t] = rel
+                exT[t] &= ~learn_here
         s = S[rows, ph]
         lvl = L + p.phi * B if use_trend else L
         pred = _expect(lvl, s, mult, fam)
@@ -385,7 +405,7 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
         sfac = np.where(mult, np.abs(s) ** p.noise_power, 1.0)
         sd = np.sqrt(V * sfac * sfac + noise)
         sd = np.maximum(sd, np.maximum(np.maximum(p.rel_floor * np.abs(pred), quantum), 1e-9))
-        ref_t = refT[t]
+        ref_t = refT[t] if released is None or not cal_step else np.where(released[t], -1, refT[t])
         if cal_step:
             with np.errstate(invalid="ignore"):
                 p_cal = _expect(lvl, S[rows, ph_cal], mult, fam)
@@ -534,7 +554,8 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
     ceiling = np.where(fam == FAM_RATIO, np.where(np.isnan(ratio_sc), 1.0, ratio_sc), np.inf)
     return EngineOut(back(expected), back(scale), fam, back(learning), back(excluded), [candidates[i] for i in prof],
                      back(offday_sup), ceiling, back(lump_t) if lump_t is not None else None,
-                     back(cal_days) if cal_days is not None else None)
+                     back(cal_days) if cal_days is not None else None,
+                     back(released) if released is not None else None)
 
 
 def _expect(level: np.ndarray, s: np.ndarray, mult: np.ndarray, fam: np.ndarray) -> np.ndarray:

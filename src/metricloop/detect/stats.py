@@ -363,3 +363,63 @@ def _clamp(scores: Scores, lower: np.ndarray, upper: np.ndarray) -> tuple[np.nda
     """`clamp` with the series' own floor and ceiling (series × time)."""
     return clamp(lower, upper, None if scores.floor is None else scores.floor[:, None],
                  None if scores.ceiling is None else scores.ceiling[:, None])
+
+
+ROUTINE_DAYS = 7  # past days looked at for a routine excursion at the same time of day
+ROUTINE_SEEN = 3  # … of which at least this many must have had it (a routine is most days, not a repeat)
+ROUTINE_SPREAD = 0.2  # a routine excursion's size varies by about this fraction of it from day to day
+
+
+def routine_log_tail(ell: np.ndarray, usable: np.ndarray, per_day: int, jitter: int) -> np.ndarray:
+    """ℓ less what the same time of day has shown on recent days: a nightly job that lifts a CPU to
+    1.4 at 03:00–04:00 every day, a dispatch wave that hits at a different 5-minute slot each
+    evening, is the series' routine, not news, although no fixed slot of a profile holds it. For each
+    point, the largest ℓ within ±`jitter` points of the same time of day on each of the last
+    `ROUTINE_DAYS` days is taken; the `ROUTINE_SEEN`-th largest of those (what at least that many
+    recent days reached; 0 where fewer were seen) is the routine r, less what calibrated noise
+    reaches there anyway (the level that many days' largest of 2·jitter + 1 calibrated points pass
+    with a chance of 1 %), both as deviations z = √(2ℓ): the routine moves the expectation by its
+    z_r, and its own size varies from day to day (by `ROUTINE_SPREAD` of it), so z becomes
+    (z − z_r)/(1 + ROUTINE_SPREAD·z_r) (0 below it; a job that takes twice its usual CPU is still
+    news). Monotone in ℓ at every point, and unchanged where the past days held no such excursion.
+    Causal: only days before."""
+    from scipy.ndimage import maximum_filter1d
+
+    ell = np.asarray(ell, dtype=float)
+    if per_day < 2 or ell.shape[-1] <= per_day * ROUTINE_SEEN:
+        return ell
+    shape = ell.shape
+    e2 = ell.reshape(-1, shape[-1])
+    use = np.broadcast_to(usable, shape).reshape(e2.shape) & np.isfinite(e2)
+    T = e2.shape[1]
+    width = 2 * jitter + 1
+    base = _routine_base(width)
+    out = e2.copy()
+    for lo in range(0, e2.shape[0], 256):  # rows in chunks: memory stays ~ 256 × T × days
+        blk = np.where(use[lo:lo + 256], e2[lo:lo + 256], 0.0)
+        wmax = maximum_filter1d(blk, size=width, axis=1, mode="constant", cval=0.0)
+        days = min(ROUTINE_DAYS, (T - 1) // per_day)
+        past = np.zeros((days, blk.shape[0], T))
+        for d in range(1, days + 1):
+            past[d - 1, :, d * per_day:] = wmax[:, :T - d * per_day]
+        r = -np.partition(-past, ROUTINE_SEEN - 1, axis=0)[ROUTINE_SEEN - 1]
+        # in deviations (z ≈ √(2ℓ)): the routine moves the expectation by its z, less what noise reaches
+        rz = np.maximum(np.sqrt(2.0 * r) - np.sqrt(2.0 * base), 0.0)
+        x = e2[lo:lo + 256]
+        with np.errstate(invalid="ignore"):
+            z = np.sqrt(2.0 * np.maximum(x, 0.0))
+            zr = np.maximum(z - rz, 0.0) / (1.0 + ROUTINE_SPREAD * rz)
+            out[lo:lo + 256] = np.where(np.isfinite(x) & (rz > 0), 0.5 * zr**2, x)
+    return out.reshape(shape)
+
+
+def _routine_base(width: int, chance: float = 0.01) -> float:
+    """The ℓ that the `ROUTINE_SEEN`-th largest of `ROUTINE_DAYS` days' maxima of `width` calibrated
+    points (ℓ exponential with mean 1) passes with probability `chance`."""
+    from scipy.optimize import brentq
+
+    def excess(x: float) -> float:
+        p_day = 1.0 - (1.0 - np.exp(-x)) ** width
+        return float(stats.binom.sf(ROUTINE_SEEN - 1, ROUTINE_DAYS, p_day)) - chance
+
+    return float(brentq(excess, 1e-6, 60.0))
