@@ -416,6 +416,10 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
                 closer = np.abs(xt - p_cal) < np.abs(xt - p_real)
             fav += info & closer
             against += info & ~closer
+            # while a series' past cannot yet tell whether it follows the calendar, a day off that
+            # looks like the calendar's day (closer to the slot the calendar gives it) is not an
+            # alert: it is what the series learns from. One that looks like neither still alerts
+            offday_sup[t] |= info & closer & ~use_cal & ~ordinary
             cal_days[t] = np.where(use_cal, np.clip(np.round(fav / day_weight), 1, 127), 0)
         if baseline is not None:
             baseline[t] = np.where(inited, pred, np.nan)

@@ -396,13 +396,16 @@ def routine_log_tail(ell: np.ndarray, usable: np.ndarray, per_day: int, jitter: 
     base = _routine_base(width)
     out = e2.copy()
     for lo in range(0, e2.shape[0], 256):  # rows in chunks: memory stays ~ 256 × T × days
-        blk = np.where(use[lo:lo + 256], e2[lo:lo + 256], 0.0)
+        # single precision is plenty for a routine's size, and halves the memory the 7 days take
+        blk = np.where(use[lo:lo + 256], e2[lo:lo + 256], 0.0).astype(np.float32)
         wmax = maximum_filter1d(blk, size=width, axis=1, mode="constant", cval=0.0)
         days = min(ROUTINE_DAYS, (T - 1) // per_day)
-        past = np.zeros((days, blk.shape[0], T))
+        past = np.zeros((days, blk.shape[0], T), np.float32)
         for d in range(1, days + 1):
             past[d - 1, :, d * per_day:] = wmax[:, :T - d * per_day]
-        r = -np.partition(-past, ROUTINE_SEEN - 1, axis=0)[ROUTINE_SEEN - 1]
+        past *= -1
+        past.partition(ROUTINE_SEEN - 1, axis=0)
+        r = -past[ROUTINE_SEEN - 1].astype(float)
         # in deviations (z ≈ √(2ℓ)): the routine moves the expectation by its z, less what noise reaches
         rz = np.maximum(np.sqrt(2.0 * r) - np.sqrt(2.0 * base), 0.0)
         x = e2[lo:lo + 256]
