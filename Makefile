@@ -1,11 +1,11 @@
 # The two commands of the README:
 #   make demo   set everything up, build the demo workspace and serve it at http://127.0.0.1:8000
-#   make test   set everything up (services too) and run the whole test suite
+#   make test   set everything up (system packages and services too) and run the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint bench services
+.PHONY: install demo test lint bench services system
 
 $(BIN)/metricloop: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,10 +21,13 @@ demo: install
 services:
 	bash scripts/services.sh
 
+system:
+	bash scripts/system.sh
+
 lint: install
 	$(BIN)/ruff check .
 
-test: install services lint
+test: install system services lint
 	$(BIN)/pytest -n 2 --dist loadfile
 
 bench: install services
