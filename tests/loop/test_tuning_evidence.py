@@ -49,10 +49,10 @@ def _scored(ws):
     return hist, variants, service.base_setting(variants[0].config)
 
 
-def _only_at(search, base, hist, sensitivity):
-    """(row, first, last) of an alert that `sensitivity` raises and no lower sensitivity does, on a steady store."""
+def _only_at(search, base, hist, sensitivity, step=0.5):
+    """(row, first, last) of an alert that `sensitivity` raises and `step` lower does not, on a steady store."""
     loud = search.mask_of(replace(base, sensitivity=sensitivity))
-    quieter = search.mask_of(replace(base, sensitivity=sensitivity - 0.5))
+    quieter = search.mask_of(replace(base, sensitivity=sensitivity - step))
     for i, name in enumerate(hist.names):
         if name == "store=N1":
             continue
@@ -107,3 +107,23 @@ def test_a_missed_range_dearer_than_its_price_moves_nothing_and_the_tradeoff_say
     monkeypatch.setattr(search_module, "CATCH_PRICE", CATCH_PRICE)
     t = service.compute(shop, "noisy_sales", at=AT, labels=[label], calendars=False)
     assert t.after["missed_caught"] == 1 and not t.tradeoff
+
+
+def test_one_false_alarm_a_small_step_silences_moves_the_sensitivity_with_a_margin_and_nothing_else(shop):
+    from metricloop.tuning.search import MARGIN, SENSITIVITY_STEP
+
+    hist, variants, base = _scored(shop)
+    probe = Search(variants, base, Judge([], len(hist.names), hist.months), 2.0, "up")
+    row, a, b = _only_at(probe, base, hist, base.sensitivity, SENSITIVITY_STEP)
+    fa = Target(1, "false_alarm", "drop", hist.names[row], hist.times[a], hist.times[b], row, a, b)
+    judge = Judge([fa], len(hist.names), hist.months)
+    search = Search(variants, base, judge, 2.0, "up")
+    # the smallest step down that silences it
+    step = next(x for x in (0.5, 1.0) if not judge(search.mask_of(replace(base, sensitivity=9.0 - x))).kept[0])
+    choice, _ = search.run()
+    assert not choice.outcome.kept[0]
+    # one label is enough for a small step down the calibrated scale (at most SENSITIVITY_STEP), and the false
+    # alarms to come are not all just above the one seen: the step goes a margin further within that; no other
+    # knob moves
+    want = max(base.sensitivity - SENSITIVITY_STEP, base.sensitivity - step - MARGIN)
+    assert choice.setting == replace(base, sensitivity=want)

@@ -35,6 +35,8 @@ MAX_OVERRIDES = 5
 # how much evidence a change needs (see Search.key and docs/feedback.md, "The search"):
 MIN_EVIDENCE = 2  # labelled false alarms a monitor-wide change must stop firing on ...
 MIN_SLICES = 2  # ... on at least this many series; fewer is a per-slice override's business
+MARGIN = 0.5  # how far past the labelled false alarms a justified step down the sensitivity scale goes
+SENSITIVITY_STEP = 1.0  # a monitor-wide sensitivity step down that one false alarm justifies
 CATCH_PRICE = 3  # alerts over the history a newly caught missed range may cost; dearer ones are caught per slice
 
 
@@ -319,15 +321,17 @@ class Search:
         return raw.per_series_month <= self.budget and self.catch_cost(s, o) <= CATCH_PRICE * caught
 
     def _terms(self, s: Setting, o: Outcome, ref: Outcome) -> tuple[int, int, int]:
-        """(positives, false-alarm term) of a monitor-wide setting judged against the reference outcome.
+        """(positives, false-alarm term, unlabelled alerts silenced) of a monitor-wide setting judged against the
+        reference outcome (the current setting's).
 
         Positives: confirmed alerts, missed ranges the reference catches already, and missed ranges newly
         caught when the setting that catches them is cheap (`cheap`); an expensive catch is left to a
-        per-slice override. False-alarm term: the net change in labelled false alarms firing, counted only when
-        the setting stops at least MIN_EVIDENCE more than it starts, on at least MIN_SLICES series (fewer is
-        a slice's matter: the per-slice overrides take it); more firing always counts against it."""
+        per-slice override. False-alarm term: minus the labelled false alarms the setting stops (net of those
+        it starts), counted only with enough evidence — at least MIN_EVIDENCE of them on at least MIN_SLICES
+        series, or a step down the sensitivity alone of at most SENSITIVITY_STEP; without it the setting is no
+        better than the current one (fewer labels are a slice's business: the per-slice overrides take them).
+        More false alarms firing always counts against a setting."""
         kind = self.judge.kind
-        # the alerts of the current setting nobody labelled that this one would also silence
         unjudged = int((~o.probed).sum()) if o.probed is not None else 0
         new = (kind == CATCH) & ~ref.kept
         pos = int((o.kept & (kind != DROP) & ~new).sum())
@@ -341,8 +345,13 @@ class Search:
             return pos, -net, unjudged
         rows = {int(r) for r in self.judge.rows[removed]}
         spread = self.judge.n if -1 in rows else len(rows)
-        # a change must be known to remove noise at least as often as it silences what nobody judged
-        if net >= MIN_EVIDENCE and spread >= MIN_SLICES and net >= unjudged:
+        if net >= MIN_EVIDENCE and spread >= MIN_SLICES:
+            return pos, -net, unjudged
+        # a small step down the calibrated scale alone silences the least surprising alerts of every series
+        # first, not the small changes of one kind of series (a relative floor does: aggregates dilute a
+        # slice's incident): one label is enough for it
+        if s == replace(self.base, sensitivity=s.sensitivity) and \
+                self.base.sensitivity - SENSITIVITY_STEP <= s.sensitivity < self.base.sensitivity:
             return pos, -net, unjudged
         return pos, 0, unjudged
 
@@ -391,12 +400,32 @@ class Search:
             if near:
                 visit({**grid, "variant": [s.variant], "sensitivity": near})
         top, within = pick()
+        top = self._margin(top)
         choice = Choice(top, records[top], self.mask_of(top))
         choice.priced = self._priced(choice)
         alt = None
         if records[top].per_series_month > self.budget and within is not None:
             alt = Choice(within, records[within], self.mask_of(within))
         return choice, alt
+
+    def _margin(self, top: Setting) -> Setting:
+        """A step down the sensitivity scale that labelled false alarms justify goes MARGIN past the smallest
+        one that silences them, when that keeps every positive and stays as good on the rest: the false alarms
+        to come are about as surprising as those seen, not all just above them."""
+        if not (top == replace(self.base, sensitivity=top.sensitivity) and top.sensitivity < self.base.sensitivity):
+            return top
+        ref = self._ref()
+        k = self.key(top, self._records[top], ref)
+        if k[2] >= 0:  # not a step the false alarms justified
+            return top
+        lower = replace(top, sensitivity=max(0.0, top.sensitivity - MARGIN))
+        o = self._records.get(lower)
+        if o is None:
+            o = self._records[lower] = self.judge(self.mask_of(lower))
+        kl = self.key(lower, o, ref)
+        if kl[0] == k[0] and kl[1] <= k[1] and kl[2] <= k[2]:
+            return lower
+        return top
 
     def _priced(self, choice: Choice) -> dict[int, tuple[Setting, int]]:
         """Missed ranges the choice leaves that some monitor-wide setting catches, but only an expensive one:
