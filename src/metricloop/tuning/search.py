@@ -222,8 +222,10 @@ def distance(s: Setting, base: Setting, variants: list[Variant]) -> float:
 
 @dataclass
 class Search:
-    """The grid over stored scores, and the best setting by: every positive kept, then within the budget,
-    then the fewest labelled false alarms, then the smallest change."""
+    """The grid over stored scores, and the best setting by: every positive kept (a missed range newly caught
+    only at its price, CATCH_PRICE), then within the budget, then the fewest labelled false alarms (counted only
+    with enough evidence: MIN_EVIDENCE on MIN_SLICES series, or one for a small sensitivity step), then the
+    fewest of the current alerts nobody labelled silenced, then the smallest change."""
 
     variants: list[Variant]
     base: Setting
