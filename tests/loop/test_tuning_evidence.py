@@ -127,3 +127,24 @@ def test_one_false_alarm_a_small_step_silences_moves_the_sensitivity_with_a_marg
     # knob moves
     want = max(base.sensitivity - SENSITIVITY_STEP, base.sensitivity - step - MARGIN)
     assert choice.setting == replace(base, sensitivity=want)
+
+
+def test_a_false_alarm_on_one_slice_of_a_confirmed_incident_is_contested_and_no_evidence():
+    import pandas as pd
+
+    from metricloop.tuning.search import contested
+
+    t0 = pd.Timestamp("2027-01-13")
+
+    def target(kind, label, slice_, a, row):
+        return Target(row, label, kind, slice_, t0, t0, row, a, a + 1)
+
+    targets = [
+        target("keep", "confirmed", "region=North", 10, 0),
+        target("drop", "false_alarm", "carrier=SF,region=North", 10, 1),  # the same incident, called noise
+        target("drop", "false_alarm", "region=South", 10, 2),  # another region the same day: not contested
+        target("drop", "false_alarm", "carrier=SF,region=North", 40, 1),  # the same slice a month later
+    ]
+    assert contested(targets).tolist() == [False, True, False, False]
+    judge = Judge(targets, 3, 12.0)
+    assert judge.contested.tolist() == [False, True, False, False]

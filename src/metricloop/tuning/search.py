@@ -154,6 +154,7 @@ class Judge:
         self.one = self.rows >= 0
         self.kind = np.array([t.kind for t in targets], dtype=object)
         self.probes = (np.zeros(0, np.int64),) * 3
+        self.contested = contested(targets)
 
     def probe(self, ranges: list[tuple[int, int, int]]) -> None:
         """Also say, for each (row, first, last) range, whether an alert fires in it (Outcome.probed)."""
@@ -185,6 +186,21 @@ class Judge:
 
     def drops_firing(self, o: Outcome) -> int:
         return int((o.kept & (self.kind == DROP)).sum())
+
+
+def contested(targets: list[Target]) -> np.ndarray:
+    """Per target: a false alarm (or expected) label whose range overlaps a confirmed or missed range on an
+    overlapping slice — one slice of an incident called noise while others are called real. Labels that
+    contradict each other are no evidence for a change: tuning neither rewards nor penalises silencing it."""
+    from metricloop.detect.scoring import related
+
+    out = np.zeros(len(targets), bool)
+    positives = [t for t in targets if t.kind != DROP]
+    for j, t in enumerate(targets):
+        if t.kind == DROP:
+            out[j] = any(p.a <= t.b and t.a <= p.b and (p.row == -1 or t.row == -1 or related(p.slice, t.slice))
+                         for p in positives)
+    return out
 
 
 def unlabelled_alerts(mask: np.ndarray, judge: Judge) -> list[tuple[int, int, int]]:
@@ -340,7 +356,7 @@ class Search:
         caught = int((o.kept & new).sum())
         if caught and self.cheap(s, o, caught):
             pos += caught
-        drop = kind == DROP
+        drop = (kind == DROP) & ~self.judge.contested
         removed = drop & ref.kept & ~o.kept
         net = int(removed.sum()) - int((drop & o.kept & ~ref.kept).sum())
         if net <= 0:
@@ -452,8 +468,8 @@ class Search:
         o = choice.outcome
         targets, kinds = self.judge.targets, self.judge.kind
         per_row_month = o.alerts_per_row / self.judge.months
-        rows_with_drops = {t.row for t, k in zip(targets, o.kept, strict=True)
-                           if t.kind == DROP and k and t.row >= 0}
+        rows_with_drops = {t.row for t, k, c in zip(targets, o.kept, self.judge.contested, strict=True)
+                           if t.kind == DROP and k and t.row >= 0 and not c}
         priced_rows = list(dict.fromkeys(targets[j].row for j in choice.priced if targets[j].row >= 0))
         noisy = [i for i in range(len(names)) if per_row_month[i] > 3 * self.budget or i in rows_with_drops]
         noisy = sorted(noisy, key=lambda i: -o.alerts_per_row[i])
@@ -477,7 +493,7 @@ class Search:
                     t = targets[j]
                     hit = bool(row[t.a:t.b + 1].any())
                     if kinds[j] == DROP:
-                        drops += hit
+                        drops += hit and not self.judge.contested[j]
                     elif kinds[j] == CATCH and not o.kept[j]:
                         new += hit
                     else:
