@@ -88,6 +88,7 @@ def test_a_missed_range_only_a_setting_past_the_budget_catches_is_caught_on_its_
     assert row in choice.overrides and choice.outcome.kept[0] and not choice.priced
     assert {hist.names[i] for i in choice.overrides} - {hist.names[row]} <= {"store=N1"}  # N1: 3× this budget
     assert choice.overrides[row][0].sensitivity > base.sensitivity
+    assert choice.catches == {row}  # its reason says so when applied (service._proposed_spec)
 
 
 def test_a_missed_range_dearer_than_its_price_moves_nothing_and_the_tradeoff_says_so(shop, monkeypatch):

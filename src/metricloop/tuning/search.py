@@ -111,6 +111,7 @@ class Choice:
     # missed ranges left because only an expensive monitor-wide setting catches them: target → (setting, alerts
     # it adds over the history); those a per-slice override caught are not in it
     priced: dict[int, tuple[Setting, int]] = field(default_factory=dict)
+    catches: set[int] = field(default_factory=set)  # override rows set to catch a missed range the choice leaves
 
 
 def targets_from_labels(labels: list[Any], names: list[str], times: pd.DatetimeIndex) -> list[Target]:
@@ -528,4 +529,5 @@ class Search:
             return choice
         out = self.judge(mask)
         priced = {j: v for j, v in choice.priced.items() if not out.kept[j]}
-        return replace(choice, mask=mask, outcome=out, overrides=chosen, priced=priced)
+        catches = {targets[j].row for j in choice.priced if out.kept[j] and targets[j].row in chosen}
+        return replace(choice, mask=mask, outcome=out, overrides=chosen, priced=priced, catches=catches)

@@ -314,9 +314,12 @@ def _proposed_spec(monitor: MonitorSpec, base: Setting, choice: Choice, variants
     added = []
     for i, (s, alerts) in choice.overrides.items():
         knobs = {k: v for k, v in s.knobs().items() if v != choice.setting.knobs()[k]}
-        added.append(SliceOverride(slice=names[i], **knobs,
-                                   reason=f"noisier than the rest: {alerts} alerts in {months:.0f} months with the "
-                                          "monitor's own knobs"))
+        if i in choice.catches:
+            reason = ("a missed range only a dear setting of the whole monitor catches: this slice alone gets it "
+                      f"({alerts} alerts in {months:.0f} months with the monitor's own knobs)")
+        else:
+            reason = f"noisier than the rest: {alerts} alerts in {months:.0f} months with the monitor's own knobs"
+        added.append(SliceOverride(slice=names[i], **knobs, reason=reason))
     overrides = [o.normalized() for o in [*kept, *added]]
     if overrides:
         spec["overrides"] = overrides
