@@ -229,7 +229,9 @@ def loop_monitor(ws, name: str, labels: pd.DataFrame, prepared, *, noise: float,
             verdict = truth.verdict(r, a, b)
             if rng.random() < noise:
                 verdict = "false_alarm" if verdict == "confirmed" else "confirmed"
-            given.append(Label(len(given) + 1, verdict, hist.names[r], times[a], times[b]))
+            # a label on an alert (as the console and the message links give it): on the total it means the
+            # total, not every series
+            given.append(Label(len(given) + 1, verdict, hist.names[r], times[a], times[b], alert_id=len(given) + 1))
         t_lo, t_hi = times[lo], times[hi - 1] + truth.step
         for lab in truth.watched[(truth.watched["start"] >= t_lo) & (truth.watched["start"] < t_hi)].itertuples():
             a = int(times.searchsorted(lab.start))

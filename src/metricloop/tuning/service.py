@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,7 +22,18 @@ from metricloop.errors import MetricloopError, NotFound
 from metricloop.grains import ByGrain
 from metricloop.monitors.schemas import CalendarRef, MonitorSpec, SliceOverride
 from metricloop.tuning.models import TuningSuggestion
-from metricloop.tuning.search import CATCH, DROP, KEEP, Choice, Judge, Search, Setting, Variant, targets_from_labels
+from metricloop.tuning.search import (
+    CATCH,
+    CATCH_PRICE,
+    DROP,
+    KEEP,
+    Choice,
+    Judge,
+    Search,
+    Setting,
+    Variant,
+    targets_from_labels,
+)
 
 DEFAULT_BUDGET = 2.0  # alerts per series per month
 # how much history a tuning backtests (the bar: two years of days)
@@ -303,9 +314,12 @@ def _proposed_spec(monitor: MonitorSpec, base: Setting, choice: Choice, variants
     added = []
     for i, (s, alerts) in choice.overrides.items():
         knobs = {k: v for k, v in s.knobs().items() if v != choice.setting.knobs()[k]}
-        added.append(SliceOverride(slice=names[i], **knobs,
-                                   reason=f"noisier than the rest: {alerts} alerts in {months:.0f} months with the "
-                                          "monitor's own knobs"))
+        if i in choice.catches:
+            reason = ("a missed range only a dear setting of the whole monitor catches: this slice alone gets it "
+                      f"({alerts} alerts in {months:.0f} months with the monitor's own knobs)")
+        else:
+            reason = f"noisier than the rest: {alerts} alerts in {months:.0f} months with the monitor's own knobs"
+        added.append(SliceOverride(slice=names[i], **knobs, reason=reason))
     overrides = [o.normalized() for o in [*kept, *added]]
     if overrides:
         spec["overrides"] = overrides
@@ -316,8 +330,20 @@ def _proposed_spec(monitor: MonitorSpec, base: Setting, choice: Choice, variants
 
 def _tradeoff(judge: Judge, choice: Choice, alt: Choice | None, budget: float) -> dict[str, str]:
     o = choice.outcome
-    lost = [t for t, k in zip(judge.targets, o.kept, strict=True) if t.kind != DROP and not k]
+    priced = {j: v for j, v in choice.priced.items() if not o.kept[j]}
+    lost = [t for j, (t, k) in enumerate(zip(judge.targets, o.kept, strict=True))
+            if t.kind != DROP and not k and j not in priced]
     parts_en, parts_zh = [], []
+    for j, (s, cost) in list(priced.items())[:5]:
+        t = judge.targets[j]
+        knobs = ", ".join(f"{k} {v}" for k, v in s.knobs().items() if v != choice.setting.knobs()[k])
+        knobs = knobs or "another detector or calendar"
+        parts_en.append(f"missed {t.slice} {t.start:%Y-%m-%d} is caught only by {knobs} for the whole monitor, "
+                        f"which adds {cost} alerts over the history (more than {CATCH_PRICE} for one range) and no "
+                        "setting of that slice alone catches it as cheaply: left as is")
+        parts_zh.append(f"漏报 {t.slice} {t.start:%Y-%m-%d} 只有整个监控改为 {knobs} 才能补上，回测期内会多出 "
+                        f"{cost} 条告警（一条漏报至多值 {CATCH_PRICE} 条），单独调整该切片也无法以同等代价补上："
+                        "保持不变")
     if lost:
         what = ", ".join(f"{t.label} {t.slice} {t.start:%Y-%m-%d}" for t in lost[:5])
         parts_en.append(f"no setting keeps every confirmed alert and catches every missed range: {len(lost)} stay "
@@ -384,8 +410,9 @@ def compute(ws, name: str, *, budget: float | str | None = None, at: datetime | 
                               hist.names, after_mask, good_direction=metric.good_direction)
     after = judge(after_mask)
     # the proposal must not be worse than what runs now by the same ranking (ties keep the monitor as it is)
-    if search.key(choice.setting, after)[:3] >= search.key(base, before)[:3] and not choice.overrides:
-        choice, after_mask, after = Choice(base, before, before_mask), before_mask, before
+    if search.key(choice.setting, after, before)[:3] >= search.key(base, before, before)[:3] and not choice.overrides:
+        choice = replace(choice, setting=base, outcome=before, mask=before_mask)
+        after_mask, after = before_mask, before
     proposed, added = _proposed_spec(monitor, base, choice, variants, hist.names, hist.months)
     disappear, appear = _moved(before_mask, after_mask, hist.names, hist.times, targets)
     counts = {k: 0 for k in ("confirmed", "false_alarm", "expected", "missed", "new_normal")}
