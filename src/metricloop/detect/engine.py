@@ -380,12 +380,11 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
             # a learned holiday applies to a series only where its own past can show it. A series with
             # no past yet (its data start in the Spring Festival's fortnight) or whose profile has no
             # days off is judged and learns on these buckets like on any other: they count towards
-            # its warm-up, and are neither kept out nor silenced. On
-            # a day off, one whose past days off looked like ordinary days is judged as on any day
-            # (it still learns nothing from it: a day off stays a risky day to learn a level from). A
-            # series with a weekly rhythm keeps out its first Spring Festival (a festival unlike any
-            # other day off: shops open through the National Day's week close for it) until it has
-            # one to compare with
+            # its warm-up, and are neither kept out nor silenced. On a day off, one whose past days off
+            # looked like ordinary days is judged as on any day (it still learns nothing from it: a day
+            # off stays a risky day to learn a level from). A series with a weekly rhythm keeps out its
+            # first Spring Festival (a festival unlike any other day off: shops open through the
+            # National Day's week close for it) until it has one to compare with
             ordinary = evid_t[t] & (against >= LEARN_DAYS * day_weight) & (against >= 2 * fav)
             learn_here = ~use_cal & (~inited | ~weekly[prof])
             rel = learn_here | (~use_cal & ordinary)

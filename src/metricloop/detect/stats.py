@@ -8,6 +8,8 @@ as ±k standard deviations of a normal.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from scipy import special, stats
 
@@ -395,11 +397,11 @@ def routine_log_tail(ell: np.ndarray, usable: np.ndarray, per_day: int, jitter: 
     width = 2 * jitter + 1
     base = _routine_base(width)
     out = e2.copy()
+    days = min(ROUTINE_DAYS, (T - 1) // per_day)
     for lo in range(0, e2.shape[0], 256):  # rows in chunks: memory stays ~ 256 × T × days
         # single precision is plenty for a routine's size, and halves the memory the 7 days take
         blk = np.where(use[lo:lo + 256], e2[lo:lo + 256], 0.0).astype(np.float32)
         wmax = maximum_filter1d(blk, size=width, axis=1, mode="constant", cval=0.0)
-        days = min(ROUTINE_DAYS, (T - 1) // per_day)
         past = np.zeros((days, blk.shape[0], T), np.float32)
         for d in range(1, days + 1):
             past[d - 1, :, d * per_day:] = wmax[:, :T - d * per_day]
@@ -416,6 +418,7 @@ def routine_log_tail(ell: np.ndarray, usable: np.ndarray, per_day: int, jitter: 
     return out.reshape(shape)
 
 
+@functools.lru_cache(maxsize=64)
 def _routine_base(width: int, chance: float = 0.01) -> float:
     """The ℓ that the `ROUTINE_SEEN`-th largest of `ROUTINE_DAYS` days' maxima of `width` calibrated
     points (ℓ exponential with mean 1) passes with probability `chance`."""
