@@ -314,10 +314,18 @@ class Search:
         change, volume floor and duration: what it costs before any knob buys its noise back."""
         raw = replace(s, min_rel_change=self.base.min_rel_change, min_abs_change=self.base.min_abs_change,
                       min_volume=self.base.min_volume, min_duration=self.base.min_duration)
-        o = self._records.get(raw)
+        return self._outcome(raw)
+
+    def _outcome(self, s: Setting) -> Outcome:
+        """The setting's outcome, judged once and kept."""
+        o = self._records.get(s)
         if o is None:
-            o = self._records[raw] = self.judge(self.mask_of(raw))
+            o = self._records[s] = self.judge(self.mask_of(s))
         return o
+
+    def _sensitivity_only(self, s: Setting) -> bool:
+        """Whether the setting differs from the current one in its sensitivity alone (or not at all)."""
+        return s == replace(self.base, sensitivity=s.sensitivity)
 
     def _ref(self) -> Outcome:
         """The current setting's outcome; its alerts that overlap no label become the judge's probes."""
@@ -369,7 +377,7 @@ class Search:
         # a small step down the calibrated scale alone silences the least surprising alerts of every series
         # first, not the small changes of one kind of series (a relative floor does: aggregates dilute a
         # slice's incident): one label is enough for it
-        if s == replace(self.base, sensitivity=s.sensitivity) and \
+        if self._sensitivity_only(s) and \
                 self.base.sensitivity - SENSITIVITY_STEP <= s.sensitivity < self.base.sensitivity:
             return pos, -net, unjudged
         return pos, 0, unjudged
@@ -431,17 +439,14 @@ class Search:
         """A step down the sensitivity scale that labelled false alarms justify goes MARGIN past the smallest
         one that silences them, when that keeps every positive and stays as good on the rest: the false alarms
         to come are about as surprising as those seen, not all just above them."""
-        if not (top == replace(self.base, sensitivity=top.sensitivity) and top.sensitivity < self.base.sensitivity):
+        if not (self._sensitivity_only(top) and top.sensitivity < self.base.sensitivity):
             return top
         ref = self._ref()
         k = self.key(top, self._records[top], ref)
         if k[2] >= 0:  # not a step the false alarms justified
             return top
         lower = replace(top, sensitivity=max(0.0, top.sensitivity - MARGIN))
-        o = self._records.get(lower)
-        if o is None:
-            o = self._records[lower] = self.judge(self.mask_of(lower))
-        kl = self.key(lower, o, ref)
+        kl = self.key(lower, self._outcome(lower), ref)
         if kl[0] == k[0] and kl[1] <= k[1] and kl[2] <= k[2]:
             return lower
         return top
