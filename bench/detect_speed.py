@@ -93,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     points = args.series * args.days * per_day
     print(f"auto: {args.series} series × {args.days} days at {step_name(step)} = {points:,} points in {total:.1f} s "
           f"→ {points / total:,.0f} points/s; {anomalies} anomalies; peak RSS {peak_rss_gib():.2f} GiB")
+    if args.peer_sample <= 0:
+        print("peer: not run (--peer-sample 0)")
+        return 0
     times, sample = make(args.peer_sample, 99)
     t0 = time.perf_counter()
     det.detect(sample, times)
