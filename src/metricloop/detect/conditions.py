@@ -76,29 +76,41 @@ RUN_BLOCK = 2_000  # series per block of the run test
 
 
 def _sustained_block(z: np.ndarray, usable: np.ndarray, k: float, longest: int, span: int) -> np.ndarray:
-    rho = lag_correlation(z, span)
-    # errors that run together (a stock-out lasts days) are fewer independent points than they
-    # look: the variance of a sum of w of them is w + 2·Σ (w−j)·ρ^j, not w
-    powers = [rho]
-    for _ in range(longest - 2):
-        powers.append(powers[-1] * rho)
-    limit = {w: k * np.sqrt(w + 2 * sum((w - j) * powers[j - 1] for j in range(1, w)))
-             for w in range(2, longest + 1)}
-    del powers, rho
+    rho = lag_correlation(z, span).ravel()
+    T = z.shape[-1]
     out = np.zeros(z.shape, np.int16)
+    flat = out.reshape(-1)
     for side in (1, -1):
         zs = np.where(usable, side * z, 0.0)
         ok = usable & (zs >= 1.0)
-        run = run_length(ok)
+        run = run_length(ok).ravel()
         # each point counts for at most k: a run must be several points' doing, not one spike
         # with a neighbour that happened to be 1 sd off
-        csum = np.cumsum(np.where(ok, np.minimum(zs, k), 0.0), axis=-1)
-        hit = np.zeros(z.shape, np.int16)
-        for w in range(longest, 1, -1):
-            total = csum.copy()
-            total[:, w:] -= csum[:, :-w]
-            hit[(run >= w) & (total > limit[w])] = w
-        out = np.where(hit > 0, side * hit, out)
+        csum = np.cumsum(np.where(ok, np.minimum(zs, k), 0.0), axis=-1).ravel()
+        del zs, ok
+        # only the ends of runs of two or more can be a run's alert (a few % of the points)
+        at = np.flatnonzero(run >= 2)
+        length, col, r = run[at], at % T, rho[at]
+        hit = np.zeros(at.size, np.int16)
+        # errors that run together (a stock-out lasts days) are fewer independent points than they
+        # look: the variance of a sum of w of them is w + 2·Σ_{j<w} (w−j)·ρ^j, not w. That sum grows
+        # by Σ_{j<w} ρ^j from w − 1 to w, so each width costs a few operations, not w of them
+        power = np.ones_like(r)
+        geo = np.zeros_like(r)
+        pair = np.zeros_like(r)
+        for w in range(2, longest + 1):
+            power *= r
+            geo += power
+            pair += geo
+            open_ = np.flatnonzero((hit == 0) & (length >= w))
+            if not open_.size:
+                break
+            i = at[open_]
+            total = csum[i] - np.where(col[open_] >= w, csum[np.maximum(i - w, 0)], 0.0)
+            beyond = total > k * np.sqrt(w + 2 * pair[open_])
+            hit[open_[beyond]] = w  # the shortest run that is beyond
+        got = hit > 0
+        flat[at[got]] = side * hit[got]  # a point beyond on both sides cannot be: ≥ 1 sd off on one
     return out
 
 
@@ -134,8 +146,8 @@ def lag_correlation(z: np.ndarray, span: int = 60) -> np.ndarray:
 
 def run_length(flags: np.ndarray) -> np.ndarray:
     """Length of the run of True ending at each point, along the last axis."""
-    f = flags.astype(np.int64)
-    c = np.cumsum(f, axis=-1)
+    f = flags.astype(np.int32)
+    c = np.cumsum(f, axis=-1, dtype=np.int32)
     reset = np.where(f == 0, c, 0)
     return c - np.maximum.accumulate(reset, axis=-1)
 

@@ -258,6 +258,26 @@ SLOT_CLIP = 3.0  # an error counts for at most this many sd (anomalies must not 
 SLOT_RANGE = (0.25, 6.0)  # the variance of a slot stays within this factor of the series'
 
 
+def _before_in_slot(a: np.ndarray, slots: np.ndarray) -> np.ndarray:
+    """Per point, the sum of `a` over the earlier points of the same slot (rows are series). Each
+    slot's points, in time order, fill one row of a (slot × visit) grid, summed along the visits:
+    one running sum per slot from 0, as a loop over the slots would add them (so a point's sum never
+    depends on a later point, not even in its rounding), in a handful of array operations."""
+    slots = np.asarray(slots)
+    order = np.argsort(slots, kind="stable")  # stable: time order within a slot
+    key = slots[order]
+    first = np.r_[0, np.flatnonzero(key[1:] != key[:-1]) + 1]
+    sizes = np.diff(np.r_[first, key.size])
+    group = np.repeat(np.arange(first.size), sizes)
+    visit = np.arange(key.size) - np.repeat(first, sizes)
+    grid = np.zeros((a.shape[0], first.size, int(sizes.max()) if sizes.size else 0), a.dtype)
+    grid[:, group, visit] = a[:, order]
+    np.cumsum(grid, axis=2, out=grid)
+    out = np.empty_like(a)
+    out[:, order] = grid[:, group, visit]
+    return out - a
+
+
 def slot_noise_factor(values: np.ndarray, expected: np.ndarray, sd: np.ndarray, usable: np.ndarray,
                       slots: np.ndarray) -> np.ndarray:
     """Per point, the factor (on the sd) of its slot's noise relative to the series' overall, learnt
@@ -277,12 +297,8 @@ def slot_noise_factor(values: np.ndarray, expected: np.ndarray, sd: np.ndarray, 
         return c - a
 
     overall = (SLOT_PRIOR + before(z2)) / (SLOT_PRIOR + before(n))
-    own = np.ones_like(z2)
-    visits = np.zeros_like(z2)
-    for s in np.unique(slots):
-        cols = np.flatnonzero(slots == s)
-        visits[:, cols] = before(n[:, cols])
-        own[:, cols] = (SLOT_PRIOR * overall[:, cols] + before(z2[:, cols])) / (SLOT_PRIOR + visits[:, cols])
+    visits = _before_in_slot(n, slots)
+    own = (SLOT_PRIOR * overall + _before_in_slot(z2, slots)) / (SLOT_PRIOR + visits)
     with np.errstate(invalid="ignore", divide="ignore"):
         f = own / overall - 1.0
         # a slot's mean of z² is itself noisy (variance about 2 per visit): keep only the part of its
