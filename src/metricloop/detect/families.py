@@ -264,6 +264,16 @@ def _before_in_slot(a: np.ndarray, slots: np.ndarray) -> np.ndarray:
     one running sum per slot from 0, as a loop over the slots would add them (so a point's sum never
     depends on a later point, not even in its rounding), in a handful of array operations."""
     slots = np.asarray(slots)
+    T = slots.size
+    period = int(slots.max()) + 1 if T else 0
+    if 0 < period < T and np.array_equal(slots, (np.arange(T) + slots[0]) % period):
+        # the usual case, a regular grid (slot = time of day): whole cycles side by side, summed down
+        lead = int(slots[0])
+        grid = np.zeros((a.shape[0], -(-(T + lead) // period) * period), a.dtype)
+        grid[:, lead:lead + T] = a
+        grid = grid.reshape(a.shape[0], -1, period)
+        np.cumsum(grid, axis=1, out=grid)
+        return grid.reshape(a.shape[0], -1)[:, lead:lead + T] - a
     order = np.argsort(slots, kind="stable")  # stable: time order within a slot
     key = slots[order]
     first = np.r_[0, np.flatnonzero(key[1:] != key[:-1]) + 1]
