@@ -9,10 +9,10 @@ from pydantic import Field
 
 from metricloop.detect.base import COUNT, GAUSS, Detector, DetectorConfig, Scores, register
 from metricloop.detect.calendar import CalendarMasks
-from metricloop.detect.engine import FAM_COUNT, FAM_GAUSS, FAM_RATIO, TINY, EngineParams
+from metricloop.detect.engine import FAM_COUNT, FAM_RATIO, TINY, EngineParams
 from metricloop.detect.families import holiday_lift, lump_units, run_by_family
 from metricloop.detect.prepare import Batch, default_warmup
-from metricloop.detect.stats import SCALE_DOF, calibrate_log_tail, log_tail_points, routine_log_tail, tail_score
+from metricloop.detect.stats import calibrate_log_tail, log_tail_points, routine_log_tail, tail_score
 
 Seasonality = Literal["auto", "none", "hour_of_day", "hour_by_daytype", "day_of_week", "hour_of_week"]
 
@@ -159,10 +159,7 @@ class EngineDetector(Detector):
         unit, labels = lump_units(unit, sparse, batch.values.shape, labels)
         out.expected, out.scale = holiday_lift(batch.values, out.expected, out.scale, family == COUNT, out.learning,
                                                masks, step, out.calendar)
-        # the engine's own scale is an estimate worth SCALE_DOF points (Student-t); a proportion's
-        # binomial noise is known, and keeps its normal tail
-        dof = np.where(out.family == FAM_GAUSS, SCALE_DOF, np.inf)
-        ell = log_tail_points(batch.values, out.expected, out.scale, family, unit, dof)
+        ell = log_tail_points(batch.values, out.expected, out.scale, family, unit)
         ell[out.learning] = 0.0
         n, T = batch.values.shape
         suppressed = np.zeros((n, T), bool)
@@ -175,8 +172,7 @@ class EngineDetector(Detector):
         usable = ~out.learning & ~suppressed & np.isfinite(batch.values)
         if step and step < 86400 and abs(86400 / step - round(86400 / step)) < 1e-9:
             # what the same time of day reached on recent days is routine (`routine_log_tail`)
-            ell = routine_log_tail(ell, usable, int(round(86400 / step)), max(1, int(np.ceil(1800 / step))),
-                                   np.where(family == GAUSS, dof, np.inf))
+            ell = routine_log_tail(ell, usable, int(round(86400 / step)), max(1, int(np.ceil(1800 / step))))
         # the score is the tail probability recalibrated on the series' own past (`calibrate_log_tail`)
         ell = calibrate_log_tail(ell, usable)
         score = tail_score(ell)
@@ -197,7 +193,6 @@ class EngineDetector(Detector):
             ceiling=out.ceiling,
             unit=unit,
             calendar=out.calendar,
-            dof=np.where(family == GAUSS, dof, np.inf),
             warnings=notes,
         )
 

@@ -93,7 +93,6 @@ class Scores:
     ceiling: np.ndarray | None = None  # rates, 100 % for a proportion in %)
     unit: np.ndarray | None = None  # series × time: a COUNT series counts lumps of this size (a sum like GMV), else 1
     calendar: np.ndarray | None = None  # series × time: past days off a learned holiday pattern came from, 0 = unused
-    dof: np.ndarray | None = None  # per series: Student-t degrees of freedom of a GAUSS score (inf / None = normal)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -278,6 +277,5 @@ def _concat(parts: list[Scores]) -> Scores:
         ceiling=cat("ceiling"),
         unit=cat("unit"),
         calendar=cat("calendar"),
-        dof=cat("dof"),
         warnings=[w for p in parts for w in p.warnings],
     )

@@ -15,7 +15,7 @@ from scipy import special
 
 from metricloop.detect.base import FIXED, DetectorConfig, Scores, map_blocks
 from metricloop.detect.families import count_runs, merge_runs
-from metricloop.detect.stats import band, normal_deviate, score_log_tail, sensitivity_to_k, threshold_score
+from metricloop.detect.stats import band, score_log_tail, sensitivity_to_k, threshold_score
 
 
 def default_direction(good_direction: str | None) -> str:
@@ -216,19 +216,6 @@ class Flags:
     sustained: np.ndarray | None
     z: np.ndarray | None
     longest: int
-    # per series (a column): the z at which one point alerts alone, BLIP_MARGIN beyond the band's in z
-    blip_z: np.ndarray | float = np.inf
-
-
-def _per_series(scores: Scores, of_dof) -> np.ndarray:
-    """`of_dof(dof)` for each series' Student-t degrees of freedom (inf = normal), as a column."""
-    n = scores.values.shape[0]
-    dof = np.full(n, np.inf) if scores.dof is None else np.asarray(scores.dof, dtype=float)
-    kinds = np.unique(dof)
-    out = np.empty(n)
-    for d in kinds:
-        out[dof == d] = of_dof(float(d))
-    return out[:, None]
 
 
 def band_flags(scores: Scores, config: DetectorConfig, *, z: np.ndarray | None = None) -> Flags:
@@ -247,9 +234,7 @@ def band_flags(scores: Scores, config: DetectorConfig, *, z: np.ndarray | None =
         if scored.any():
             # a scored model alerts where its (calibrated) score passes the threshold of k; the band is
             # the model's own ±k, and a value the metric cannot pass (a 100 % ceiling) never counts
-            # k sd off under each series' own model: Student-t where its scale is an estimate
-            # (`Scores.dof`), normal where its noise is known (counts, a proportion's binomial part)
-            beyond = scores.score >= _per_series(scores, lambda dof: threshold_score(k, dof))
+            beyond = scores.score >= threshold_score(k)
             at_top = np.isclose(v, upper, rtol=1e-9, atol=0.0) & (upper >= _edge(scores.ceiling, v))
             at_bottom = np.isclose(v, lower, rtol=1e-9, atol=0.0) & (lower <= _edge(scores.floor, v, -np.inf))
             above = np.where(scored[:, None], beyond & (v > e) & ~at_top, above)
@@ -266,10 +251,7 @@ def band_flags(scores: Scores, config: DetectorConfig, *, z: np.ndarray | None =
         above |= sustained > 0
         below |= sustained < 0
     direction = np.where(above, 1, np.where(below, -1, 0)).astype(np.int8)
-    # z is the normal deviate of each point's tail: a point BLIP_MARGIN sd beyond the band is the one
-    # whose tail is that of k + BLIP_MARGIN sd
-    return Flags(k, lower, upper, above, below, direction, sustained, z, longest,
-                 _per_series(scores, lambda dof: normal_deviate(k, dof) + BLIP_MARGIN))
+    return Flags(k, lower, upper, above, below, direction, sustained, z, longest)
 
 
 def usable_points(scores: Scores) -> np.ndarray:
@@ -324,7 +306,7 @@ def alert_mask(
             # the default asks a blip to last; a point far beyond any blip (twice the usual hour at
             # noon) is news at once. An explicit min_duration is taken as written.
             with np.errstate(invalid="ignore"):
-                long_enough |= np.abs(np.nan_to_num(z)) >= np.minimum(flags.blip_z, Z_CAP)
+                long_enough |= np.abs(np.nan_to_num(z)) >= min(flags.k + BLIP_MARGIN, Z_CAP)
         cand &= long_enough
     return cand
 

@@ -260,8 +260,7 @@ def _detect_series(t_ok: pd.DatetimeIndex, vals_ok: np.ndarray, det_obj: Any,
     exp = scores.expected[0, pos]
     lo, hi = det.lower[0, pos], det.upper[0, pos]
     row_score = score_points(vals_ok[None, :], exp[None, :], scores.scale[0, pos][None, :], scores.family,
-                             scores.unit[:1, pos] if scores.unit is not None else None,
-                             scores.dof[:1] if scores.dof is not None else None)[0]
+                             scores.unit[:1, pos] if scores.unit is not None else None)[0]
     if scores.fixed_lower is not None:  # fixed-band detectors score the bucket, not the row
         row_score = scores.score[0, pos]
     # a bucket of one row keeps the detector's own (calibrated) score

@@ -112,112 +112,16 @@ def score_log_tail(score: np.ndarray) -> np.ndarray:
         return np.where(sq > a, a + a * np.expm1(slow), sq)
 
 
-# The engine learns a series' scale as an exponentially weighted mean of squared errors (smoothing
-# λ = 0.05): an estimate worth (2 − λ)/λ = 39 points, so a point's deviation over that scale is
-# Student-t with 39 degrees of freedom, not normal (a normal tail under-counts 4× at 1e-4 and ~15×
-# at the default threshold). Series whose noise the model knows (counts, a proportion's binomial
-# part) keep their own family's tail.
-SCALE_DOF = 39.0
+def threshold_score(k: float) -> float:
+    """The score of a point exactly k normal sd off: the alert threshold of half-width k."""
+    return float(tail_score(np.array(-(np.log(2.0) + special.log_ndtr(-abs(k))))))
 
 
-def threshold_score(k: float, dof: float = np.inf) -> float:
-    """The score of a point exactly k sd off: the alert threshold of half-width k, for a model whose
-    deviations are Student-t with `dof` (inf = normal)."""
-    return float(tail_score(student_log_tail(np.array(abs(k)), dof)))
-
-
-def normal_deviate(k: float, dof: float = np.inf) -> float:
-    """The normal deviate with the two-sided tail of a point k sd off under Student-t with `dof`: k
-    itself for a normal model, less for a Student-t one. Tests on z (the normal deviate of each
-    point's tail) use it in place of k."""
-    return float(-special.ndtri_exp(-student_log_tail(np.array(abs(k)), dof) - np.log(2.0)))
-
-
-def student_log_tail(z: np.ndarray, dof: float | np.ndarray) -> np.ndarray:
-    """−ln P(|T| ≥ |z|) for Student's t with `dof` degrees of freedom (inf = normal): I_x(ν/2, ½) at
-    x = ν/(ν + z²), and its leading term x^{ν/2}·(1 − x)^{½}/((ν/2)·B(ν/2, ½)) in logs where that
-    underflows, so that the largest deviations keep their order."""
-    z = np.abs(np.asarray(z, dtype=float))
-    dof = np.asarray(dof, dtype=float)
-    if dof.size == 1 or (dof == dof.flat[0]).all():  # one ν for all: no masks, one B(ν/2, ½)
-        return _student_log_tail_one(z, float(dof.flat[0]))
-    dof = np.broadcast_to(dof, z.shape)
-    ell = np.empty(z.shape)
-    for nu in np.unique(dof):
-        at = dof == nu
-        ell[at] = _student_log_tail_one(z[at], float(nu))
-    return ell
-
-
-T_TABLE_V = 6.0  # the table covers v = √ln(1 + z²/ν) up to here (z ≈ 2.7e8 at ν = 39) …
-T_TABLE_N = 1 << 16  # … in this many steps: linear interpolation is within ~1e-7 of ℓ
-
-
-@functools.lru_cache(maxsize=8)
-def _student_table(nu: float) -> tuple[np.ndarray, np.ndarray]:
-    """ℓ of Student-t(ν) on a grid of v = √ln(1 + z²/ν): smooth in v (linear near 0, ≈ (ν + 1)/2 · v²
-    beyond), so a fine table read by interpolation is as good as the incomplete beta, and cheaper."""
-    v = np.linspace(0.0, T_TABLE_V, T_TABLE_N + 1)
-    z = np.sqrt(nu * np.expm1(v * v))
-    return v, _student_log_tail_exact(z, nu)
-
-
-def _student_log_tail_one(z: np.ndarray, nu: float) -> np.ndarray:
-    if not np.isfinite(nu):
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.maximum(-(np.log(2.0) + special.log_ndtr(-z)), 0.0)
-    grid, table = _student_table(nu)
-    with np.errstate(invalid="ignore", over="ignore"):
-        v = np.sqrt(np.log1p(z * z / nu))
-    ell = np.interp(v, grid, table)  # NaN stays NaN
-    far = v > T_TABLE_V
-    if far.any():
-        ell[far] = _student_log_tail_exact(z[far], nu)
-    return ell
-
-
-def _student_log_tail_exact(z: np.ndarray, nu: float) -> np.ndarray:
-    a = 0.5 * nu
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        x = nu / (nu + z * z)
-        p = special.betainc(a, 0.5, x)
-        ell = -np.log(p)
-        far = p <= 1e-290
-        if far.any():
-            xf = x[far]
-            ell[far] = -(a * np.log(xf) + 0.5 * np.log1p(-xf) - np.log(a) - special.betaln(a, 0.5))
-    return np.maximum(np.where(np.isnan(z), np.nan, ell), 0.0)
-
-
-def student_deviate(ell: np.ndarray, dof: float | np.ndarray) -> np.ndarray:
-    """The inverse of `student_log_tail`: the deviation (≥ 0, in sd) whose two-sided tail is e^−ℓ;
-    for dof = inf the normal deviate √(2ℓ)-like, exactly. Where the tail underflows, the inverse of
-    its leading term."""
-    ell = np.maximum(np.asarray(ell, dtype=float), 0.0)
-    dof = np.broadcast_to(np.asarray(dof, dtype=float), ell.shape)
-    z = np.empty(ell.shape)
-    normal = ~np.isfinite(dof)
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        if normal.any():
-            z[normal] = -special.ndtri_exp(-np.minimum(ell[normal], 1e300) - np.log(2.0))
-        t = ~normal
-        if t.any():
-            nu, e = dof[t], ell[t]
-            a = 0.5 * nu
-            half = np.exp(-e) / 2
-            exact = -special.stdtrit(nu, np.maximum(half, 1e-300))
-            log_x = (-e + np.log(a) + special.betaln(a, 0.5)) / a  # x = ν/(ν + z²), (1 − x) ≈ 1
-            far = np.sqrt(nu * np.expm1(-log_x))
-            z[t] = np.where(half > 1e-290, exact, far)
-    return np.maximum(np.nan_to_num(z, nan=0.0, posinf=np.inf), 0.0)
-
-
-def gauss_log_tail(x: np.ndarray, mu: np.ndarray, sd: np.ndarray, dof: float | np.ndarray = np.inf) -> np.ndarray:
-    """ℓ of a Gaussian-family point: Student-t with `dof` (inf = normal) over the scale."""
+def gauss_log_tail(x: np.ndarray, mu: np.ndarray, sd: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         z = np.abs(np.subtract(x, mu)) / sd
-    ell = student_log_tail(z, dof)
-    return np.where(np.isfinite(ell), ell, np.where(np.isnan(z), 0.0, MAX_LOG_TAIL))
+        ell = -(np.log(2.0) + special.log_ndtr(-z))
+    return np.where(np.isfinite(ell), np.maximum(ell, 0.0), np.where(np.isnan(z), 0.0, MAX_LOG_TAIL))
 
 
 def count_log_tail(x: np.ndarray, mu: np.ndarray, var: np.ndarray) -> np.ndarray:
@@ -236,17 +140,15 @@ def count_log_tail(x: np.ndarray, mu: np.ndarray, var: np.ndarray) -> np.ndarray
 
 
 def log_tail_points(values: np.ndarray, expected: np.ndarray, scale: np.ndarray, family: np.ndarray,
-                    unit: np.ndarray | None = None, dof: np.ndarray | None = None) -> np.ndarray:
-    """ℓ per point (0 where the value or the model is missing); `unit` as in `score_points`; `dof`
-    per series: the Gaussian family's Student-t degrees of freedom (inf or None = normal)."""
+                    unit: np.ndarray | None = None) -> np.ndarray:
+    """ℓ per point (0 where the value or the model is missing); `unit` as in `score_points`."""
     fam = np.asarray(family)
     g = fam == GAUSS
-    nu = np.full(fam.shape, np.inf) if dof is None else np.asarray(dof, dtype=float)
     if g.all():
-        return gauss_log_tail(values, expected, scale, nu[:, None])
+        return gauss_log_tail(values, expected, scale)
     ell = np.zeros_like(values, dtype=float)
     if g.any():
-        ell[g] = gauss_log_tail(values[g], expected[g], scale[g], nu[g][:, None])
+        ell[g] = gauss_log_tail(values[g], expected[g], scale[g])
     c = fam == COUNT
     if c.any():
         u = np.ones((c.sum(), 1)) if unit is None else np.asarray(unit, dtype=float)[c]
@@ -255,11 +157,11 @@ def log_tail_points(values: np.ndarray, expected: np.ndarray, scale: np.ndarray,
 
 
 def score_points(values: np.ndarray, expected: np.ndarray, scale: np.ndarray, family: np.ndarray,
-                 unit: np.ndarray | None = None, dof: np.ndarray | None = None) -> np.ndarray:
+                 unit: np.ndarray | None = None) -> np.ndarray:
     """Score per point (`tail_score` of the model's log tail); `unit` (series × time) is the lump size
     of a COUNT series that is a sum (GMV counted in baskets of about that size): it is scored as
     value/unit lumps."""
-    return tail_score(log_tail_points(values, expected, scale, family, unit, dof))
+    return tail_score(log_tail_points(values, expected, scale, family, unit))
 
 
 CAL_U = float(np.log(10.0))  # calibration: exceedances of a tail of 10 %
@@ -470,8 +372,7 @@ ROUTINE_SEEN = 3  # … of which at least this many must have had it (a routine 
 ROUTINE_SPREAD = 0.2  # a routine excursion's size varies by about this fraction of it from day to day
 
 
-def routine_log_tail(ell: np.ndarray, usable: np.ndarray, per_day: int, jitter: int,
-                     dof: np.ndarray | None = None) -> np.ndarray:
+def routine_log_tail(ell: np.ndarray, usable: np.ndarray, per_day: int, jitter: int) -> np.ndarray:
     """ℓ less what the same time of day has shown on recent days: a nightly job that lifts a CPU to
     1.4 at 03:00–04:00 every day, a dispatch wave that hits at a different 5-minute slot each
     evening, is the series' routine, not news, although no fixed slot of a profile holds it. For each
@@ -483,8 +384,7 @@ def routine_log_tail(ell: np.ndarray, usable: np.ndarray, per_day: int, jitter: 
     z_r, and its own size varies from day to day (by `ROUTINE_SPREAD` of it), so z becomes
     (z − z_r)/(1 + ROUTINE_SPREAD·z_r) (0 below it; a job that takes twice its usual CPU is still
     news). Monotone in ℓ at every point, and unchanged where the past days held no such excursion.
-    Causal: only days before. With `dof` (per row, Student-t degrees of freedom; inf = normal)
-    the deviations of a row are its Student-t deviates (`student_deviate`), not √(2ℓ)."""
+    Causal: only days before."""
     from scipy.ndimage import maximum_filter1d
 
     ell = np.asarray(ell, dtype=float)
@@ -509,37 +409,13 @@ def routine_log_tail(ell: np.ndarray, usable: np.ndarray, per_day: int, jitter: 
         past.partition(ROUTINE_SEEN - 1, axis=0)
         r = -past[ROUTINE_SEEN - 1].astype(float)
         # in deviations (z ≈ √(2ℓ)): the routine moves the expectation by its z, less what noise reaches
+        rz = np.maximum(np.sqrt(2.0 * r) - np.sqrt(2.0 * base), 0.0)
         x = e2[lo:lo + 256]
-        nu = np.full(x.shape[0], np.inf) if dof is None else np.asarray(dof, dtype=float).reshape(-1)[lo:lo + 256]
-        nu2 = np.broadcast_to(nu[:, None], x.shape)
-        hit = np.isfinite(x) & (r > base)  # only where a routine was seen
-        if not hit.any():
-            continue
-        n2 = nu2[hit]
-        rz = np.maximum(_routine_dev(r[hit], n2) - _routine_dev(np.full(n2.shape, base), n2), 0.0)
-        zr = np.maximum(_routine_dev(x[hit], n2) - rz, 0.0) / (1.0 + ROUTINE_SPREAD * rz)
-        blk_out = out[lo:lo + 256]
-        blk_out[hit] = np.where(rz > 0, _routine_ell(zr, n2), x[hit])
+        with np.errstate(invalid="ignore"):
+            z = np.sqrt(2.0 * np.maximum(x, 0.0))
+            zr = np.maximum(z - rz, 0.0) / (1.0 + ROUTINE_SPREAD * rz)
+            out[lo:lo + 256] = np.where(np.isfinite(x) & (rz > 0), 0.5 * zr**2, x)
     return out.reshape(shape)
-
-
-def _routine_dev(ell: np.ndarray, dof: np.ndarray) -> np.ndarray:
-    """A routine's deviation of ℓ: √(2ℓ) for a normal-tailed row, the Student-t deviate for one with
-    finite `dof` (its tail grows like a power of the deviation, not like its square)."""
-    z = np.sqrt(2.0 * np.maximum(ell, 0.0))
-    t = np.isfinite(dof)
-    if t.any():
-        z[t] = student_deviate(ell[t], dof[t])
-    return z
-
-
-def _routine_ell(z: np.ndarray, dof: np.ndarray) -> np.ndarray:
-    """The inverse of `_routine_dev`."""
-    ell = 0.5 * z * z
-    t = np.isfinite(dof)
-    if t.any():
-        ell[t] = student_log_tail(z[t], dof[t])
-    return ell
 
 
 @functools.lru_cache(maxsize=64)
