@@ -538,7 +538,8 @@ def test_a_rise_is_told_at_once_and_a_same_severity_repeat_waits_for_the_interva
     sent = outbox(ws, incident_id=inc.id)
     assert [(n.event, n.recipient) for n in sent] == [("created", "hook"), ("severity_raised", "hook")]
     assert sent[1].subject.startswith("[P1 红] 严重程度升级")
-    assert "定为 P1 的原因：比预期低 70%（核心指标：偏离 25% 起为 P1" in sent[1].body  # why, for the slice that did it
+    # why, and which slice did it: the incident is headed by store=SH-2, its P1 came from store=BJ-2
+    assert "定为 P1 的原因：store=BJ-2：比预期低 70%（核心指标：偏离 25% 起为 P1" in sent[1].body
     run(ws, "2026-11-19")  # still P1, a day after it was told: nothing
     assert [n.event for n in outbox(ws, incident_id=inc.id)] == ["created", "severity_raised"]
     run(ws, "2026-11-20")  # still P1, 2 d after it was told: the reminder

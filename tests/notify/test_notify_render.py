@@ -217,3 +217,20 @@ def test_messages_take_the_title_in_their_language(incident):
     assert payload["incident"]["title"] == "GMV down at store S012"
     subject, _, payload = render_incident(incident, event="created", language="zh", base_url="http://x", secret_key=KEY)
     assert "门店 S012 GMV 下降" in subject and payload["incident"]["title"] == "门店 S012 GMV 下降"
+
+
+def test_the_severity_reason_names_the_member_that_set_it():
+    """An incident headed by the total that takes its level from one slice says which slice: the
+    console read "fulfilment 96.4 %, 3 % below; why P1: … 12% below expected" with no word of where."""
+    from metricloop.notify.render import severity_reason
+
+    summary = {"severity_reason_en": "P1: severity rule 1 of the monitor (region=~.+); 12% below expected",
+               "severity_reason_zh": "P1：监控的第 1 条严重度规则（region=~.+）；比预期低 12%",
+               "severity_slice": "region=South,carrier=ZTO",
+               "members": [{"slice": "*"}, {"slice": "region=South,carrier=ZTO"}]}
+    assert severity_reason(summary, "P1", "en") == (
+        "P1: region=South,carrier=ZTO: severity rule 1 of the monitor (region=~.+); 12% below expected")
+    assert severity_reason(summary, "P1", "zh").startswith("P1：region=South,carrier=ZTO：监控的第 1 条")
+    # set by the member the incident is headed by: nothing to add; another severity's reason: none
+    assert severity_reason({**summary, "severity_slice": "*"}, "P1", "en") == summary["severity_reason_en"]
+    assert severity_reason(summary, "P2", "en") is None
