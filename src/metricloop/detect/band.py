@@ -170,9 +170,10 @@ class EngineDetector(Detector):
         if out.suppressed is not None:
             suppressed |= out.suppressed
         usable = ~out.learning & ~suppressed & np.isfinite(batch.values)
-        if step and step < 86400 and abs(86400 / step - round(86400 / step)) < 1e-9:
+        per_day = 86400 / step if step else 0.0
+        if per_day > 1 and abs(per_day - round(per_day)) < 1e-9:
             # what the same time of day reached on recent days is routine (`routine_log_tail`)
-            ell = routine_log_tail(ell, usable, int(round(86400 / step)), max(1, int(np.ceil(1800 / step))))
+            ell = routine_log_tail(ell, usable, int(round(per_day)), max(1, int(np.ceil(1800 / step))))
         # the score is the tail probability recalibrated on the series' own past (`calibrate_log_tail`)
         ell = calibrate_log_tail(ell, usable)
         score = tail_score(ell)

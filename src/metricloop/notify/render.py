@@ -248,17 +248,17 @@ def severity_reason(summary: dict, severity: str, language: str) -> str | None:
     """Why the incident has its severity, in `language` ("P1: 400 CNY at stake, 11% of the total …"), or None when
     the summary says nothing about it or speaks of another severity (a reason recorded before a raise)."""
     reason = summary.get(f"severity_reason_{language}") or ""
-    for head in (f"{severity}: ", f"{severity}："):
-        if reason.startswith(head):
-            # the level came from another member than the one the incident is headed by (the total, or
-            # its first slice): say which, as an escalation does ("P1: region=South: 12% below expected")
-            where = summary.get("severity_slice")
-            members = summary.get("members") or []
-            lead = members[0].get("slice") if members and isinstance(members[0], dict) else None
-            if where and where != "*" and lead is not None and where != lead:
-                return f"{head}{where}{head[len(severity):]}{reason[len(head):]}"
-            return reason
-    return None
+    sep = next((s for s in (": ", "：") if reason.startswith(severity + s)), None)
+    if sep is None:
+        return None
+    # the level came from another member than the one the incident is headed by (the total, or its
+    # first slice): say which, as an escalation does ("P1: region=South: 12% below expected")
+    where = summary.get("severity_slice")
+    members = summary.get("members") or []
+    lead = members[0].get("slice") if members and isinstance(members[0], dict) else None
+    if where and where != "*" and lead is not None and where != lead:
+        return f"{severity}{sep}{where}{sep}{reason[len(severity + sep):]}"
+    return reason
 
 
 def render_incident(
