@@ -9,10 +9,20 @@ from pydantic import Field
 
 from metricloop.detect.base import COUNT, GAUSS, Detector, DetectorConfig, Scores, register
 from metricloop.detect.calendar import CalendarMasks
-from metricloop.detect.engine import FAM_COUNT, FAM_RATIO, TINY, EngineParams
+from metricloop.detect.engine import FAM_COUNT, FAM_RATIO, TINY, EngineParams, resolution
 from metricloop.detect.families import holiday_lift, lump_units, run_by_family
 from metricloop.detect.prepare import Batch, default_warmup
-from metricloop.detect.stats import calibrate_log_tail, log_tail_points, routine_log_tail, tail_score
+from metricloop.detect.stats import (
+    HISTORY_DAYS,
+    calibrate_log_tail,
+    history_log_tail,
+    log_tail_points,
+    routine_log_tail,
+    tail_score,
+)
+
+HISTORY_SHOWN = float(np.log(1e4))  # the long view alone beyond this ℓ: the point is shown against it
+LN2 = float(np.log(2.0))
 
 Seasonality = Literal["auto", "none", "hour_of_day", "hour_by_daytype", "day_of_week", "hour_of_week"]
 
@@ -171,11 +181,33 @@ class EngineDetector(Detector):
             suppressed |= out.suppressed
         usable = ~out.learning & ~suppressed & np.isfinite(batch.values)
         per_day = 86400 / step if step else 0.0
+        # the long view learns from the warm-up too (it is history), and speaks where the forecast may
+        long_view = self._long_view(batch, usable, np.isfinite(batch.values) & ~suppressed, step) \
+            if step and step < 3600 else None
         if per_day > 1 and abs(per_day - round(per_day)) < 1e-9:
-            # what the same time of day reached on recent days is routine (`routine_log_tail`)
-            ell = routine_log_tail(ell, usable, int(round(per_day)), max(1, int(np.ceil(1800 / step))))
+            # what the same time of day reached on recent days is routine (`routine_log_tail`), in either view
+            routine = (int(round(per_day)), max(1, int(np.ceil(1800 / step))))
+            ell = routine_log_tail(ell, usable, *routine)
+            if long_view is not None:
+                long_view = (routine_log_tail(long_view[0], usable, *routine), *long_view[1:])
         # the score is the tail probability recalibrated on the series' own past (`calibrate_log_tail`)
         ell = calibrate_log_tail(ell, usable)
+        history = None
+        if long_view is not None:
+            # two views, each recalibrated on the series' own past, the point judged by the more surprised
+            # one at twice its tail (the smaller of two p-values, Bonferroni): a series whose forecast
+            # errors are heavy-tailed (a CPU's bursts) keeps its long view's own calibration, which a
+            # shared recalibration would squeeze with the forecast's tail
+            ell_h, mean_h, sd_h = long_view
+            ell_h = calibrate_log_tail(ell_h, usable)
+            history = usable & (ell_h > ell) & (ell_h > HISTORY_SHOWN)
+            if history.any():
+                # shown against that view: the past weeks' mean and sd, and marked so that the
+                # explanation says so
+                out.expected = np.where(history, mean_h, out.expected)
+                var_like = (family == COUNT)[:, None]
+                out.scale = np.where(history, np.where(var_like, sd_h * sd_h, sd_h), out.scale)
+            ell = np.maximum(np.maximum(ell, ell_h) - LN2, 0.0)
         score = tail_score(ell)
         model = [f"{self.name}:{lab}:{p}" for lab, p in zip(labels, out.profile, strict=True)]
         return Scores(
@@ -194,8 +226,25 @@ class EngineDetector(Detector):
             ceiling=out.ceiling,
             unit=unit,
             calendar=out.calendar,
+            history=history,
             warnings=notes,
         )
+
+
+    def _long_view(self, batch: Batch, usable: np.ndarray, seen: np.ndarray, step: float
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A sub-hourly series' points judged against its own past weeks (`stats.history_log_tail`): (ℓ,
+        mean, sd). Its level forgets within hours (a smoothing of 0.05 a point is 100 minutes at 5
+        minutes), so a slide over hours is followed step by step and no step alone is news; against the
+        past weeks, a machine at 20 °C that ran at 85 ± 5 is."""
+        span = max(int(round(HISTORY_DAYS * 86400 / step)), 2)
+        # never finer than the value's own resolution (a CPU recorded in tenths of a percent), as for the
+        # forecast's noise: read off the warm-up, which the long view waits for too
+        warm = self.warmup_points(batch.grain, step)
+        first = np.where(np.cumsum(seen, axis=1) <= warm, batch.values, np.nan)
+        floor = np.broadcast_to(resolution(first)[:, None], batch.values.shape)
+        ell_h, mean_h, sd_h = history_log_tail(batch.values, seen, span, warm, min_sd=floor)
+        return np.where(usable, ell_h, 0.0), mean_h, sd_h
 
 
 @register

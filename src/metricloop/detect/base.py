@@ -93,6 +93,7 @@ class Scores:
     ceiling: np.ndarray | None = None  # rates, 100 % for a proportion in %)
     unit: np.ndarray | None = None  # series × time: a COUNT series counts lumps of this size (a sum like GMV), else 1
     calendar: np.ndarray | None = None  # series × time: past days off a learned holiday pattern came from, 0 = unused
+    history: np.ndarray | None = None  # series × time: judged against the series' own past weeks (the long view)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -277,5 +278,6 @@ def _concat(parts: list[Scores]) -> Scores:
         ceiling=cat("ceiling"),
         unit=cat("unit"),
         calendar=cat("calendar"),
+        history=cat("history"),
         warnings=[w for p in parts for w in p.warnings],
     )

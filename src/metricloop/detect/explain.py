@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from metricloop.detect.stats import HISTORY_DAYS
+
 PERCENT_UNITS = {"%", "percent", "pct"}
 PERMILLE_UNITS = {"‰", "permille"}
 
@@ -57,6 +59,14 @@ def _pct(p: float) -> str:
     return f"{a:.0f}%" if a >= 10 else f"{_sig(a, 2)}%"
 
 
+def _span_en(days: int) -> str:
+    return f"{days // 7} weeks" if days % 7 == 0 and days >= 14 else f"{days} days"
+
+
+def _span_zh(days: int) -> str:
+    return f"{days // 7} 周" if days % 7 == 0 and days >= 14 else f"{days} 天"
+
+
 def _ordinal(n: int) -> str:
     return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
@@ -75,13 +85,15 @@ def sentence(
     grain: str | None = None,
     by_run: bool | None = None,
     calendar_days: int = 0,
+    history_days: int = 0,
 ) -> str:
     """One readable sentence, e.g. '华东区 GMV 121万，比预期 176万 低 31%（正常区间 158万–193万）'.
 
     `run` ≥ 2: the point was flagged by the sustained test as the last of that many points off on
     the same side; when it lies inside the range on its own, the sentence says why it still alerts.
     `calendar_days` > 0: the point was judged by the holiday pattern the series' own past showed, on
-    that many past days off (or make-up workdays)."""
+    that many past days off (or make-up workdays). `history_days` > 0: the point was judged against the
+    series' own level over that many past days (the long view of a sub-hourly series), not the forecast."""
     f = lambda v: format_number(v, lang, unit)  # noqa: E731
     with np.errstate(invalid="ignore", divide="ignore"):
         pct = (actual - expected) / abs(expected) if expected not in (0, None) else float("nan")
@@ -105,6 +117,8 @@ def sentence(
             band += f"，连续第 {run} {step}{word}于预期，累计已超出正常波动"
         if calendar_days > 0:
             band += f"；按节假日模式（从过去 {calendar_days} 个假日学得）"
+        if history_days > 0:
+            band += f"；对照自身过去 {_span_zh(history_days)}的水平"
         return f"{who} {f(actual)}，比预期 {f(expected)} {diff}{band}"
     who = f"{title} for {slice_label}" if slice_label else title
     word = "above" if actual >= expected else "below"
@@ -120,6 +134,8 @@ def sentence(
         band += (f"; the {_ordinal(run)} {step} in a row {word} expected, together beyond normal variation")
     if calendar_days > 0:
         band += f"; holiday pattern, learned from {calendar_days} past holiday{'s' if calendar_days != 1 else ''}"
+    if history_days > 0:
+        band += f"; judged against its own level over the past {_span_en(history_days)}"
     return f"{who} was {f(actual)}, {diff} the expected {f(expected)}{band}"
 
 
@@ -193,7 +209,8 @@ def anomalies_frame(
             common = dict(actual=rec["actual"], expected=rec["expected"], lower=float(usual_lo[pos]),
                           upper=float(usual_hi[pos]), unit=unit, run=run, grain=scores.grain,
                           by_run=run >= 2 and rec["lower"] <= rec["actual"] <= rec["upper"],
-                          calendar_days=int(scores.calendar[i, t]) if scores.calendar is not None else 0)
+                          calendar_days=int(scores.calendar[i, t]) if scores.calendar is not None else 0,
+                          history_days=HISTORY_DAYS if scores.history is not None and scores.history[i, t] else 0)
             zh_label = (slice_labels_zh or {}).get(name, slice_label)
             rec["explanation_zh"] = sentence(lang="zh", title=title_zh or metric, slice_label=zh_label, **common)
             rec["explanation_en"] = sentence(lang="en", title=title_en or metric, slice_label=slice_label, **common)

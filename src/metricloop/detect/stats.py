@@ -429,3 +429,48 @@ def _routine_base(width: int, chance: float = 0.01) -> float:
         return float(stats.binom.sf(ROUTINE_SEEN - 1, ROUTINE_DAYS, p_day)) - chance
 
     return float(brentq(excess, 1e-6, 60.0))
+
+
+
+HISTORY_DAYS = 28  # the long view: a sub-hourly series' value against its own past four weeks
+
+
+def history_log_tail(values: np.ndarray, seen: np.ndarray, span: int, min_points: int,
+                     min_sd: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The long view: ℓ of each value against the mean and sd of the series' own past values (those
+    `seen` marks; causal: each point from the points before it), weighted max(1/n, 1/span) so that the first `span`
+    points count equally and older ones then fade. It sees what a one-step forecast cannot: a level
+    that slid, hour after hour, far from anything the series did before (a machine's temperature
+    falling from 85 to 20 in a day: every step was small, so the forecast followed it). Returns
+    (ℓ, mean, sd): ℓ is 0 and the mean NaN before `min_points` such points. `min_sd` (series × time) is a
+    floor on the sd: the long view is never more exacting than the forecast's own noise."""
+    x = np.ascontiguousarray(np.asarray(values, dtype=float).T)
+    T, m = x.shape
+    use = np.ascontiguousarray((np.asarray(seen, bool) & np.isfinite(np.asarray(values, dtype=float))).T)
+    mu = np.zeros(m)
+    var = np.zeros(m)
+    n = np.zeros(m)
+    mean_t = np.full((T, m), np.nan)
+    sd_t = np.full((T, m), np.nan)
+    floor = 1.0 / span
+    for t in range(T):
+        ok = n >= min_points
+        if ok.any():
+            mean_t[t] = np.where(ok, mu, np.nan)
+            sd_t[t] = np.where(ok, np.sqrt(var), np.nan)
+        u = use[t]
+        if not u.any():
+            continue
+        n += u
+        w = np.where(u, np.maximum(1.0 / np.maximum(n, 1.0), floor), 0.0)
+        d = np.where(u, x[t] - mu, 0.0)
+        mu += w * d
+        var = (1 - w) * (var + w * d * d)
+    mean_t, sd_t = mean_t.T, sd_t.T
+    with np.errstate(invalid="ignore"):
+        if min_sd is not None:
+            sd_t = np.fmax(sd_t, np.where(np.isfinite(sd_t), min_sd, np.nan))
+        sd_t = np.where(sd_t > 0, sd_t, np.nan)
+    ell = gauss_log_tail(np.asarray(values, dtype=float), mean_t, sd_t)
+    ell = np.where(np.isfinite(mean_t) & np.isfinite(sd_t), ell, 0.0)
+    return ell, mean_t, sd_t
