@@ -230,7 +230,6 @@ class EngineDetector(Detector):
             warnings=notes,
         )
 
-
     def _long_view(self, batch: Batch, usable: np.ndarray, seen: np.ndarray, step: float
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """A sub-hourly series' points judged against its own past weeks (`stats.history_log_tail`): (ℓ,
@@ -242,8 +241,7 @@ class EngineDetector(Detector):
         # forecast's noise: read off the warm-up, which the long view waits for too
         warm = self.warmup_points(batch.grain, step)
         first = np.where(np.cumsum(seen, axis=1) <= warm, batch.values, np.nan)
-        floor = np.broadcast_to(resolution(first)[:, None], batch.values.shape)
-        ell_h, mean_h, sd_h = history_log_tail(batch.values, seen, span, warm, min_sd=floor)
+        ell_h, mean_h, sd_h = history_log_tail(batch.values, seen, span, warm, min_sd=resolution(first))
         return np.where(usable, ell_h, 0.0), mean_h, sd_h
 
 

@@ -431,7 +431,6 @@ def _routine_base(width: int, chance: float = 0.01) -> float:
     return float(brentq(excess, 1e-6, 60.0))
 
 
-
 HISTORY_DAYS = 28  # the long view: a sub-hourly series' value against its own past four weeks
 
 
@@ -442,8 +441,8 @@ def history_log_tail(values: np.ndarray, seen: np.ndarray, span: int, min_points
     points count equally and older ones then fade. It sees what a one-step forecast cannot: a level
     that slid, hour after hour, far from anything the series did before (a machine's temperature
     falling from 85 to 20 in a day: every step was small, so the forecast followed it). Returns
-    (ℓ, mean, sd): ℓ is 0 and the mean NaN before `min_points` such points. `min_sd` (series × time) is a
-    floor on the sd: the long view is never more exacting than the forecast's own noise."""
+    (ℓ, mean, sd): ℓ is 0 and the mean NaN before `min_points` such points. `min_sd` (per series) is a
+    floor on the sd: the value's resolution, as for the forecast's noise."""
     x = np.ascontiguousarray(np.asarray(values, dtype=float).T)
     T, m = x.shape
     use = np.ascontiguousarray((np.asarray(seen, bool) & np.isfinite(np.asarray(values, dtype=float))).T)
@@ -469,8 +468,7 @@ def history_log_tail(values: np.ndarray, seen: np.ndarray, span: int, min_points
     mean_t, sd_t = mean_t.T, sd_t.T
     with np.errstate(invalid="ignore"):
         if min_sd is not None:
-            sd_t = np.fmax(sd_t, np.where(np.isfinite(sd_t), min_sd, np.nan))
+            sd_t = np.maximum(sd_t, np.asarray(min_sd, dtype=float)[:, None])
         sd_t = np.where(sd_t > 0, sd_t, np.nan)
-    ell = gauss_log_tail(np.asarray(values, dtype=float), mean_t, sd_t)
-    ell = np.where(np.isfinite(mean_t) & np.isfinite(sd_t), ell, 0.0)
-    return ell, mean_t, sd_t
+    # (ℓ is 0 where the mean or sd is NaN: before `min_points`, or a history that never moved)
+    return gauss_log_tail(np.asarray(values, dtype=float), mean_t, sd_t), mean_t, sd_t
