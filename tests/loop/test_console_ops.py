@@ -366,7 +366,8 @@ def test_home_counts_every_open_incident_and_lists_data_quality_problems(world):
         s.add(MonitorRun(monitor="shop_sales", scheduled_for=now, status="ok", trigger="schedule",
                          details={"data_quality": ["sales:freshness:*"]}))  # fmt: skip
     home = c.get("/console?lang=en").text
-    assert 'id="run-quality"' in home and "<code>sales:freshness:*</code>" in home
+    assert 'id="run-quality"' in home and 'title="sales:freshness:*">sales: Data late</span>' in home
+    assert "sales：数据延迟" in c.get("/console?lang=zh").text
     assert 'id="run-quality"' not in logged_in(ws, "lou").get("/console").text
 
 

@@ -702,6 +702,18 @@ def _resolve_if_all_clear(s, ws, catalog, inc_id: int, *, now: datetime, why: st
 # ------------------------------------------------------------------ data quality alerts
 
 
+CHECK_WORDS = {
+    "zh": {"source": "数据源故障", "freshness": "数据延迟", "completeness": "数据不完整"},
+    "en": {"source": "Source down", "freshness": "Data late", "completeness": "Data incomplete"},
+}
+
+
+def check_words(check: str, lang: str) -> str:
+    """A data-quality check's name as a person reads it ("completeness" → "Data incomplete")."""
+    words = CHECK_WORDS.get(lang, CHECK_WORDS["en"])
+    return words.get(check, "数据质量" if lang == "zh" else "Data quality")
+
+
 def _data_key(metric: MetricSpec) -> str:
     """Data problems belong to the data (a source's table), not to each metric or monitor reading it."""
     return f"{metric.source or metric.name}:{metric.table or metric.name}"
@@ -765,10 +777,7 @@ def raise_data_quality(
         alert.incident_id = inc.id
         return alert
     what = f"{metric.source or ''}.{table}{where}"
-    words = {"zh": {"source": "数据源故障", "freshness": "数据延迟", "completeness": "数据不完整"},
-             "en": {"source": "Source down", "freshness": "Data late", "completeness": "Data incomplete"}}
-    titles = {"zh": f"{words['zh'].get(check, '数据质量')}：{what}",
-              "en": f"{words['en'].get(check, 'Data quality')}: {what}"}
+    titles = {"zh": f"{check_words(check, 'zh')}：{what}", "en": f"{check_words(check, 'en')}: {what}"}
     title = titles.get(ws.config.get("language", "zh"), titles["zh"])
     inc = incidents.open_incident(
         s,

@@ -54,10 +54,12 @@ def home_figures(s, allowed: set[str] | None, *, me: tuple[str, ...]) -> dict:
     }
 
 
-def latest_run_quality(s, monitors: list[str]) -> list[dict]:
+def latest_run_quality(s, monitors: list[str], lang: str = "en") -> list[dict]:
     """What each monitor's latest finished run found wrong with its data ("metric:check:slice" in its details):
-    the data-quality state as the loop last saw it, without querying any source from the home screen."""
+    the data-quality state as the loop last saw it, without querying any source from the home screen. Each
+    finding is said in words ("visitors: Data incomplete (region=North)"), its code kept for the title."""
     from metricloop.monitors.models import MonitorRun
+    from metricloop.monitors.service import check_words
 
     if not monitors:
         return []
@@ -70,8 +72,17 @@ def latest_run_quality(s, monitors: list[str]) -> list[dict]:
     )
     out = []
     for r in s.scalars(select(MonitorRun).where(MonitorRun.id.in_(last)).order_by(MonitorRun.monitor)):
-        failing = [str(x) for x in (r.details or {}).get("data_quality", [])]
+        failing = [_said(str(x), lang, check_words) for x in (r.details or {}).get("data_quality", [])]
         if r.status == "failed" or failing:
             out.append({"monitor": r.monitor, "failing": failing, "error": (r.error or "").splitlines()[0][:200]
                         if r.status == "failed" else "", "run": r.id})  # fmt: skip
     return out
+
+
+def _said(code: str, lang: str, check_words) -> dict:
+    """"visitors:completeness:region=North" → {"code": …, "text": "visitors: Data incomplete (region=North)"}."""
+    metric, _, rest = code.partition(":")
+    check, _, slice_ = rest.partition(":")
+    where = "" if slice_ in ("", "*") else (f"（{slice_}）" if lang == "zh" else f" ({slice_})")
+    colon = "：" if lang == "zh" else ": "
+    return {"code": code, "text": f"{metric}{colon}{check_words(check, lang)}{where}" if check else code}

@@ -284,7 +284,7 @@ def home(request: Request, ws=Depends(workspace), who: Who = Depends(need_login)
         from metricloop.web.console.home_data import latest_run_quality
 
         visible = [n for n, m in ws.catalog().all("monitor").items() if allowed is None or m.metric in allowed]
-        run_quality = latest_run_quality(s, visible)
+        run_quality = latest_run_quality(s, visible, lang)
         tz = ZoneInfo(_tz(ws))
         midnight = datetime.combine(datetime.now(tz).date(), time(0), tzinfo=tz).astimezone(UTC)
         monitors = ws.catalog().all("monitor")
