@@ -34,6 +34,8 @@ def test_matched_words_say_why():
     assert matched_words("生鲜断货", "SH-003 生鲜断货") == ["生鲜", "鲜断", "断货"]
     assert matched_words("Restock", "restocked from WH") == []  # trigrams alone are not shown as words
     assert matched_words("断", "断货") == ["断"]
+    # function words say nothing of why two incidents are alike
+    assert matched_words("visitors of the North region", "the North supplier was late") == ["north"]
 
 
 def test_short_actions_take_the_first_sentence_in_the_readers_language():

@@ -46,12 +46,22 @@ def tokens(text: str) -> Counter:
     return out
 
 
+# words that say nothing about why two incidents are alike; BM25 already weighs them near zero, but a
+# person reading "similar words: the, of" would rightly doubt the match
+FUNCTION_WORDS = frozenset({
+    "a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "has", "in", "is", "it", "its", "of", "on",
+    "or", "the", "to", "was", "were", "with", "的", "了", "是", "在", "和", "与", "及",
+})  # fmt: skip
+
+
 def matched_words(query: str, text: str) -> list[str]:
-    """The query's words and CJK bigrams (or single characters) that `text` contains, for "why it matched"."""
+    """The query's words and CJK bigrams (or single characters) that `text` contains, for "why it matched"
+    (function words left out)."""
     q, t = tokens(query), tokens(text)
-    shown = [k.split(":", 1)[1] for k in q if k in t and k.startswith(("w:", "c2:"))]
+    common = [k for k in q if k in t and k.split(":", 1)[1] not in FUNCTION_WORDS]
+    shown = [k.split(":", 1)[1] for k in common if k.startswith(("w:", "c2:"))]
     if not shown:
-        shown = [k.split(":", 1)[1] for k in q if k in t and k.startswith("c1:")]
+        shown = [k.split(":", 1)[1] for k in common if k.startswith("c1:")]
     return shown[:6]
 
 
