@@ -24,6 +24,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent))
 from business_set import FAMILIES, LabelledSeries, make_family  # noqa: E402
+from metricloop.cli_detect import _params  # noqa: E402
 from metricloop.detect.calendar import Calendar  # noqa: E402
 from metricloop.detect.csvio import detect_csv  # noqa: E402
 
@@ -83,9 +84,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--detectors", default="auto,zscore")
     ap.add_argument("--keep", type=Path, default=None, help="write the input and output CSVs here")
     ap.add_argument("--worst", type=int, default=0, help="list the N series with the most false events")
+    ap.add_argument("--sensitivity", type=float, default=5.0)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a detector setting for every series (e.g. min_duration=2), as `metricloop detect --set`")
     args = ap.parse_args(argv)
     dets = args.detectors.split(",")
     cal = Calendar(None, china_holidays="learn")  # what `metricloop detect` uses by default
+    params = _params(args.set) or None
     rows = []
     per: dict[str, dict[str, list]] = {d: defaultdict(list) for d in dets}
     worst = []
@@ -100,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         for det in dets:
             t0, c0 = time.perf_counter(), time.process_time()
             for s in series:
-                res = detect_csv(root / "in" / fam / f"{s.name}.csv", detector=det, calendar=cal)
+                res = detect_csv(root / "in" / fam / f"{s.name}.csv", detector=det, calendar=cal,
+                                 sensitivity=args.sensitivity, params=params)
                 if args.keep:
                     out = root / det / fam / f"{s.name}.csv"
                     out.parent.mkdir(parents=True, exist_ok=True)

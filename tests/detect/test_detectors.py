@@ -131,6 +131,11 @@ def test_sensitivity_mapping_and_monotonic_alert_count(daily):
     # an hourly series is judged 24 times a day: its k is raised to the same false alerts per day
     assert sensitivity_to_k(5, "hour") == pytest.approx(5.58, abs=0.01)
     assert sensitivity_to_k(5, "day") == sensitivity_to_k(5, "week") == 5.0
+    # a step is judged 86,400 s / step times a day: 48 at 30 minutes, 288 at 5, 1,440 at 1
+    assert sensitivity_to_k(5, "hour", 3600) == sensitivity_to_k(5, "hour")
+    assert sensitivity_to_k(5, "hour", 1800) == pytest.approx(5.70, abs=0.01)
+    assert sensitivity_to_k(5, "minute", 300) == pytest.approx(6.00, abs=0.01)
+    assert sensitivity_to_k(5, "minute", 60) == sensitivity_to_k(5, "minute") == pytest.approx(6.25, abs=0.01)
     times, values, _ = daily
     scores = get_detector("auto").score(values, times)
     counts = [apply_conditions(scores, DetectorConfig(sensitivity=s, direction="both")).is_anomaly.sum()

@@ -24,8 +24,23 @@ def default_direction(good_direction: str | None) -> str:
 
 
 def default_min_duration(grain: str | None) -> int:
-    """One day out of band is news; one hour usually is not (a blip): hours need two in a row."""
-    return {"hour": 2, "minute": 5}.get(grain or "", 1)
+    """One day out of band is news; one hour or one minute usually is not (a blip): hours and minutes
+    need two in a row."""
+    return {"hour": 2, "minute": 2}.get(grain or "", 1)
+
+
+def lone_point_alerts(grain: str | None, step: float | None = None) -> bool:
+    """Whether, under the default duration, one point far beyond the band alerts alone (`BLIP_MARGIN`).
+    A point that sums or averages five minutes or more (an hour's orders, a 5-minute CPU average) is
+    news at once when it is far out: half the usual orders at noon. A point sampled every minute or
+    two is one reading of a latency or a few requests: one odd reading (a pause, a scrape that caught
+    a burst) is the commonest noise such series have, and an outage shows in its next minute anyway."""
+    if step:
+        return step >= LONE_POINT_STEP
+    return grain != "minute"
+
+
+LONE_POINT_STEP = 300.0  # seconds: the shortest step whose points alert alone
 
 
 def default_sustained(grain: str | None) -> int:
@@ -221,7 +236,7 @@ class Flags:
 def band_flags(scores: Scores, config: DetectorConfig, *, z: np.ndarray | None = None) -> Flags:
     """The out-of-band points at `config.sensitivity` (and its run test). `z` (from `standardised`) may be
     passed in when it is already known: it does not depend on the sensitivity."""
-    k = sensitivity_to_k(config.sensitivity, scores.grain)
+    k = sensitivity_to_k(config.sensitivity, scores.grain, scores.step)
     lower, upper = band(scores, k)
     v, e = scores.values, scores.expected
     with np.errstate(invalid="ignore"):
@@ -302,7 +317,7 @@ def alert_mask(
         long_enough = np.maximum(up_run, down_run) >= min_duration
         if sustained is not None:  # a run found by the sustained test is as long as the run itself
             long_enough |= np.abs(sustained) >= min_duration
-        if config.min_duration is None and z is not None:
+        if config.min_duration is None and z is not None and lone_point_alerts(scores.grain, scores.step):
             # the default asks a blip to last; a point far beyond any blip (twice the usual hour at
             # noon) is news at once. An explicit min_duration is taken as written.
             with np.errstate(invalid="ignore"):

@@ -18,14 +18,24 @@ from metricloop.detect.base import COUNT, FIXED, GAUSS, Scores
 BUCKETS_PER_DAY = {"minute": 1440, "hour": 24}
 
 
-def sensitivity_to_k(sensitivity: float, grain: str | None = None) -> float:
+def points_per_day(grain: str | None = None, step: float | None = None) -> float:
+    """How many times a day a series is judged: 86,400 s over its step when the step is known and
+    under a day (288 at 5 minutes, 48 at 30 minutes, 12 at 2 hours), else by its grain's class
+    (24 for hours, 1,440 for minutes, 1 for days and coarser)."""
+    if step and 0 < step < 86400:
+        return 86400.0 / step
+    return float(BUCKETS_PER_DAY.get(grain or "", 1))
+
+
+def sensitivity_to_k(sensitivity: float, grain: str | None = None, step: float | None = None) -> float:
     """Band half-width in sd: k = 7 − 0.4·s for daily (and coarser) series (s=5 → 5, s=10 → 3).
 
-    Sub-daily series are judged 24 (1,440) times a day; their k is raised so that a series raises
-    no more false alerts a day than a daily one at the same sensitivity (s=5 → 5.58 for hours)."""
+    Sub-daily series are judged `points_per_day` times a day (24 for hours, 288 at 5 minutes); their
+    k is raised so that a series raises no more false alerts a day than a daily one at the same
+    sensitivity (s=5 → 5.58 for hours, 6.0 at 5 minutes, 6.25 for minutes)."""
     s = float(np.clip(sensitivity, 0.0, 10.0))
     k = 7.0 - 0.4 * s
-    per_day = BUCKETS_PER_DAY.get(grain or "", 1)
+    per_day = points_per_day(grain, step)
     if per_day > 1:
         k = float(stats.norm.isf(stats.norm.sf(k) / per_day))
     return k
