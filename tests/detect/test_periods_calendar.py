@@ -174,3 +174,29 @@ def test_a_heavy_tailed_series_learns_its_own_tail():
         s = scores.score[~scores.learning]
         shares[label] = float((s >= 0.999).mean()) / 0.001
     assert shares["fit"] < 12 and shares["model"] > 2.5 * shares["fit"], shares
+
+
+def test_a_first_holiday_is_judged_with_the_spread_holidays_usually_have():
+    """Before a series has any past day off to learn its lift from, a holiday is still judged by its
+    weekly rhythm, but with the uncertainty of a lift nobody has seen yet (`LIFT_PRIOR_SD`): a shop
+    that does half again its Sunday on its first Mid-Autumn is not an incident. From the first
+    holiday on, the lift is the series' own."""
+    from metricloop.detect.families import LIFT_PRIOR_SD, holiday_lift
+
+    times = pd.date_range("2024-08-01", "2024-10-31", freq="D")
+    masks = Calendar().masks(times, "day")
+    first = times.get_loc(pd.Timestamp("2024-09-16"))  # Mid-Autumn, a Monday: the first day off
+    later = times.get_loc(pd.Timestamp("2024-10-04"))  # National Day, after 6 days off were seen
+    assert masks.evidence[first] and masks.evidence[later] and not masks.evidence[:first - 2].any()
+    values = np.full((1, len(times)), 100.0)
+    values[0, masks.evidence] = 150.0
+    expected = np.full(values.shape, 100.0)
+    sd = np.full(values.shape, 3.0)
+    e, s = holiday_lift(values, expected, sd, np.array([False]), np.zeros(values.shape, bool), masks, 86400.0)
+    assert e[0, first] == 100.0  # no lift is assumed
+    # the noise plus the lift's spread (less what the noise already holds) and its mean's error
+    assert s[0, first] == pytest.approx(np.sqrt(9 + 100**2 * (2 * LIFT_PRIOR_SD**2 - 9 / 100**2)))
+    assert (150.0 - e[0, first]) / s[0, first] < 2  # half again the usual day is well inside
+    assert e[0, later] > 120.0 and s[0, later] < s[0, first]  # learnt: the series' own lift
+    ordinary = ~masks.evidence
+    assert (e[0, ordinary] == 100.0).all() and (s[0, ordinary] == 3.0).all()

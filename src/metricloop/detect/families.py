@@ -336,9 +336,12 @@ def holiday_lift(values: np.ndarray, expected: np.ndarray, scale: np.ndarray, is
                  learning: np.ndarray, masks, step: float | None,
                  judged: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """`expected` and `scale` (sd, or variance where `is_var`) on days off and make-up workdays, moved by
-    each series' own lift on the past ones (causal: from the buckets before). Unchanged elsewhere, and
-    on the first such day a series has. `judged` (series × time, > 0 where the engine judged the day by a learnt holiday
-    pattern) keeps the lifts of days judged as a Sunday apart from those judged as their own weekday."""
+    each series' own lift on the past ones (causal: from the buckets before). Unchanged elsewhere. On the
+    first such day a series has, no lift and the spread of one nobody has seen yet (`LIFT_PRIOR_SD`): a
+    first Mid-Autumn half again busier than a Sunday is inside it; a day at zero is ~3.5 sd off, so a
+    run of them (an outage over the holiday) still alerts. `judged` (series × time, > 0 where the
+    engine judged the day by a learnt holiday pattern) keeps the lifts of days judged as a Sunday apart
+    from those judged as their own weekday."""
     ev = getattr(masks, "evidence", None) if masks is not None else None
     if ev is None or not np.any(ev) or not step:
         return expected, scale
@@ -371,7 +374,7 @@ def holiday_lift(values: np.ndarray, expected: np.ndarray, scale: np.ndarray, is
             mean = np.where(n > 0, s1 / np.maximum(n, 1), 0.0)
             var = np.where(n > 1, np.maximum(s2 / np.maximum(n, 1) - mean * mean, 0.0), 0.0)
         spread2 = (LIFT_PRIOR_DAYS * LIFT_PRIOR_SD**2 + days * var) / (LIFT_PRIOR_DAYS + days)
-        use = (days >= 1) & np.isfinite(e) & (e > 0)
+        use = np.isfinite(e) & (e > 0)
         w = days / (days + LIFT_PRIOR_DAYS)
         lift = np.exp(w * mean)
         e_new = e * lift
