@@ -247,3 +247,11 @@ def test_the_set_up_replay_keeps_each_morning_s_clock(demo):
     mornings = {datetime(d.year, d.month, d.day, 1, 0, tzinfo=UTC)  # 09:00 Beijing time
                 for d in (end - timedelta(days=1), end, end + timedelta(days=1))}
     assert {aware(i.created_at) for i in opened} <= mornings
+
+
+def test_the_demo_ends_yesterday_in_shanghai_whatever_the_machine_clock():
+    from metricloop.demo.setup import default_end
+
+    # 22:55 UTC on 12-07 is 06:55 on 12-08 in Shanghai: the data end on 12-07, not 12-06
+    assert default_end(datetime(2026, 12, 7, 22, 55, tzinfo=UTC)) == date(2026, 12, 7)
+    assert default_end(datetime(2026, 12, 7, 8, 0, tzinfo=UTC)) == date(2026, 12, 6)

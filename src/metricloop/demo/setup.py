@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import yaml
 from sqlalchemy import func, select
@@ -49,6 +50,17 @@ def demo_definitions(into: str | None = None) -> str:
     return service.dump_yaml(doc)
 
 
+DEMO_TZ = ZoneInfo("Asia/Shanghai")  # the demo's data and its people are in China
+
+
+def default_end(now: datetime | None = None) -> date:
+    """The demo data's last day: yesterday in Asia/Shanghai, where its timestamps are local time and
+    the replay ends the morning after. Not yesterday on this machine: after 16:00 UTC it is already
+    tomorrow in Shanghai, and the hourly monitors would find a whole day of data missing."""
+    now = now or datetime.now(DEMO_TZ)
+    return now.astimezone(DEMO_TZ).date() - timedelta(days=1)
+
+
 def install_demo(
     ws,
     *,
@@ -61,7 +73,7 @@ def install_demo(
 ) -> dict:
     from metricloop.demo.generate import generate
 
-    last = date.fromisoformat(str(end)) if end else date.today() - timedelta(days=1)
+    last = date.fromisoformat(str(end)) if end else default_end()
     summary = generate(ws.home, scale=scale, seed=seed, end=last, progress=progress)
     if into:
         from metricloop.demo.load import load_into
@@ -160,8 +172,7 @@ def replay_report(summary: dict) -> str:
 def replay(ws, *, last: date, days: int = 7, progress=None) -> list:
     """Run the demo's daily monitors as they would have run each morning of the last `days` days, so a new
     user finds the recent incidents waiting. Notifications go to the demo inbox when the server runs."""
-    from datetime import datetime, time
-    from zoneinfo import ZoneInfo
+    from datetime import time
 
     from metricloop.monitors.service import run_monitor
 
@@ -169,7 +180,7 @@ def replay(ws, *, last: date, days: int = 7, progress=None) -> list:
     runs = []
     total = max(1, days * len(monitors))
     for i in range(days):
-        morning = datetime.combine(last - timedelta(days=days - 2 - i), time(9), tzinfo=ZoneInfo("Asia/Shanghai"))
+        morning = datetime.combine(last - timedelta(days=days - 2 - i), time(9), tzinfo=DEMO_TZ)
         for j, m in enumerate(monitors):
             if progress:
                 progress(f"replaying {morning:%m-%d} {m.name}", (i * len(monitors) + j) / total)
