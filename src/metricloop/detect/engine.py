@@ -20,6 +20,7 @@ series is "learning".
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,6 +76,9 @@ class EngineParams:
     period_window: int = 0
     period_hints: tuple[int, ...] = ()
     period: int = 0  # a cycle declared by a person, in points (0 = none declared)
+    # a profile slot this many sd from its recent visits' fit at a re-check is re-set to it (0 = never):
+    # `run_z`, the line beyond which points in a row stay out of the baseline
+    release_z: float = 2.0
 
 
 @dataclass
@@ -196,6 +200,7 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
     # what the time-of-day slots of a sub-hourly profile add to its hours (`profiles.refine_slots`), as
     # last applied to S: a re-check adds the change, leaving what the updates learned since
     R = np.zeros((m, pmax))
+    rel_at = np.full((m, pmax), -1, np.int64)  # when each slot was last re-set (`_release_stuck_slots`)
     slot_days = max([PROFILES[c] for c in candidates if c.startswith(SLOT_PROFILES)], default=0)
     slot_days = slot_days // 2 if any(c.startswith("slot_by_daytype:") for c in candidates) else slot_days
     L = np.zeros(m)
@@ -218,7 +223,7 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
 
     def add_cycle(period: int) -> int:
         """The index of profile cycle:`period`, added to the candidates on first sight."""
-        nonlocal phase_tab, phase_real, weekly, allowed, S, old_S, closed, pmax, R
+        nonlocal phase_tab, phase_real, weekly, allowed, S, old_S, closed, pmax, R, rel_at
         name = f"cycle:{period}"
         if name in candidates:
             return candidates.index(name)
@@ -234,6 +239,7 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
             old_S = np.pad(old_S, grow, constant_values=0.0)
             closed = np.pad(closed, grow, constant_values=False)
             R = np.pad(R, grow, constant_values=0.0)
+            rel_at = np.pad(rel_at, grow, constant_values=-1)
             pmax = period
         return len(candidates) - 1
 
@@ -266,6 +272,64 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
             # four weeks: a time-of-day slot of a day off needs MIN_SLOT_DAYS weekend days
             need = max(need, 28 * slot_days)
         return max(0, t - need)
+
+    # slots visited once a day or once a week can get stuck (`_release_stuck_slots`)
+    release = p.release_z > 0 and max(PROFILES[c] for c in candidates) > 1
+
+    def _release_stuck_slots(j: np.ndarray, lo: int, t: int) -> None:
+        """Re-set the profile slots whose own recent visits all missed them on the same side.
+
+        A slot is visited once a day or once a week, and a visit beyond `exclude_z` (or two in a row
+        beyond `run_z`) never enters the baseline: no run of points in a row ever forms to make it a
+        new normal, so a shop's Thursday 14:00 rush or a new Saturday routine that the warm-up did not
+        show would be "an anomaly" every week for good, and its weekly excesses would teach the score's
+        calibration that huge deviations are common (a real spike is then missed). Per slot, the median
+        over its visits since `lo` of the error against what the model expected then (a ratio for a
+        multiplicative series); where that median is more than `release_z` sd out, with at least
+        `RELEASE_VISITS` visits, the slot takes it. The median ignores a one-off, and the slots' common
+        part (a level that moved, which a new normal handles) is taken out first."""
+        for c in np.unique(prof[j]):
+            r = j[prof[j] == c]
+            period = PROFILES[candidates[c]]
+            ph_c = phase_tab[c, lo:t]
+            x = y[r, lo:t]
+            e = expected[lo:t, r].T
+            sd_t = scale[lo:t, r].T
+            sd_t = np.where((fam[r] == FAM_COUNT)[:, None], np.sqrt(np.maximum(sd_t, 0.0)), sd_t)
+            # visits since the slot's last re-set only: those before it were judged against the old value
+            after = np.arange(lo, t)[None, :] > rel_at[r][:, ph_c]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                ok = np.isfinite(x) & np.isfinite(e) & np.isfinite(sd_t) & (sd_t > 0) & ~exT[lo:t, r].T & after
+                z = np.where(ok, (x - e) / sd_t, np.nan)
+                mr = mult[r][:, None]
+                err = np.where(ok, np.where(mr, x / np.where(np.abs(e) > TINY, e, np.nan), x - e), np.nan)
+            z_med = np.full((len(r), period), np.nan)
+            e_med = np.full((len(r), period), np.nan)
+            for k in range(period):
+                at = ph_c == k
+                if at.sum() < RELEASE_VISITS:
+                    continue
+                zk, ek = z[:, at], err[:, at]
+                enough = np.isfinite(zk).sum(axis=1) >= RELEASE_VISITS
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    z_med[:, k] = np.where(enough, np.nanmedian(zk, axis=1), np.nan)
+                    e_med[:, k] = np.where(enough, np.nanmedian(ek, axis=1), np.nan)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                common_z = np.nanmedian(z_med, axis=1)
+                common_e = np.nanmedian(e_med, axis=1)
+            common_z = np.nan_to_num(common_z)
+            common_e = np.where(np.isfinite(common_e), common_e, np.where(mult[r], 1.0, 0.0))
+            stuck = (np.abs(z_med - common_z[:, None]) > p.release_z) & ~closed[r, :period]
+            if not stuck.any():
+                continue
+            with np.errstate(invalid="ignore", divide="ignore"):
+                fix = np.where(mult[r][:, None], S[r, :period] * e_med / common_e[:, None],
+                               S[r, :period] + e_med - common_e[:, None])
+            done = stuck & np.isfinite(fix)
+            S[r, :period] = np.where(done, fix, S[r, :period])
+            rel_at[r, :period] = np.where(done, t, rel_at[r, :period])
 
     if p.period >= 2 and p.seasonality in ("auto", "none"):
         declared = add_cycle(int(p.period))  # (it grows `allowed`: add first, then index)
@@ -314,14 +378,17 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
             V[idx] = np.maximum(p.init_inflation * sig**2 - noise, 0.0)
             inited[idx] = True
             since[idx] = 0
-        elif (len(candidates) > 1 or find_cycles) and t % p.reselect_every == 0:
+        elif (len(candidates) > 1 or find_cycles or release) and t % p.reselect_every == 0:
             # ---- look at the profile again on recent clean history: a weekly pattern hidden in the
             # warm-up (a festival, a new store), or a cycle that needed more history to show, is
             # picked up later, causally
             idx = np.flatnonzero(inited & (since >= p.reselect_every))
             if len(idx) and find_cycles:
                 look_for_cycles(idx, t)
-            if len(idx) and len(candidates) > 1:
+            if len(idx) and len(candidates) == 1 and release:
+                # one profile to choose from (days): nothing to re-fit, only stuck slots to re-set
+                _release_stuck_slots(idx, window_start(idx, t), t)
+            elif len(idx) and len(candidates) > 1:
                 lo = window_start(idx, t)
                 win = y[idx, lo:t].copy()
                 win[excluded[lo:t, idx].T] = np.nan
@@ -354,10 +421,17 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
                         j = idx[same]
                         S[j] += detail["refine"][same] - R[j]
                         R[j] = detail["refine"][same]
+                if release:
+                    # (a sub-hourly time-of-day profile has its own re-check: `refine_slots` above)
+                    own = np.array([candidates[c].startswith(SLOT_PROFILES) for c in prof[idx]], bool)
+                    stay = (choice == prof[idx]) & ~own
+                    if stay.any():
+                        _release_stuck_slots(idx[stay], lo, t)
                 if moved.any():
                     j = idx[moved]
                     R[j] = detail["refine"][moved]
                     prof[j], S[j], L[j], B[j] = choice[moved], season[moved], lvl[moved], 0.0
+                    rel_at[j] = t  # errors before the switch were against another profile
                     old_age[j] = -1  # a remembered level belongs to the old profile
                     closed[j] = shut_win[moved]
                     wden = den[j, lo:t] if den is not None else None
@@ -464,6 +538,7 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
                 sd[b] = np.maximum(old_sd[back], p.rel_floor * np.abs(old_pred[back]))
                 L[b], B[b] = old_L[b], 0.0
                 S[b] = old_S[b]
+                rel_at[b] = t  # the profile restored is another one than the errors so far were against
                 s[b] = s_old[back]
                 if lvl is not L:
                     lvl = lvl.copy()
@@ -567,6 +642,7 @@ def _expect(level: np.ndarray, s: np.ndarray, mult: np.ndarray, fam: np.ndarray)
     return np.where(fam == FAM_GAUSS, pred, np.maximum(pred, 0.0))
 
 
+RELEASE_VISITS = 3  # visits of a slot in the re-check's window before its fit can re-set it
 LEARN_DAYS = 2  # past days off (or make-up workdays) that must have looked like one before the calendar is used
 RECALL_FOR = 8  # a level from before a new normal is remembered for this many adapt_after spans
 LIFT_PRIOR_SD = 0.3  # how far event lifts usually are from 1 (a +30 % promotion day is ordinary)
