@@ -88,10 +88,15 @@ def _handler(receiver: Receiver):
             pass
 
         def _handle(self):
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length)
             with receiver.lock:
                 receiver.arrivals.append(self.headers.get("X-Metricloop-Idempotency-Key"))
             receiver.arrived.set()
+            if len(body) < length:
+                # the sender died between its headers and its body (a killed dispatcher): as for a real
+                # server, nothing arrived to act on and there is no one to answer
+                return
             answer = receiver.next_answer()
             if answer == "hang":
                 time.sleep(receiver.hang_seconds)
