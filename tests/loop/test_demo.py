@@ -249,6 +249,17 @@ def test_the_set_up_replay_keeps_each_morning_s_clock(demo):
     assert {aware(i.created_at) for i in opened} <= mornings
 
 
+def test_a_replay_set_up_before_nine_in_shanghai_runs_its_last_morning_now_not_later(demo):
+    from metricloop.demo.setup import replay
+
+    ws = demo()
+    end = date(2026, 11, 20)
+    now = datetime(2026, 11, 20, 23, 30, tzinfo=UTC)  # 07:30 on 11-21 in Shanghai, before the 09:00 run
+    runs = replay(ws, last=end, days=2, now=now)
+    assert runs and max(aware(r.scheduled_for) for r in runs) == now
+    assert all(aware(i.created_at) <= now for i in incidents(ws))
+
+
 def test_the_demo_ends_yesterday_in_shanghai_whatever_the_machine_clock():
     from metricloop.demo.setup import default_end
 

@@ -169,9 +169,11 @@ def replay_report(summary: dict) -> str:
     return line + (f"; {n(history, 'resolved past incident')} seeded for the knowledge base" if history else "")
 
 
-def replay(ws, *, last: date, days: int = 7, progress=None) -> list:
+def replay(ws, *, last: date, days: int = 7, progress=None, now: datetime | None = None) -> list:
     """Run the demo's daily monitors as they would have run each morning of the last `days` days, so a new
-    user finds the recent incidents waiting. Notifications go to the demo inbox when the server runs."""
+    user finds the recent incidents waiting. Notifications go to the demo inbox when the server runs. The
+    last morning is the one after `last`; set up before 09:00 there, it runs at `now` (default: the clock),
+    never later: a run dated later today would read as one from the future."""
     from datetime import time
 
     from metricloop.monitors.service import run_monitor
@@ -181,6 +183,7 @@ def replay(ws, *, last: date, days: int = 7, progress=None) -> list:
     total = max(1, days * len(monitors))
     for i in range(days):
         morning = datetime.combine(last - timedelta(days=days - 2 - i), time(9), tzinfo=DEMO_TZ)
+        morning = min(morning, (now or datetime.now(DEMO_TZ)).astimezone(DEMO_TZ))
         for j, m in enumerate(monitors):
             if progress:
                 progress(f"replaying {morning:%m-%d} {m.name}", (i * len(monitors) + j) / total)
