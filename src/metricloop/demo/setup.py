@@ -181,9 +181,10 @@ def replay(ws, *, last: date, days: int = 7, progress=None, now: datetime | None
     monitors = [m for m in ws.catalog().all("monitor").values() if m.schedule.cron and m.schedule.cron.startswith("0 ")]
     runs = []
     total = max(1, days * len(monitors))
+    latest = (now or datetime.now(DEMO_TZ)).astimezone(DEMO_TZ)
     for i in range(days):
         morning = datetime.combine(last - timedelta(days=days - 2 - i), time(9), tzinfo=DEMO_TZ)
-        morning = min(morning, (now or datetime.now(DEMO_TZ)).astimezone(DEMO_TZ))
+        morning = min(morning, latest)
         for j, m in enumerate(monitors):
             if progress:
                 progress(f"replaying {morning:%m-%d} {m.name}", (i * len(monitors) + j) / total)

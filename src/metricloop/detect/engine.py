@@ -20,7 +20,6 @@ series is "learning".
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +36,7 @@ from metricloop.detect.profiles import (  # noqa: F401 - FAM_* and TINY are part
     _nanmedian,
     init_state,
     slot_counts,
+    slot_medians,
     slot_sums,
 )
 
@@ -76,8 +76,8 @@ class EngineParams:
     period_window: int = 0
     period_hints: tuple[int, ...] = ()
     period: int = 0  # a cycle declared by a person, in points (0 = none declared)
-    # a profile slot this many sd from its recent visits' fit at a re-check is re-set to it (0 = never):
-    # `run_z`, the line beyond which points in a row stay out of the baseline
+    # a profile slot whose recent visits' median error is this many sd out at a re-check is re-set by it
+    # (0 = never): `run_z`, the line beyond which points in a row stay out of the baseline
     release_z: float = 2.0
 
 
@@ -303,23 +303,11 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
                 z = np.where(ok, (x - e) / sd_t, np.nan)
                 mr = mult[r][:, None]
                 err = np.where(ok, np.where(mr, x / np.where(np.abs(e) > TINY, e, np.nan), x - e), np.nan)
-            z_med = np.full((len(r), period), np.nan)
-            e_med = np.full((len(r), period), np.nan)
-            for k in range(period):
-                at = ph_c == k
-                if at.sum() < RELEASE_VISITS:
-                    continue
-                zk, ek = z[:, at], err[:, at]
-                enough = np.isfinite(zk).sum(axis=1) >= RELEASE_VISITS
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    z_med[:, k] = np.where(enough, np.nanmedian(zk, axis=1), np.nan)
-                    e_med[:, k] = np.where(enough, np.nanmedian(ek, axis=1), np.nan)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                common_z = np.nanmedian(z_med, axis=1)
-                common_e = np.nanmedian(e_med, axis=1)
-            common_z = np.nan_to_num(common_z)
+            enough = slot_counts(ok, ph_c, period) >= RELEASE_VISITS
+            z_med = np.where(enough, slot_medians(z, ph_c, period)[0], np.nan)
+            e_med = np.where(enough, slot_medians(err, ph_c, period)[0], np.nan)
+            common_z = np.nan_to_num(_nanmedian(z_med))
+            common_e = _nanmedian(e_med)
             common_e = np.where(np.isfinite(common_e), common_e, np.where(mult[r], 1.0, 0.0))
             stuck = (np.abs(z_med - common_z[:, None]) > p.release_z) & ~closed[r, :period]
             if not stuck.any():
@@ -423,7 +411,7 @@ def run_engine(batch: Batch, masks: CalendarMasks | None, p: EngineParams, kind:
                         R[j] = detail["refine"][same]
                 if release:
                     # (a sub-hourly time-of-day profile has its own re-check: `refine_slots` above)
-                    own = np.array([candidates[c].startswith(SLOT_PROFILES) for c in prof[idx]], bool)
+                    own = np.array([c.startswith(SLOT_PROFILES) for c in candidates], bool)[prof[idx]]
                     stay = (choice == prof[idx]) & ~own
                     if stay.any():
                         _release_stuck_slots(idx[stay], lo, t)
@@ -659,7 +647,8 @@ def resolution(win: np.ndarray) -> np.ndarray:
     day's sales that move by thousands have no resolution in the thousands, their smallest step in a
     warm-up is chance (a floor of 3,464 on a 30,000 a day series made its band 2.5 times too wide)."""
     with np.errstate(invalid="ignore"):
-        d = np.abs(np.diff(win, axis=1))
+        step = np.diff(win, axis=1)
+        d = np.abs(step)
         d = np.where(np.isfinite(d) & (d > 0), d, np.inf)
     q = d.min(axis=1) if d.shape[1] else np.full(win.shape[0], np.inf)
     q = np.where(np.isfinite(q), q, 0.0)
@@ -669,7 +658,7 @@ def resolution(win: np.ndarray) -> np.ndarray:
         whole = near & (np.abs(r - np.round(r)) <= QUANTUM_TOL)
         share = whole.sum(axis=1) / np.maximum(near.sum(axis=1), 1)
         steps = np.isfinite(d).sum(axis=1)
-        moves = np.isfinite(np.diff(win, axis=1)).sum(axis=1)
+        moves = np.isfinite(step).sum(axis=1)
         still = 1 - steps / np.maximum(moves, 1)
     # a series that mostly stands still (a disk idle but for its writes) moves by its smallest step at
     # least: kept; so are too few steps to tell
